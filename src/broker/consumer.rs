@@ -1,0 +1,136 @@
+//! The hand-off between a queue and the connection that serves one of its consumers.
+//!
+//! A queue decides, under its own lock, which consumer gets which message; it then pushes the
+//! delivery into that consumer's [`Outbox`] and wakes the connection task. The connection pulls
+//! from the outbox when its session window allows and turns the items into transfers. The queue
+//! never waits on a connection and a connection never holds a queue's lock while it writes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::message::Message;
+
+/// Identifies one consumer (one receiving link) across the whole broker.
+pub type ConsumerId = u64;
+
+/// One thing a queue hands to a consumer.
+// Deliveries are the common case; boxing them would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum OutItem {
+    /// A message acquired for this consumer; it stays acquired until settled or released.
+    Deliver(Delivery),
+    /// The queue has honoured a drain request: the link's delivery-count is now `delivery_count`
+    /// and its credit is zero. The connection answers the peer with a drained `flow`.
+    DrainDone {
+        /// The delivery-count after the drain (the credit limit the peer had granted).
+        delivery_count: u32,
+    },
+}
+
+/// A message on its way to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The queue's sequence number of the entry: the key the consumer settles it by.
+    pub seq: u64,
+    /// The message as received; its header is rewritten on the wire when `delivery_count` differs.
+    pub message: Message,
+    /// How many earlier deliveries of this message failed (header delivery-count on the wire).
+    pub delivery_count: u32,
+}
+
+/// Wakes one connection task when any of its consumers has something to send.
+///
+/// Outboxes mark themselves in `ready` so the connection visits only the consumers that have
+/// work, not all of its links.
+#[derive(Debug, Default)]
+pub struct ConnWaker {
+    notify: Notify,
+    ready: Mutex<Vec<ConsumerId>>,
+}
+
+impl ConnWaker {
+    /// Creates a waker for one connection.
+    pub fn new() -> Arc<ConnWaker> {
+        Arc::new(ConnWaker::default())
+    }
+
+    /// Resolves when some consumer of this connection has become ready since the last call.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Takes the consumers that became ready since the last call.
+    pub fn take_ready(&self, into: &mut Vec<ConsumerId>) {
+        into.append(&mut lock(&self.ready));
+    }
+
+    fn mark_ready(&self, consumer: ConsumerId) {
+        lock(&self.ready).push(consumer);
+        self.notify.notify_one();
+    }
+}
+
+/// The queue-to-connection channel of one consumer.
+#[derive(Debug)]
+pub struct Outbox {
+    consumer: ConsumerId,
+    items: Mutex<VecDeque<OutItem>>,
+    waker: Arc<ConnWaker>,
+}
+
+impl Outbox {
+    /// Creates the outbox of `consumer`, waking `waker` when items arrive.
+    pub fn new(consumer: ConsumerId, waker: Arc<ConnWaker>) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            consumer,
+            items: Mutex::new(VecDeque::new()),
+            waker,
+        })
+    }
+
+    /// The consumer this outbox belongs to.
+    pub fn consumer(&self) -> ConsumerId {
+        self.consumer
+    }
+
+    /// Appends an item; wakes the connection when the outbox was empty (it is already awake
+    /// otherwise, or will find the items when it next looks).
+    pub fn push(&self, item: OutItem) {
+        let mut items = lock(&self.items);
+        let was_empty = items.is_empty();
+        items.push_back(item);
+        drop(items);
+        if was_empty {
+            self.waker.mark_ready(self.consumer);
+        }
+    }
+
+    /// Removes and returns the first item, if any.
+    pub fn pop(&self) -> Option<OutItem> {
+        lock(&self.items).pop_front()
+    }
+
+    /// Puts an item back at the front (the connection could not send it yet).
+    pub fn unpop(&self, item: OutItem) {
+        lock(&self.items).push_front(item);
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.items).is_empty()
+    }
+
+    /// Empties the outbox, returning what was never sent.
+    pub fn drain_all(&self) -> Vec<OutItem> {
+        lock(&self.items).drain(..).collect()
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical section
+/// in the broker leaves its data consistent before anything that could panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

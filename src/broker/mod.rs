@@ -1,0 +1,13 @@
+//! The broker core: named queues and the consumers attached to them.
+//!
+//! Nothing here knows frames or performatives. The engine asks the core for a node by address
+//! and then speaks to it in messages, consumers, credit and outcomes.
+
+pub mod consumer;
+pub mod queue;
+pub mod ready;
+pub mod router;
+
+pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
+pub use queue::{Outcome, Queue, QueueStats};
+pub use router::{RouteError, Router};

@@ -1,0 +1,106 @@
+//! Addresses to nodes: finds or creates the queue an attach or a message names.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::config::QueueRules;
+
+use super::consumer::ConsumerId;
+use super::queue::Queue;
+
+/// Why an address could not be resolved to a node.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// No such queue, and the configuration does not allow creating it on demand.
+    #[error("no queue named '{0}' (auto_create is off for it)")]
+    NotFound(String),
+    /// The address is not a usable queue name.
+    #[error("'{0}' is not a valid queue name: {1}")]
+    InvalidName(String, &'static str),
+}
+
+/// Every queue of the broker, by name.
+#[derive(Debug)]
+pub struct Router {
+    rules: QueueRules,
+    queues: DashMap<String, Arc<Queue>>,
+    next_id: AtomicU64,
+}
+
+impl Router {
+    /// A router with no queues yet; `rules` gives the settings of queues created on demand.
+    pub fn new(rules: QueueRules) -> Router {
+        Router {
+            rules,
+            queues: DashMap::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The queue named `address`, created with its matching settings when they allow it.
+    pub fn queue(&self, address: &str) -> Result<Arc<Queue>, RouteError> {
+        if let Some(q) = self.queues.get(address) {
+            return Ok(q.clone());
+        }
+        validate_name(address)?;
+        let settings = self.rules.settings_for(address);
+        if !settings.auto_create {
+            return Err(RouteError::NotFound(address.to_string()));
+        }
+        let entry = self.queues.entry(address.to_string()).or_insert_with(|| {
+            tracing::debug!(queue = address, "queue created on first use");
+            Queue::new(address.to_string(), settings, false)
+        });
+        Ok(entry.clone())
+    }
+
+    /// Creates a queue with a generated name for a dynamic link; it is deleted by
+    /// [`Router::delete_dynamic`] when that link goes.
+    pub fn create_dynamic(&self) -> Arc<Queue> {
+        let name = format!("sluice.dynamic.{}", self.next_id());
+        let settings = self.rules.settings_for(&name);
+        let queue = Queue::new(name.clone(), settings, true);
+        self.queues.insert(name, queue.clone());
+        queue
+    }
+
+    /// Removes a dynamic queue (its messages go with it, as `delete-on-close` says).
+    pub fn delete_dynamic(&self, queue: &Queue) {
+        if queue.is_dynamic() {
+            self.queues.remove(queue.name());
+        }
+    }
+
+    /// The queue named `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.get(name).map(|q| q.clone())
+    }
+
+    /// Names of all queues, sorted.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.queues.iter().map(|e| e.key().clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// A fresh broker-wide id for a consumer (or anything else that needs one).
+    pub fn next_id(&self) -> ConsumerId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), RouteError> {
+    let bad = |why| Err(RouteError::InvalidName(name.to_string(), why));
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 255 {
+        return bad("it is longer than 255 bytes");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return bad("it contains control characters");
+    }
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! The broker's configuration: the `broker.toml` schema, its defaults, and validation
+//! that reports every mistake as `file:line:column: key: what is wrong`.
+//!
+//! The file is first read into a tree of values that remember where they came from
+//! (`Node`), then walked table by table. Doing the checks ourselves, rather than in
+//! serde derives, is what lets every error name both its position and its full key
+//! path, including dynamic parts such as `queues."orders.#"`.
+
+mod document;
+mod pattern;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use document::{child, get, Node, Source, Value};
+use pattern::Pattern;
+
+/// The whole broker configuration, after validation: every value is in range and
+/// every name is well formed, so the broker can use it without further checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Addresses to accept AMQP connections on (IP literals, not host names).
+    pub listen: Vec<SocketAddr>,
+    /// Directory holding the durable message store.
+    pub data_dir: PathBuf,
+    /// The container-id the broker announces in its `open` frame.
+    pub container_id: String,
+    /// Largest frame the broker accepts, announced in `open`; at least 512 (AMQP 2.7.1).
+    pub max_frame_size: u32,
+    /// Highest channel number a connection may use, announced in `open`.
+    pub channel_max: u16,
+    /// Highest link handle a session may use, announced in `begin`.
+    pub handle_max: u32,
+    /// Idle timeout announced in `open`, in milliseconds; 0 means none.
+    pub idle_timeout_ms: u32,
+    /// Incoming transfer window granted to each session; at least 1.
+    pub session_window: u32,
+    /// Credit granted to each producer link; at least 1.
+    pub link_credit: u32,
+    /// Most connections open at once; 0 means unlimited.
+    pub max_connections: u32,
+    /// Which SASL mechanisms are offered to which clients.
+    pub auth: AuthConfig,
+    /// Accounts accepted by SASL PLAIN; names are unique and non-empty.
+    pub users: Vec<User>,
+    /// Per-queue settings by name pattern.
+    pub queues: QueueRules,
+}
+
+/// Which clients may log in how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    /// Where SASL ANONYMOUS is accepted.
+    pub anonymous: Exposure,
+    /// Where SASL PLAIN is accepted over a socket without TLS (the password travels in clear).
+    pub plain_without_tls: Exposure,
+    /// Delay before answering a failed login, in milliseconds, to slow password guessing.
+    pub failure_delay_ms: u64,
+}
+
+/// Which peers a permission applies to, judged by the peer's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// No peer.
+    Never,
+    /// Only peers connecting from a loopback address.
+    Loopback,
+    /// Any peer.
+    Everywhere,
+}
+
+/// One SASL PLAIN account. `Debug` hides the password so configs can be logged.
+#[derive(Clone, PartialEq)]
+pub struct User {
+    /// Login name; unique within the configuration and never empty.
+    pub name: String,
+    /// Password, compared by [`Config::authenticate`].
+    pub password: String,
+    /// Roles granted to the account, such as `"admin"`; may be empty.
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// Where in which file a problem was found; lines and columns count from 1,
+/// columns in characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file name given to [`Config::from_toml`] or the path given to [`Config::load`].
+    pub origin: String,
+    /// Line number, from 1.
+    pub line: usize,
+    /// Column number in characters, from 1.
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.origin, self.line, self.column)
+    }
+}
+
+/// Why a configuration could not be loaded. The `Display` text is meant for the
+/// operator as is: it names the file, the position, the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {}", .path.display(), io_reason(.error))]
+    Read {
+        /// The path as given.
+        path: PathBuf,
+        /// The underlying failure.
+        error: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{at}: invalid TOML: {message}")]
+    Syntax {
+        /// Where the parser stopped.
+        at: Location,
+        /// The parser's description.
+        message: String,
+    },
+    /// A key that sluice does not know, usually a typo.
+    #[error("{at}: unknown key `{key}` in {table}; expected one of {}", .expected.join(", "))]
+    UnknownKey {
+        /// Where the key is.
+        at: Location,
+        /// The key as written.
+        key: String,
+        /// The table it was found in, e.g. `[broker]`.
+        table: String,
+        /// The keys that table accepts.
+        expected: Vec<&'static str>,
+    },
+    /// A known key with an unacceptable value.
+    #[error("{at}: {key}: {message}")]
+    Invalid {
+        /// Where the value is.
+        at: Location,
+        /// Full key path, e.g. `queues."orders.#".max_message_size`.
+        key: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+/// `io::Error` without the "(os error N)" suffix, which only adds noise for operators.
+fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+impl Default for Config {
+    /// The configuration `sluice` runs with when given no file; equal to parsing an empty file.
+    fn default() -> Config {
+        Config {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 5672))],
+            data_dir: PathBuf::from("data"),
+            container_id: "sluice".to_owned(),
+            max_frame_size: 65536,
+            channel_max: 255,
+            handle_max: 1023,
+            idle_timeout_ms: 60_000,
+            session_window: 2048,
+            link_credit: 1000,
+            max_connections: 0,
+            auth: AuthConfig {
+                anonymous: Exposure::Loopback,
+                plain_without_tls: Exposure::Loopback,
+                failure_delay_ms: 1000,
+            },
+            users: Vec::new(),
+            queues: QueueRules::default(),
+        }
+    }
+}
+
+const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues"];
+const BROKER_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "container_id",
+    "max_frame_size",
+    "channel_max",
+    "handle_max",
+    "idle_timeout_ms",
+    "session_window",
+    "link_credit",
+    "max_connections",
+];
+const AUTH_KEYS: &[&str] = &["anonymous", "plain_without_tls", "failure_delay_ms"];
+const USER_KEYS: &[&str] = &["name", "password", "roles"];
+
+impl Config {
+    /// Parses and validates a configuration. `origin` names the text in error messages
+    /// (usually the file name). Keys the text leaves out keep their defaults.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let src = Source { origin, text };
+        let root: Node = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            at: src.location(e.span().map_or(0, |s| s.start)),
+            message: e.message().trim().replace('\n', ": "),
+        })?;
+        let mut config = Config::default();
+        let root = src.table(&root, "", "the top level", ROOT_KEYS)?;
+        if let Some(node) = get(root, "broker") {
+            config.read_broker(&src, src.table(node, "broker", "[broker]", BROKER_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "auth") {
+            config
+                .auth
+                .read(&src, src.table(node, "auth", "[auth]", AUTH_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "users") {
+            config.users = read_users(&src, node)?;
+        }
+        if let Some(node) = get(root, "queues") {
+            config.queues = QueueRules::read(&src, node)?;
+        }
+        Ok(config)
+    }
+
+    /// Reads and validates the file at `path`; errors name the path as given.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// SASL PLAIN check: whether some configured user has this name and password.
+    /// Every account is compared in full, so the time taken reveals at most lengths,
+    /// not which name exists or how much of a password was right.
+    pub fn authenticate(&self, user: &str, password: &str) -> bool {
+        self.users.iter().fold(false, |found, u| {
+            found | (bytes_equal(&u.name, user) & bytes_equal(&u.password, password))
+        })
+    }
+
+    fn read_broker(&mut self, src: &Source, table: &[(String, Node)]) -> Result<(), ConfigError> {
+        for (key, node) in table {
+            let path = &child("broker", key);
+            match key.as_str() {
+                "listen" => self.listen = src.listen(node, path)?,
+                "data_dir" => self.data_dir = PathBuf::from(src.non_empty(node, path)?),
+                "container_id" => self.container_id = src.non_empty(node, path)?,
+                "max_frame_size" => self.max_frame_size = src.integer(node, path, 512, u32::MAX)?,
+                "channel_max" => self.channel_max = src.integer(node, path, 0, u16::MAX)?,
+                "handle_max" => self.handle_max = src.integer(node, path, 0, u32::MAX)?,
+                "idle_timeout_ms" => self.idle_timeout_ms = src.integer(node, path, 0, u32::MAX)?,
+                "session_window" => self.session_window = src.integer(node, path, 1, u32::MAX)?,
+                "link_credit" => self.link_credit = src.integer(node, path, 1, u32::MAX)?,
+                "max_connections" => self.max_connections = src.integer(node, path, 0, u32::MAX)?,
+                _ => {} // rejected by `Source::table`
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    fn read(&mut self, src: &Source, table: &[(String, Node)]) -> Result<(), ConfigError> {
+        for (key, node) in table {
+            let path = &child("auth", key);
+            match key.as_str() {
+                "anonymous" => self.anonymous = src.exposure(node, path)?,
+                "plain_without_tls" => self.plain_without_tls = src.exposure(node, path)?,
+                "failure_delay_ms" => {
+                    self.failure_delay_ms = src.integer(node, path, 0, u64::MAX)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_users(src: &Source, node: &Node) -> Result<Vec<User>, ConfigError> {
+    let Value::Array(entries) = &node.value else {
+        return Err(src.invalid(
+            node,
+            "users",
+            format!("expected [[users]] tables, found {}", node.describe()),
+        ));
+    };
+    let mut users: Vec<(User, &Node)> = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let path = format!("users[{index}]");
+        let table = src.table(
+            entry,
+            &path,
+            &format!("[[users]] entry {}", index + 1),
+            USER_KEYS,
+        )?;
+        let required = |key: &str| {
+            get(table, key).ok_or_else(|| src.invalid(entry, &path, format!("missing key `{key}`")))
+        };
+        let name_node = required("name")?;
+        let name = src.non_empty(name_node, &child(&path, "name"))?;
+        let password = src.string(required("password")?, &child(&path, "password"))?;
+        let roles = match get(table, "roles") {
+            Some(roles) => src.strings(roles, &child(&path, "roles"))?,
+            None => Vec::new(),
+        };
+        if let Some((_, first)) = users.iter().find(|(u, _)| u.name == name) {
+            let line = src.location(first.start()).line;
+            let message = format!("duplicate user \"{name}\" (first defined on line {line})");
+            return Err(src.invalid(name_node, &child(&path, "name"), message));
+        }
+        users.push((
+            User {
+                name,
+                password: password.to_owned(),
+                roles,
+            },
+            name_node,
+        ));
+    }
+    Ok(users.into_iter().map(|(u, _)| u).collect())
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a
+/// matching prefix.
+fn bytes_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Declares the per-queue keys once: each line yields a field of [`QueueSettings`]
+/// with its default, an optional override read from `[queues."pattern"]` with the
+/// named `Source` method, and the key-wise merge. Adding a key is adding a line.
+macro_rules! queue_settings {
+    ($( $(#[$doc:meta])* $key:ident: $ty:ty = $default:expr, read by $read:ident; )*) => {
+        /// Settings in force for one queue, after merging the `[queues."pattern"]`
+        /// tables that match its name (see [`QueueRules::settings_for`]).
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct QueueSettings {
+            $( $(#[$doc])* pub $key: $ty, )*
+        }
+
+        impl Default for QueueSettings {
+            /// The settings of a queue no pattern matches.
+            fn default() -> QueueSettings {
+                QueueSettings { $( $key: $default, )* }
+            }
+        }
+
+        /// The keys one `[queues."pattern"]` table sets.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        struct QueueOverrides {
+            $( $key: Option<$ty>, )*
+        }
+
+        impl QueueOverrides {
+            const KEYS: &'static [&'static str] = &[$( stringify!($key) ),*];
+
+            fn read(src: &Source, table: &[(String, Node)], path: &str) -> Result<Self, ConfigError> {
+                let mut overrides = QueueOverrides::default();
+                for (key, node) in table {
+                    match key.as_str() {
+                        $( stringify!($key) => overrides.$key = Some(src.$read(node, &child(path, key))?), )*
+                        _ => {}
+                    }
+                }
+                Ok(overrides)
+            }
+
+            /// Keeps the keys `self` sets and takes the rest from `fallback`.
+            fn or(self, fallback: &QueueOverrides) -> QueueOverrides {
+                QueueOverrides { $( $key: self.$key.or_else(|| fallback.$key.clone()), )* }
+            }
+
+            fn resolve(self) -> QueueSettings {
+                let defaults = QueueSettings::default();
+                QueueSettings { $( $key: self.$key.unwrap_or(defaults.$key), )* }
+            }
+        }
+    };
+}
+
+queue_settings! {
+    /// Create the queue when a link attaches to a name that does not exist yet.
+    auto_create: bool = true, read by boolean;
+    /// Keep the queue and its messages in the store across restarts.
+    durable: bool = true, read by boolean;
+    /// Largest message accepted, in bytes; 0 means unlimited.
+    max_message_size: u64 = 64 * 1024 * 1024, read by size;
+}
+
+/// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueRules {
+    rules: Vec<(Pattern, QueueOverrides)>,
+}
+
+impl QueueRules {
+    /// Settings for the queue named `queue`. Every `[queues."pattern"]` table whose
+    /// pattern matches contributes its keys; where several set the same key, the most
+    /// specific pattern wins, and keys no matching table sets take their defaults.
+    ///
+    /// Patterns are words separated by `.`: `*` matches exactly one word, `#` zero or
+    /// more (`orders.#` matches `orders` and `orders.eu.x`), anything else itself.
+    /// Specificity: a pattern without wildcards beats any with; otherwise compare word
+    /// by word from the left, a literal word beating `*` beating `#`; if still tied,
+    /// the longer pattern wins. So `orders.eu` > `orders.*` > `orders.#` > `#`.
+    pub fn settings_for(&self, queue: &str) -> QueueSettings {
+        let mut matching: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|(p, _)| p.matches(queue))
+            .collect();
+        matching.sort_by(|(a, _), (b, _)| b.cmp_specificity(a));
+        matching
+            .into_iter()
+            .fold(QueueOverrides::default(), |merged, (_, overrides)| {
+                merged.or(overrides)
+            })
+            .resolve()
+    }
+
+    fn read(src: &Source, node: &Node) -> Result<QueueRules, ConfigError> {
+        let Value::Table(tables) = &node.value else {
+            return Err(src.invalid(
+                node,
+                "queues",
+                format!("expected a table, found {}", node.describe()),
+            ));
+        };
+        let mut rules = Vec::new();
+        for (text, table) in tables {
+            let path = child("queues", text);
+            let pattern =
+                Pattern::parse(text).map_err(|message| src.invalid(table, &path, message))?;
+            let label = format!("[{path}]");
+            let overrides = QueueOverrides::read(
+                src,
+                src.table(table, &path, &label, QueueOverrides::KEYS)?,
+                &path,
+            )?;
+            rules.push((pattern, overrides));
+        }
+        Ok(QueueRules { rules })
+    }
+}
+
+#[cfg(test)]
+mod tests;

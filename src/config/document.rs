@@ -1,0 +1,371 @@
+//! A TOML document read into values that remember where they were written, and the
+//! typed readers `config.rs` validates them with. Every reader's error carries the
+//! value's line, column and key path, so the schema code never has to think about it.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::{ConfigError, Exposure, Location};
+
+/// Extends a key path, quoting keys that TOML would need quoted.
+pub(super) fn child(path: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+pub(super) fn get<'n>(table: &'n [(String, Node)], key: &str) -> Option<&'n Node> {
+    table.iter().find(|(k, _)| k == key).map(|(_, node)| node)
+}
+
+/// The text being parsed, for turning positions into locations.
+pub(super) struct Source<'a> {
+    pub(super) origin: &'a str,
+    pub(super) text: &'a str,
+}
+
+impl Source<'_> {
+    pub(super) fn location(&self, offset: usize) -> Location {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            origin: self.origin.to_owned(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    pub(super) fn invalid(&self, node: &Node, path: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            at: self.location(node.start()),
+            key: path.to_owned(),
+            message,
+        }
+    }
+
+    /// Checks that `node` is a table holding only `allowed` keys.
+    pub(super) fn table<'n>(
+        &self,
+        node: &'n Node,
+        path: &str,
+        label: &str,
+        allowed: &'static [&'static str],
+    ) -> Result<&'n [(String, Node)], ConfigError> {
+        let Value::Table(entries) = &node.value else {
+            return Err(self.invalid(
+                node,
+                path,
+                format!("expected a table, found {}", node.describe()),
+            ));
+        };
+        match entries
+            .iter()
+            .find(|(key, _)| !allowed.contains(&key.as_str()))
+        {
+            Some((key, value)) => Err(ConfigError::UnknownKey {
+                at: self.location(self.key_start(key, value)),
+                key: key.clone(),
+                table: label.to_owned(),
+                expected: allowed.to_vec(),
+            }),
+            None => Ok(entries),
+        }
+    }
+
+    /// Where `key` is written: toml reports spans for values only, so look back from
+    /// the value along its line; fall back to the value itself.
+    fn key_start(&self, key: &str, value: &Node) -> usize {
+        let start = value.start();
+        let line_start = self
+            .text
+            .get(..start)
+            .and_then(|t| t.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        self.text
+            .get(line_start..start)
+            .and_then(|line| line.rfind(key))
+            .map_or(start, |i| line_start + i)
+    }
+
+    pub(super) fn string<'n>(&self, node: &'n Node, path: &str) -> Result<&'n str, ConfigError> {
+        match &node.value {
+            Value::String(s) => Ok(s),
+            _ => Err(self.invalid(
+                node,
+                path,
+                format!("expected a string, found {}", node.describe()),
+            )),
+        }
+    }
+
+    pub(super) fn non_empty(&self, node: &Node, path: &str) -> Result<String, ConfigError> {
+        match self.string(node, path)? {
+            "" => Err(self.invalid(node, path, "must not be empty".to_owned())),
+            s => Ok(s.to_owned()),
+        }
+    }
+
+    pub(super) fn strings(&self, node: &Node, path: &str) -> Result<Vec<String>, ConfigError> {
+        let Value::Array(items) = &node.value else {
+            return Err(self.invalid(
+                node,
+                path,
+                format!("expected an array of strings, found {}", node.describe()),
+            ));
+        };
+        items
+            .iter()
+            .map(|item| self.string(item, path).map(str::to_owned))
+            .collect()
+    }
+
+    pub(super) fn boolean(&self, node: &Node, path: &str) -> Result<bool, ConfigError> {
+        match node.value {
+            Value::Boolean(b) => Ok(b),
+            _ => Err(self.invalid(
+                node,
+                path,
+                format!("expected true or false, found {}", node.describe()),
+            )),
+        }
+    }
+
+    pub(super) fn integer<T>(
+        &self,
+        node: &Node,
+        path: &str,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + PartialOrd + std::fmt::Display,
+    {
+        let found = match node.value {
+            Value::Integer(i) => match T::try_from(i) {
+                Ok(v) if v >= min && v <= max => return Ok(v),
+                _ => i.to_string(),
+            },
+            _ => node.describe(),
+        };
+        let message = format!("expected an integer from {min} to {max}, found {found}");
+        Err(self.invalid(node, path, message))
+    }
+
+    /// A size in bytes.
+    pub(super) fn size(&self, node: &Node, path: &str) -> Result<u64, ConfigError> {
+        match node.value {
+            Value::Integer(i) if i >= 0 => Ok(i.unsigned_abs()),
+            Value::Integer(i) => Err(self.invalid(
+                node,
+                path,
+                format!("expected a non-negative integer, found {i}"),
+            )),
+            _ => Err(self.invalid(
+                node,
+                path,
+                format!("expected a non-negative integer, found {}", node.describe()),
+            )),
+        }
+    }
+
+    pub(super) fn exposure(&self, node: &Node, path: &str) -> Result<Exposure, ConfigError> {
+        match &node.value {
+            Value::String(s) if s == "never" => Ok(Exposure::Never),
+            Value::String(s) if s == "loopback" => Ok(Exposure::Loopback),
+            Value::String(s) if s == "everywhere" => Ok(Exposure::Everywhere),
+            _ => {
+                let message = format!(
+                    r#"expected "never", "loopback" or "everywhere", found {}"#,
+                    node.describe()
+                );
+                Err(self.invalid(node, path, message))
+            }
+        }
+    }
+
+    /// One address or a non-empty array of them.
+    pub(super) fn listen(&self, node: &Node, path: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+        let items = match &node.value {
+            Value::Array(items) if items.is_empty() => {
+                return Err(self.invalid(node, path, "expected at least one address".to_owned()))
+            }
+            Value::Array(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                self.string(item, path)?.parse().map_err(|_| {
+                    let message = format!(
+                        r#"expected an IP address and port like "0.0.0.0:5672", found {}"#,
+                        item.describe()
+                    );
+                    self.invalid(item, path, message)
+                })
+            })
+            .collect()
+    }
+}
+
+/// A parsed TOML value that remembers where it was written. toml only offers spans
+/// through `toml::Spanned`, which fails on tables it made implicitly (the `queues`
+/// in `[queues."x"]`), so `Node` speaks the same private protocol but tolerates a
+/// missing span.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub(super) span: Option<Range<usize>>,
+    pub(super) value: Value,
+}
+
+#[derive(Debug)]
+pub(super) enum Value {
+    Table(Vec<(String, Node)>),
+    Array(Vec<Node>),
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Datetime(String),
+}
+
+// The field names serde_spanned (toml's `Spanned`) and toml_datetime use to smuggle
+// spans and date-times through serde. Tested by `errors_point_at_line_and_column`.
+const SPANNED: &str = "$__serde_spanned_private_Spanned";
+const SPAN_START: &str = "$__serde_spanned_private_start";
+const SPAN_END: &str = "$__serde_spanned_private_end";
+const SPAN_VALUE: &str = "$__serde_spanned_private_value";
+const DATETIME: &str = "$__toml_private_datetime";
+
+impl Node {
+    /// Start of the value, or of its first child for an implicit table.
+    pub(super) fn start(&self) -> usize {
+        match (&self.span, &self.value) {
+            (Some(span), _) => span.start,
+            (None, Value::Table(entries)) => {
+                entries.iter().map(|(_, n)| n.start()).min().unwrap_or(0)
+            }
+            (None, _) => 0,
+        }
+    }
+
+    /// The value as an error message shows what was found.
+    pub(super) fn describe(&self) -> String {
+        match &self.value {
+            Value::Table(_) => "a table".to_owned(),
+            Value::Array(_) => "an array".to_owned(),
+            Value::String(s) => format!("{s:?}"),
+            Value::Integer(i) => format!("the integer {i}"),
+            Value::Float(f) => format!("the number {f}"),
+            Value::Boolean(b) => format!("{b}"),
+            Value::Datetime(d) => format!("the date-time {d}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_struct(SPANNED, &[SPAN_START, SPAN_END, SPAN_VALUE], NodeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        Ok(deserializer.deserialize_any(NodeVisitor)?.value)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a TOML value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
+        Ok(Node {
+            span: None,
+            value: Value::Boolean(b),
+        })
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Node, E> {
+        Ok(Node {
+            span: None,
+            value: Value::Integer(i),
+        })
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Node, E> {
+        Ok(Node {
+            span: None,
+            value: Value::Float(f),
+        })
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
+        Ok(Node {
+            span: None,
+            value: Value::String(s.to_owned()),
+        })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node {
+            span: None,
+            value: Value::Array(items),
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Node {
+                span: None,
+                value: Value::Table(Vec::new()),
+            });
+        };
+        match first.as_str() {
+            DATETIME => Ok(Node {
+                span: None,
+                value: Value::Datetime(map.next_value()?),
+            }),
+            SPAN_START => {
+                let start: usize = map.next_value()?;
+                let (mut end, mut value) = (start, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        SPAN_END => end = map.next_value()?,
+                        _ => value = Some(map.next_value::<Value>()?),
+                    }
+                }
+                let value = value.ok_or_else(|| serde::de::Error::missing_field(SPAN_VALUE))?;
+                Ok(Node {
+                    span: Some(start..end),
+                    value,
+                })
+            }
+            _ => {
+                let mut entries = vec![(first, map.next_value()?)];
+                while let Some(key) = map.next_key::<String>()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Node {
+                    span: None,
+                    value: Value::Table(entries),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Tests for `config.rs`: defaults, the documented default file, error messages and
+//! per-queue merging.
+
+use super::*;
+
+fn parse(text: &str) -> Config {
+    match Config::from_toml(text, "test.toml") {
+        Ok(config) => config,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn error(text: &str) -> String {
+    match Config::from_toml(text, "broker.toml") {
+        Ok(config) => panic!("accepted: {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn an_empty_file_means_all_defaults() {
+    assert_eq!(parse(""), Config::default());
+    assert_eq!(parse("# nothing\n\n"), Config::default());
+    let c = Config::default();
+    assert_eq!(
+        c.listen,
+        vec!["0.0.0.0:5672".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(c.data_dir, PathBuf::from("data"));
+    assert_eq!(
+        (c.max_frame_size, c.channel_max, c.handle_max),
+        (65536, 255, 1023)
+    );
+    assert_eq!(
+        (c.idle_timeout_ms, c.session_window, c.link_credit),
+        (60000, 2048, 1000)
+    );
+    assert_eq!(c.max_connections, 0);
+    assert_eq!(c.auth.anonymous, Exposure::Loopback);
+    assert_eq!(c.auth.plain_without_tls, Exposure::Loopback);
+    assert_eq!(c.auth.failure_delay_ms, 1000);
+    let q = c.queues.settings_for("any.queue");
+    assert_eq!(
+        q,
+        QueueSettings {
+            auto_create: true,
+            durable: true,
+            max_message_size: 67108864
+        }
+    );
+}
+
+#[test]
+fn the_documented_default_file_is_the_default() {
+    let doc = parse(include_str!("../../config/broker.toml"));
+    let def = Config::default();
+    assert_eq!(doc.listen, def.listen);
+    assert_eq!(doc.data_dir, def.data_dir);
+    assert_eq!(doc.container_id, def.container_id);
+    assert_eq!(doc.max_frame_size, def.max_frame_size);
+    assert_eq!(doc.channel_max, def.channel_max);
+    assert_eq!(doc.handle_max, def.handle_max);
+    assert_eq!(doc.idle_timeout_ms, def.idle_timeout_ms);
+    assert_eq!(doc.session_window, def.session_window);
+    assert_eq!(doc.link_credit, def.link_credit);
+    assert_eq!(doc.max_connections, def.max_connections);
+    assert_eq!(doc.auth, def.auth);
+    assert_eq!(doc.users, def.users);
+    assert_eq!(doc.queues, def.queues);
+    // Catches a field added to Config but not compared above.
+    assert_eq!(doc, def);
+}
+
+fn is_assignment(line: &str) -> bool {
+    line.split_once(" = ").is_some_and(|(key, _)| {
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
+}
+
+#[test]
+fn the_commented_examples_in_the_default_file_are_valid() {
+    // Uncomment every "# key = ..." / "# [table]" line; nested "# # ..." lines stay comments.
+    let uncommented: String = include_str!("../../config/broker.toml")
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if rest.starts_with('[') || is_assignment(rest) => rest,
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let c = parse(&uncommented);
+    assert_eq!(c.users.len(), 1);
+    assert!(c.authenticate("app", "secret"));
+    assert!(!c.queues.settings_for("orders.eu").durable);
+    assert_eq!(c.queues.settings_for("orders").max_message_size, 1048576);
+    assert_eq!(c.queues.settings_for("other"), QueueSettings::default());
+}
+
+#[test]
+fn every_key_can_be_set() {
+    let c = parse(
+        r#"
+        [broker]
+        listen = ["127.0.0.1:5673", "[::1]:5674"]
+        data_dir = "/var/lib/sluice"
+        container_id = "node-1"
+        max_frame_size = 512
+        channel_max = 65535
+        handle_max = 7
+        idle_timeout_ms = 0
+        session_window = 1
+        link_credit = 1
+        max_connections = 10
+        [auth]
+        anonymous = "never"
+        plain_without_tls = "everywhere"
+        failure_delay_ms = 0
+        [[users]]
+        name = "app"
+        password = "secret"
+        roles = ["admin", "ops"]
+        [[users]]
+        name = "reader"
+        password = ""
+        "#,
+    );
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.listen[1], "[::1]:5674".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/sluice"));
+    assert_eq!(c.container_id, "node-1");
+    assert_eq!(
+        (c.max_frame_size, c.channel_max, c.handle_max),
+        (512, 65535, 7)
+    );
+    assert_eq!(
+        (c.idle_timeout_ms, c.session_window, c.link_credit),
+        (0, 1, 1)
+    );
+    assert_eq!(c.max_connections, 10);
+    assert_eq!(
+        c.auth,
+        AuthConfig {
+            anonymous: Exposure::Never,
+            plain_without_tls: Exposure::Everywhere,
+            failure_delay_ms: 0
+        }
+    );
+    assert_eq!(c.users[0].roles, ["admin", "ops"]);
+    assert!(c.users[1].roles.is_empty());
+}
+
+#[test]
+fn listen_accepts_a_single_address() {
+    let c = parse("broker.listen = \"127.0.0.1:1\"");
+    assert_eq!(c.listen, vec!["127.0.0.1:1".parse::<SocketAddr>().unwrap()]);
+}
+
+#[test]
+fn errors_point_at_line_and_column_and_name_the_key() {
+    let cases = [
+        (
+            "[queues.\"orders.#\"]\nmax_message_size = -5\n",
+            r#"broker.toml:2:20: queues."orders.#".max_message_size: expected a non-negative integer, found -5"#,
+        ),
+        (
+            "[broker]\nmax_frame_size = 100\n",
+            "broker.toml:2:18: broker.max_frame_size: expected an integer from 512 to 4294967295, found 100",
+        ),
+        (
+            "[broker]\nchannel_max = 70000\n",
+            "broker.toml:2:15: broker.channel_max: expected an integer from 0 to 65535, found 70000",
+        ),
+        (
+            "[broker]\nsession_window = 0\n",
+            "broker.toml:2:18: broker.session_window: expected an integer from 1 to 4294967295, found 0",
+        ),
+        (
+            "[broker]\nhandle_max = \"lots\"\n",
+            r#"broker.toml:2:14: broker.handle_max: expected an integer from 0 to 4294967295, found "lots""#,
+        ),
+        (
+            "[broker]\nlisten = [\"0.0.0.0:5672\", \"localhost:5672\"]\n",
+            r#"broker.toml:2:27: broker.listen: expected an IP address and port like "0.0.0.0:5672", found "localhost:5672""#,
+        ),
+        ("[broker]\nlisten = []\n", "broker.toml:2:10: broker.listen: expected at least one address"),
+        ("[broker]\ncontainer_id = \"\"\n", "broker.toml:2:16: broker.container_id: must not be empty"),
+        (
+            "[auth]\nanonymous = \"sometimes\"\n",
+            r#"broker.toml:2:13: auth.anonymous: expected "never", "loopback" or "everywhere", found "sometimes""#,
+        ),
+        (
+            "[queues.\"a\"]\ndurable = 1\n",
+            "broker.toml:2:11: queues.a.durable: expected true or false, found the integer 1",
+        ),
+        (
+            "[[users]]\nname = \"\"\npassword = \"x\"\n",
+            "broker.toml:2:8: users[0].name: must not be empty",
+        ),
+        ("broker = 5\n", "broker.toml:1:10: broker: expected a table, found the integer 5"),
+        (
+            "[broker]\nlisten = 1979-05-27\n",
+            "broker.toml:2:10: broker.listen: expected a string, found the date-time 1979-05-27",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(error(text), expected, "for {text:?}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
+    assert_eq!(
+        error("[broker]\ndata_dir = \"d\"\nlistn = \"0.0.0.0:1\"\n"),
+        "broker.toml:3:1: unknown key `listn` in [broker]; expected one of listen, data_dir, \
+         container_id, max_frame_size, channel_max, handle_max, idle_timeout_ms, session_window, \
+         link_credit, max_connections"
+    );
+    assert_eq!(
+        error("brokr = 1\n"),
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues"
+    );
+    assert_eq!(
+        error("[queues.\"orders.#\"]\n  durabl = true\n"),
+        "broker.toml:2:3: unknown key `durabl` in [queues.\"orders.#\"]; expected one of auto_create, durable, max_message_size"
+    );
+    assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")
+        .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, roles"));
+    assert!(error("[auth.extra]\nx = 1\n")
+        .starts_with("broker.toml:1:1: unknown key `extra` in [auth]"));
+}
+
+#[test]
+fn users_must_have_unique_non_empty_names_and_a_password() {
+    let dup = "[[users]]\nname = \"app\"\npassword = \"a\"\n\n[[users]]\nname = \"app\"\npassword = \"b\"\n";
+    assert_eq!(
+        error(dup),
+        r#"broker.toml:6:8: users[1].name: duplicate user "app" (first defined on line 2)"#
+    );
+    assert_eq!(
+        error("[[users]]\nname = \"app\"\n"),
+        "broker.toml:1:1: users[0]: missing key `password`"
+    );
+    assert_eq!(
+        error("users = 1\n"),
+        "broker.toml:1:9: users: expected [[users]] tables, found the integer 1"
+    );
+    assert_eq!(
+        error("[[users]]\nname = \"a\"\npassword = \"b\"\nroles = [\"x\", 2]\n"),
+        "broker.toml:4:15: users[0].roles: expected a string, found the integer 2"
+    );
+}
+
+#[test]
+fn queue_patterns_must_not_be_empty_or_have_empty_words() {
+    assert_eq!(
+        error("[queues.\"a..b\"]\n"),
+        r#"broker.toml:1:1: queues."a..b": queue pattern "a..b" has an empty word; words are separated by single dots"#
+    );
+    assert_eq!(
+        error("[queues.\"\"]\n"),
+        r#"broker.toml:1:1: queues."": a queue pattern must not be empty"#
+    );
+    assert_eq!(
+        error("queues = [1]\n"),
+        "broker.toml:1:10: queues: expected a table, found an array"
+    );
+}
+
+#[test]
+fn syntax_errors_carry_a_location() {
+    let e = error("[broker]\nlisten = [\n");
+    assert!(
+        e.starts_with("broker.toml:3:1: invalid TOML: invalid array"),
+        "{e}"
+    );
+    let e = error("a = 1\na = 2\n");
+    assert!(
+        e.starts_with("broker.toml:2:1: invalid TOML: duplicate key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_names_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.toml");
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("cannot read {}: No such file or directory", path.display())
+    );
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.toml");
+    std::fs::write(&path, "[broker]\ncontainer_id = \"x\"\n").unwrap();
+    assert_eq!(Config::load(&path).unwrap().container_id, "x");
+    std::fs::write(&path, "[broker]\nlink_credit = 0\n").unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:2:15: broker.link_credit:", path.display())),
+        "{e}"
+    );
+}
+
+#[test]
+fn authenticate_accepts_only_the_exact_name_and_password() {
+    let c = parse("[[users]]\nname = \"app\"\npassword = \"secret\"\n[[users]]\nname = \"b\"\npassword = \"pw\"\n");
+    assert!(c.authenticate("app", "secret"));
+    assert!(c.authenticate("b", "pw"));
+    for (user, password) in [
+        ("app", "secre"),
+        ("app", "secret!"),
+        ("app", "pw"),
+        ("b", "secret"),
+        ("", ""),
+        ("ap", "secret"),
+    ] {
+        assert!(!c.authenticate(user, password), "{user}/{password}");
+    }
+    assert!(!Config::default().authenticate("", ""));
+}
+
+#[test]
+fn debug_output_hides_passwords() {
+    let c = parse("[[users]]\nname = \"app\"\npassword = \"hunter2\"\n");
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn the_most_specific_pattern_wins() {
+    let c = parse(
+        r##"
+        [queues."#"]
+        max_message_size = 1
+        [queues."orders.#"]
+        max_message_size = 2
+        [queues."orders.*"]
+        max_message_size = 3
+        [queues."orders.eu"]
+        max_message_size = 4
+        "##,
+    );
+    let size = |q: &str| c.queues.settings_for(q).max_message_size;
+    assert_eq!(size("orders.eu"), 4);
+    assert_eq!(size("orders.us"), 3);
+    assert_eq!(size("orders"), 2);
+    assert_eq!(size("orders.eu.x"), 2);
+    assert_eq!(size("billing"), 1);
+}
+
+#[test]
+fn matching_tables_merge_key_by_key() {
+    let c = parse(
+        r##"
+        [queues."orders"]
+        max_message_size = 1024
+        [queues."#"]
+        durable = false
+        auto_create = false
+        [queues."orders.#"]
+        auto_create = true
+        "##,
+    );
+    let orders = c.queues.settings_for("orders");
+    assert_eq!(
+        orders,
+        QueueSettings {
+            auto_create: true,
+            durable: false,
+            max_message_size: 1024
+        }
+    );
+    let other = c.queues.settings_for("billing");
+    assert_eq!(
+        other,
+        QueueSettings {
+            auto_create: false,
+            durable: false,
+            max_message_size: 67108864
+        }
+    );
+}
+
+#[test]
+fn a_table_that_does_not_match_changes_nothing() {
+    let c = parse("[queues.\"a.*\"]\ndurable = false\n");
+    assert!(c.queues.settings_for("a").durable);
+    assert!(c.queues.settings_for("a.b.c").durable);
+    assert!(!c.queues.settings_for("a.b").durable);
+}

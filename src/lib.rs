@@ -1,0 +1,117 @@
+//! sluice: a standalone AMQP 1.0 message broker.
+//!
+//! [`Broker::start`] binds the configured listeners and serves connections until
+//! [`BrokerHandle::shutdown`]. The layers follow DESIGN.md: `transport` (sockets, SASL, frame
+//! codec) feeds `engine` (sans-IO AMQP state machines), which talks to `broker` (queues).
+
+pub mod broker;
+pub mod config;
+pub mod engine;
+pub mod message;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+pub use broker::QueueStats;
+pub use config::Config;
+
+use broker::Router;
+use engine::EngineConfig;
+use transport::connection::Shared;
+use transport::listener;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// The broker, as a library: what `main` and the tests start.
+pub struct Broker;
+
+impl Broker {
+    /// Binds every listen address of `config` and starts serving. Port 0 picks a free port;
+    /// [`BrokerHandle::local_addrs`] tells which.
+    pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        let listeners = listener::bind_all(&config.listen)
+            .await
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        let local_addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let router = Arc::new(Router::new(config.queues.clone()));
+        let shared = Arc::new(Shared {
+            engine: EngineConfig::from(&config),
+            config,
+            router: router.clone(),
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (alive_tx, alive_rx) = mpsc::channel(1);
+        let open = Arc::new(AtomicUsize::new(0));
+        for l in listeners {
+            tracing::info!(addr = ?l.local_addr().ok(), "listening for AMQP 1.0 connections");
+            tokio::spawn(listener::accept_loop(
+                l,
+                shared.clone(),
+                shutdown_rx.clone(),
+                alive_tx.clone(),
+                open.clone(),
+            ));
+        }
+        Ok(BrokerHandle {
+            local_addrs,
+            router,
+            shutdown: shutdown_tx,
+            alive_rx,
+            alive_tx: Some(alive_tx),
+        })
+    }
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    local_addrs: Vec<SocketAddr>,
+    router: Arc<Router>,
+    shutdown: watch::Sender<bool>,
+    alive_rx: mpsc::Receiver<()>,
+    alive_tx: Option<mpsc::Sender<()>>,
+}
+
+impl BrokerHandle {
+    /// The addresses actually bound (with real port numbers when port 0 was asked for).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Counters of the queue named `name`, if it exists.
+    pub fn queue_stats(&self, name: &str) -> Option<QueueStats> {
+        self.router.get(name).map(|q| q.stats())
+    }
+
+    /// Names of all queues.
+    pub fn queue_names(&self) -> Vec<String> {
+        self.router.queue_names()
+    }
+
+    /// Stops accepting, closes every connection with `amqp:connection:forced`, and returns once
+    /// every connection task has finished.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        self.alive_tx = None;
+        // Every accept loop and connection task holds a sender; recv yields None when all are gone.
+        let _ = self.alive_rx.recv().await;
+        tracing::info!("broker stopped");
+    }
+}

@@ -1,0 +1,179 @@
+//! The task that serves one connection: socket bytes in, engine, socket bytes out.
+//!
+//! It is deliberately thin: it reads into one buffer, lets the codec cut frames out of it, feeds
+//! them to the engine, and writes whatever the engine produced with vectored writes. Reading
+//! stops while a large backlog of output waits, so a peer that does not read cannot make the
+//! broker buffer without bound.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::broker::{ConnWaker, Router};
+use crate::config::Config;
+use crate::engine::{Connection, EngineConfig, PeerInfo};
+
+use super::frame::{decode_amqp, decode_raw, Output};
+use super::handshake::{self, Identity};
+
+/// Stop reading while this much output waits for the socket.
+const MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
+/// How long we wait for the peer's `close` after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Slices per vectored write.
+const IOV_MAX: usize = 64;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The broker configuration.
+    pub config: Config,
+    /// The engine's view of it.
+    pub engine: EngineConfig,
+    /// The queues.
+    pub router: Arc<Router>,
+}
+
+/// Serves one accepted socket until the connection ends or the broker shuts down.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let identity =
+        match handshake::negotiate(&mut rd, &mut wr, &mut rbuf, &shared.config, peer).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::warn!(%peer, "connection refused during handshake: {e}");
+                let _ = wr.shutdown().await;
+                return;
+            }
+        };
+    let user = match identity {
+        Identity::Anonymous => None,
+        Identity::User(u) => Some(u),
+    };
+    let waker = ConnWaker::new();
+    let mut engine = Connection::new(
+        shared.engine.clone(),
+        shared.router.clone(),
+        waker.clone(),
+        PeerInfo { addr: peer, user },
+        Instant::now().into_std(),
+    );
+    let mut close_deadline: Option<Instant> = None;
+    let mut shutting_down = *shutdown.borrow();
+    loop {
+        if shutting_down {
+            engine.shutdown();
+        }
+        decode_input(&mut engine, &mut rbuf);
+        engine.pump();
+        engine.flush();
+        let now = Instant::now();
+        let next_tick = engine.tick(now.into_std()).map(Instant::from_std);
+        if engine.is_closing() && close_deadline.is_none() {
+            close_deadline = Some(now + CLOSE_GRACE);
+        }
+        if engine.is_closed() {
+            break;
+        }
+        let deadline = [next_tick, close_deadline].into_iter().flatten().min();
+        engine.output().prepare();
+        let pending = engine.output().len();
+        tokio::select! {
+            read = rd.read_buf(&mut rbuf), if pending < MAX_PENDING_OUTPUT => match read {
+                Ok(0) | Err(_) => {
+                    engine.abandon();
+                    break;
+                }
+                Ok(_) => {}
+            },
+            written = write_some(&mut wr, engine.output()), if pending > 0 => match written {
+                Ok(n) => {
+                    engine.output().advance(n);
+                    engine.note_sent(Instant::now().into_std());
+                }
+                Err(_) => {
+                    engine.abandon();
+                    break;
+                }
+            },
+            _ = waker.notified() => {}
+            _ = sleep_until(deadline) => {
+                if close_deadline.is_some_and(|d| Instant::now() >= d) {
+                    engine.abandon();
+                }
+            }
+            _ = shutdown.changed(), if !shutting_down => shutting_down = true,
+        }
+    }
+    // Say goodbye properly: whatever is left (our close, or the answer to theirs) goes out.
+    let _ = tokio::time::timeout(CLOSE_GRACE, flush_all(&mut wr, engine.output())).await;
+    let _ = wr.shutdown().await;
+    tracing::info!(
+        %peer,
+        container_id = engine.container_id().unwrap_or("-"),
+        "connection closed"
+    );
+}
+
+/// Feeds every complete frame in `rbuf` to the engine.
+fn decode_input(engine: &mut Connection, rbuf: &mut BytesMut) {
+    let now = Instant::now().into_std();
+    while !engine.is_closing() {
+        match decode_raw(rbuf, engine.max_frame_size_in()) {
+            Ok(None) => break,
+            Ok(Some(raw)) => match decode_amqp(raw) {
+                Ok(frame) => engine.handle_frame(frame, now),
+                Err(e) => engine.handle_frame_error(e),
+            },
+            Err(e) => engine.handle_frame_error(e),
+        }
+    }
+    if engine.is_closing() {
+        // Nothing after a fatal error is worth decoding; keep only a possible close.
+        while let Ok(Some(raw)) = decode_raw(rbuf, engine.max_frame_size_in()) {
+            if let Ok(frame) = decode_amqp(raw) {
+                engine.handle_frame(frame, now);
+            }
+        }
+    }
+}
+
+async fn write_some(wr: &mut OwnedWriteHalf, out: &Output) -> std::io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); IOV_MAX];
+    let n = out.io_slices(&mut slices);
+    wr.write_vectored(&slices[..n]).await
+}
+
+async fn flush_all(wr: &mut OwnedWriteHalf, out: &mut Output) -> std::io::Result<()> {
+    out.prepare();
+    while !out.is_empty() {
+        let n = write_some(wr, out).await?;
+        if n == 0 {
+            break;
+        }
+        out.advance(n);
+    }
+    wr.flush().await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

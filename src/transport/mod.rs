@@ -1,0 +1,8 @@
+//! Transport: the accept loop, protocol-header negotiation and SASL, the frame codec, and the
+//! task that drives one connection's engine from its socket.
+
+pub mod connection;
+pub mod frame;
+pub mod handshake;
+pub mod listener;
+pub mod scan;

@@ -1,0 +1,40 @@
+# Python 3 port of Example 3.12 ("Sending best-effort messages") of the seed
+# (/work/shared/seeds/qpid-proton-python-client.txt); changes: print statement
+# -> print() function, this header comment. Otherwise unchanged.
+import optparse
+from proton import Message
+from proton.handlers import MessagingHandler
+from proton.reactor import AtMostOnce, Container
+
+class Send(MessagingHandler):
+    def __init__(self, url, messages):
+        super(Send, self).__init__()
+        self.url = url
+        self.sent = 0
+        self.confirmed = 0
+        self.total = messages
+
+    def on_start(self, event):
+        event.container.create_sender(self.url, options=AtMostOnce())
+
+
+    def on_sendable(self, event):
+        while event.sender.credit and self.sent < self.total:
+            msg = Message(id=(self.sent+1), body={'sequence':(self.sent+1)})
+            event.sender.send(msg)
+            self.sent += 1
+            if self.sent == self.total:
+                print("all messages sent")
+                event.connection.close()
+
+parser = optparse.OptionParser(usage="usage: %prog [options]",
+                               description="Send messages to the supplied address.")
+parser.add_option("-a", "--address", default="localhost:5672/examples",
+                  help="address to which messages are sent (default %default)")
+parser.add_option("-m", "--messages", type="int", default=100,
+                  help="number of messages to send (default %default)")
+opts, args = parser.parse_args()
+
+try:
+    Container(Send(opts.address, opts.messages)).run()
+except KeyboardInterrupt: pass
