@@ -31,7 +31,8 @@ pub struct Config {
     pub channel_max: u16,
     /// Highest link handle a session may use, announced in `begin`.
     pub handle_max: u32,
-    /// Idle timeout announced in `open`, in milliseconds; 0 means none.
+    /// Close a connection on which nothing arrives for this long, in milliseconds (half of
+    /// it is announced in `open`, AMQP 2.4.5); 0 means none.
     pub idle_timeout_ms: u32,
     /// Incoming transfer window granted to each session; at least 1.
     pub session_window: u32,

@@ -61,7 +61,9 @@ impl Broker {
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let open = Arc::new(AtomicUsize::new(0));
         for l in listeners {
-            tracing::info!(addr = ?l.local_addr().ok(), "listening for AMQP 1.0 connections");
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "listening for AMQP 1.0 connections");
+            }
             tokio::spawn(listener::accept_loop(
                 l,
                 shared.clone(),

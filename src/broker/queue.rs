@@ -289,17 +289,28 @@ impl State {
     }
 
     /// Hands ready messages to consumers with credit, round-robin, then completes drains.
+    ///
+    /// A message that every consumer with credit has refused (`undeliverable-here`) is set aside
+    /// for this round so the messages behind it keep flowing, and returns to its position after.
     fn dispatch(&mut self) {
-        let n = self.consumers.len();
+        let mut set_aside = Vec::new();
         while !self.consumers.is_empty() {
             let Some(head) = self.ready.peek() else { break };
+            let n = self.consumers.len();
+            let mut any_credit = false;
             let pick = (0..n).map(|i| (self.next_consumer + i) % n).find(|&i| {
                 let c = &self.consumers[i];
+                any_credit |= c.credit() > 0;
                 c.credit() > 0 && !head.avoid.contains(&c.outbox.consumer())
             });
-            // The head can go to no consumer now; what is behind it waits too (FIFO).
-            let Some(i) = pick else { break };
+            if !any_credit {
+                break;
+            }
             let Some(entry) = self.ready.pop() else { break };
+            let Some(i) = pick else {
+                set_aside.push(entry);
+                continue;
+            };
             self.next_consumer = (i + 1) % n;
             let consumer = &mut self.consumers[i];
             consumer.dispatched = consumer.dispatched.wrapping_add(1);
@@ -311,6 +322,9 @@ impl State {
             }));
             self.stats.delivered += 1;
             self.acquired.insert(entry.seq, (id, entry));
+        }
+        for entry in set_aside {
+            self.ready.push_returned(entry);
         }
         for c in self.consumers.iter_mut().filter(|c| c.drain) {
             c.drain = false;

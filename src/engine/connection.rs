@@ -298,7 +298,10 @@ impl Connection {
             hostname: None,
             max_frame_size: MaxFrameSize(self.config.max_frame_size),
             channel_max: ChannelMax(self.config.channel_max),
-            idle_time_out: (self.config.idle_timeout_ms > 0).then_some(self.config.idle_timeout_ms),
+            // §2.4.5: advertise half the real threshold, so a peer that heartbeats at exactly
+            // the advertised interval never trips it.
+            idle_time_out: (self.config.idle_timeout_ms > 0)
+                .then_some((self.config.idle_timeout_ms / 2).max(1)),
             outgoing_locales: None,
             incoming_locales: None,
             offered_capabilities: Some(Array(vec![Symbol::from("ANONYMOUS-RELAY")])),

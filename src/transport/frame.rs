@@ -388,7 +388,11 @@ mod tests {
         };
         let payload = Bytes::from(vec![0x00, 0x53, 0x77, 0xa1, 0x01, b'x']);
         let mut out = Output::default();
-        out.push_frame(1, &Performative::Transfer(transfer), std::slice::from_ref(&payload));
+        out.push_frame(
+            1,
+            &Performative::Transfer(transfer),
+            std::slice::from_ref(&payload),
+        );
         let mut buf = BytesMut::from(&out.take_all()[..]);
         let frame = decode_amqp(decode_raw(&mut buf, 512).unwrap().unwrap()).unwrap();
         match frame.body {

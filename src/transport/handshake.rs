@@ -218,14 +218,20 @@ fn authenticate(init: &SaslInit, config: &Config, policy: &Policy) -> Result<Ide
             let (Some(user), Some(password), None) = (authcid, password, parts.next()) else {
                 return Err("malformed PLAIN response".into());
             };
-            let user = String::from_utf8_lossy(user).into_owned();
+            // RFC 4616 §2: both are UTF-8. A lossy conversion would let any invalid byte
+            // match a configured U+FFFD.
+            let (Ok(user), Ok(password)) =
+                (std::str::from_utf8(user), std::str::from_utf8(password))
+            else {
+                return Err("malformed PLAIN response: not UTF-8".into());
+            };
             if !policy.plain {
                 return Err(format!(
                     "PLAIN over an unencrypted connection is not allowed for this peer (auth.plain_without_tls), user '{user}'"
                 ));
             }
-            if config.authenticate(&user, &String::from_utf8_lossy(password)) {
-                Ok(Identity::User(user))
+            if config.authenticate(user, password) {
+                Ok(Identity::User(user.to_owned()))
             } else {
                 Err(format!("wrong user name or password for '{user}'"))
             }
@@ -241,4 +247,265 @@ async fn send_outcome<W: AsyncWrite + Unpin>(wr: &mut W, code: SaslCode) -> std:
         additional_data: None,
     });
     wr.write_all(&out.take_all()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::User;
+    use fe2o3_amqp_types::primitives::Binary;
+
+    const LOOPBACK: &str = "127.0.0.1:40000";
+    const LOOPBACK_V6: &str = "[::1]:40000";
+    const V4_MAPPED_LOOPBACK: &str = "[::ffff:127.0.0.1]:40000";
+    // TEST-NET-1 (RFC 5737): only ever used as a value, never connected to.
+    const REMOTE: &str = "192.0.2.1:5000";
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("a socket address")
+    }
+
+    fn config_with_user() -> Config {
+        Config {
+            users: vec![User {
+                name: "app".into(),
+                password: "secret".into(),
+                roles: vec![],
+            }],
+            ..Config::default()
+        }
+    }
+
+    fn plain(response: &[u8]) -> SaslInit {
+        SaslInit {
+            mechanism: Symbol::from("PLAIN"),
+            initial_response: Some(Binary::from(response.to_vec())),
+            hostname: None,
+        }
+    }
+
+    fn anonymous() -> SaslInit {
+        SaslInit {
+            mechanism: Symbol::from("ANONYMOUS"),
+            initial_response: None,
+            hostname: None,
+        }
+    }
+
+    fn permissive() -> Policy {
+        Policy {
+            anonymous: true,
+            plain: true,
+        }
+    }
+
+    #[test]
+    fn by_default_loopback_peers_may_use_anonymous_and_plain() {
+        let config = Config::default();
+        for peer in [LOOPBACK, LOOPBACK_V6, V4_MAPPED_LOOPBACK, "127.1.2.3:1"] {
+            let policy = Policy::for_peer(&config, addr(peer));
+            assert!(policy.anonymous, "anonymous from {peer}");
+            assert!(policy.plain, "plain from {peer}");
+        }
+    }
+
+    #[test]
+    fn by_default_a_remote_peer_may_use_neither_anonymous_nor_plain_without_tls() {
+        let config = config_with_user();
+        for peer in [REMOTE, "[2001:db8::1]:5000", "[::ffff:192.0.2.1]:5000"] {
+            let policy = Policy::for_peer(&config, addr(peer));
+            assert!(!policy.anonymous, "anonymous from {peer}");
+            assert!(!policy.plain, "plain from {peer}");
+        }
+    }
+
+    #[test]
+    fn a_remote_peer_gets_what_the_config_exposes_everywhere() {
+        let mut config = config_with_user();
+        config.auth.anonymous = Exposure::Everywhere;
+        let policy = Policy::for_peer(&config, addr(REMOTE));
+        assert!(policy.anonymous);
+        assert!(!policy.plain);
+
+        config.auth.anonymous = Exposure::Loopback;
+        config.auth.plain_without_tls = Exposure::Everywhere;
+        let policy = Policy::for_peer(&config, addr(REMOTE));
+        assert!(!policy.anonymous);
+        assert!(policy.plain);
+    }
+
+    #[test]
+    fn never_applies_to_loopback_peers_too() {
+        let mut config = config_with_user();
+        config.auth.anonymous = Exposure::Never;
+        config.auth.plain_without_tls = Exposure::Never;
+        let policy = Policy::for_peer(&config, addr(LOOPBACK));
+        assert!(!policy.anonymous);
+        assert!(!policy.plain);
+    }
+
+    #[test]
+    fn a_remote_peer_with_a_correct_password_is_refused_plain_without_tls() {
+        let config = config_with_user();
+        let policy = Policy::for_peer(&config, addr(REMOTE));
+        let reason = authenticate(&plain(b"\0app\0secret"), &config, &policy).unwrap_err();
+        assert!(reason.contains("plain_without_tls"), "{reason}");
+        assert!(authenticate(&anonymous(), &config, &policy).is_err());
+    }
+
+    #[test]
+    fn plain_accepts_a_configured_user_with_or_without_authzid() {
+        let config = config_with_user();
+        let policy = permissive();
+        assert_eq!(
+            authenticate(&plain(b"\0app\0secret"), &config, &policy),
+            Ok(Identity::User("app".into()))
+        );
+        assert_eq!(
+            authenticate(&plain(b"app\0app\0secret"), &config, &policy),
+            Ok(Identity::User("app".into()))
+        );
+    }
+
+    #[test]
+    fn plain_rejects_a_wrong_password_or_an_unknown_user() {
+        let config = config_with_user();
+        let policy = permissive();
+        for response in [
+            &b"\0app\0wrong"[..],
+            b"\0app\0secre",
+            b"\0app\0secrets",
+            b"\0app\0",
+            b"\0nobody\0secret",
+            b"\0\0secret",
+            b"\0APP\0secret",
+        ] {
+            assert!(
+                authenticate(&plain(response), &config, &policy).is_err(),
+                "accepted {response:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_rejects_malformed_responses() {
+        let config = config_with_user();
+        let policy = permissive();
+        for response in [
+            &b""[..],
+            b"app",
+            b"app\0secret",
+            b"\0app\0secret\0",
+            b"\0app\0secret\0extra",
+            b"\0app\0sec\0ret",
+            b"\0\0\0\0",
+        ] {
+            let reason = authenticate(&plain(response), &config, &policy).unwrap_err();
+            assert!(reason.contains("malformed"), "{response:?}: {reason}");
+        }
+        let missing = SaslInit {
+            initial_response: None,
+            ..plain(b"")
+        };
+        assert!(authenticate(&missing, &config, &policy).is_err());
+    }
+
+    #[test]
+    fn plain_rejects_bytes_that_are_not_utf8_even_against_a_replacement_character_password() {
+        let config = Config {
+            users: vec![User {
+                name: "app".into(),
+                password: "\u{FFFD}".into(),
+                roles: vec![],
+            }],
+            ..Config::default()
+        };
+        let reason = authenticate(&plain(b"\0app\0\xff"), &config, &permissive()).unwrap_err();
+        assert!(reason.contains("UTF-8"), "{reason}");
+        assert!(authenticate(&plain("\0app\0\u{FFFD}".as_bytes()), &config, &permissive()).is_ok());
+    }
+
+    #[test]
+    fn the_failure_reason_never_reaches_the_peer_but_names_the_user_for_the_log() {
+        // Wrong password and unknown user give the same reason text, apart from the name.
+        let config = config_with_user();
+        let policy = permissive();
+        let wrong = authenticate(&plain(b"\0app\0wrong"), &config, &policy).unwrap_err();
+        let unknown = authenticate(&plain(b"\0bob\0secret"), &config, &policy).unwrap_err();
+        assert_eq!(
+            wrong.replace("'app'", "'?'"),
+            unknown.replace("'bob'", "'?'")
+        );
+    }
+
+    #[test]
+    fn anonymous_follows_the_policy_and_unknown_mechanisms_fail() {
+        let config = Config::default();
+        assert_eq!(
+            authenticate(&anonymous(), &config, &permissive()),
+            Ok(Identity::Anonymous)
+        );
+        let closed = Policy {
+            anonymous: false,
+            plain: true,
+        };
+        assert!(authenticate(&anonymous(), &config, &closed).is_err());
+        let external = SaslInit {
+            mechanism: Symbol::from("EXTERNAL"),
+            ..anonymous()
+        };
+        assert!(authenticate(&external, &config, &permissive()).is_err());
+    }
+
+    async fn exchange(
+        peer: &str,
+        config: &Config,
+        sent: &[u8],
+    ) -> (Result<Identity, HandshakeError>, Vec<u8>) {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (mut rd, mut wr) = tokio::io::split(server);
+        client.write_all(sent).await.expect("write to duplex");
+        let mut rbuf = BytesMut::new();
+        let result = negotiate(&mut rd, &mut wr, &mut rbuf, config, addr(peer)).await;
+        drop((rd, wr));
+        let mut answer = Vec::new();
+        client
+            .read_to_end(&mut answer)
+            .await
+            .expect("read from duplex");
+        (result, answer)
+    }
+
+    #[tokio::test]
+    async fn a_remote_peer_without_sasl_is_told_to_use_sasl() {
+        let (result, answer) = exchange(REMOTE, &Config::default(), &AMQP_HEADER).await;
+        assert!(
+            matches!(result, Err(HandshakeError::UnsupportedHeader(AMQP_HEADER))),
+            "{result:?}"
+        );
+        assert_eq!(answer, SASL_HEADER);
+    }
+
+    #[tokio::test]
+    async fn a_loopback_peer_without_sasl_is_anonymous() {
+        let (result, answer) = exchange(LOOPBACK, &Config::default(), &AMQP_HEADER).await;
+        assert_eq!(result.expect("accepted"), Identity::Anonymous);
+        assert_eq!(answer, AMQP_HEADER);
+    }
+
+    #[tokio::test]
+    async fn tls_and_foreign_headers_are_answered_with_the_sasl_header() {
+        for header in [
+            &TLS_HEADER[..],
+            b"AMQP\x00\x01\x00\x01",
+            b"GET / HTTP/1.1\r\n",
+        ] {
+            let (result, answer) = exchange(LOOPBACK, &Config::default(), header).await;
+            assert!(
+                matches!(result, Err(HandshakeError::UnsupportedHeader(_))),
+                "{result:?}"
+            );
+            assert_eq!(answer, SASL_HEADER);
+        }
+    }
 }
