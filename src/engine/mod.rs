@@ -101,3 +101,6 @@ impl From<AmqpFailure> for Failure {
         Failure::Connection(e)
     }
 }
+
+#[cfg(test)]
+mod tests;
