@@ -52,15 +52,27 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
-    let identity =
-        match handshake::negotiate(&mut rd, &mut wr, &mut rbuf, &shared.config, peer).await {
-            Ok(identity) => identity,
-            Err(e) => {
-                tracing::warn!(%peer, "connection refused during handshake: {e}");
-                let _ = wr.shutdown().await;
-                return;
-            }
-        };
+    // A peer still in the handshake has no AMQP connection to close with
+    // amqp:connection:forced; at shutdown it is simply dropped, so it cannot hold the broker up.
+    let negotiated = tokio::select! {
+        negotiated = handshake::negotiate(&mut rd, &mut wr, &mut rbuf, &shared.config, peer) => {
+            Some(negotiated)
+        }
+        _ = shutdown.wait_for(|&stopping| stopping) => None,
+    };
+    let identity = match negotiated {
+        Some(Ok(identity)) => identity,
+        Some(Err(e)) => {
+            tracing::warn!(%peer, "connection refused during handshake: {e}");
+            let _ = wr.shutdown().await;
+            return;
+        }
+        None => {
+            tracing::info!(%peer, "connection dropped during handshake: the broker is shutting down");
+            let _ = wr.shutdown().await;
+            return;
+        }
+    };
     let user = match identity {
         Identity::Anonymous => None,
         Identity::User(u) => Some(u),
