@@ -297,3 +297,41 @@ async fn a_message_over_max_message_size_detaches_the_link() {
 
 #[allow(dead_code)]
 fn _types_in_use(_: Outcome, _: RecvError, _: ErrorCondition, _: AmqpError, _: LinkError) {}
+
+#[tokio::test]
+async fn receiver_settle_mode_second_is_honoured_on_both_kinds_of_link() {
+    use fe2o3_amqp::types::definitions::ReceiverSettleMode;
+    let (broker, url) = start(test_config()).await;
+    let mut conn = Connection::open("t", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut sender = Sender::builder()
+        .name("s")
+        .target("second")
+        .receiver_settle_mode(ReceiverSettleMode::Second)
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(WAIT, sender.send("peek-lock"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_accepted());
+    let mut receiver = Receiver::builder()
+        .name("r")
+        .source("second")
+        .receiver_settle_mode(ReceiverSettleMode::Second)
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let (body, _, info) = recv_body(&mut receiver).await;
+    assert_eq!(body, "peek-lock");
+    tokio::time::timeout(WAIT, receiver.accept(info))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = broker.queue_stats("second").unwrap();
+    assert_eq!((stats.ready, stats.unacked, stats.acked), (0, 0, 1));
+    conn.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -382,3 +382,87 @@ fn the_idle_timeout_closes_a_silent_connection_and_heartbeats_are_sent() {
         Some("amqp:resource-limit-exceeded")
     );
 }
+
+fn detach_condition(frames: &[Frame]) -> Option<String> {
+    frames.iter().find_map(|f| match &f.body {
+        Body::Performative(Performative::Detach(d)) => Some(
+            d.error
+                .as_ref()
+                .map(|e| super::condition_name(&e.condition))
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_message_over_the_queue_limit_detaches_its_link_and_the_connection_goes_on() {
+    let config = Config::from_toml("[queues.q]\nmax_message_size = 100\n", "t.toml").unwrap();
+    let mut h = Harness::new(&config);
+    h.open(65536);
+    h.begin(0, 100);
+    h.attach(0, 0, Role::Sender, "q");
+    let m = message(150);
+    h.send_transfer(0, transfer(0, Some(0), true), m.slice(..80));
+    let frames = h.send_transfer(0, transfer(0, None, false), m.slice(80..));
+    assert_eq!(
+        detach_condition(&frames).as_deref(),
+        Some("amqp:link:message-size-exceeded")
+    );
+    assert!(!h.conn.is_closing());
+    assert_eq!(h.router.get("q").unwrap().stats().enqueued, 0);
+    // The peer's answering detach frees the handle for a new link.
+    h.send(
+        0,
+        Performative::Detach(fe2o3_amqp_types::performatives::Detach {
+            handle: Handle(0),
+            closed: true,
+            error: None,
+        }),
+    );
+    let frames = h.attach(0, 0, Role::Sender, "q");
+    assert!(matches!(
+        frames[0].body,
+        Body::Performative(Performative::Attach(_))
+    ));
+}
+
+#[test]
+fn resuming_a_delivery_is_refused_on_the_link() {
+    let mut h = Harness::new(&Config::default());
+    h.open(65536);
+    h.begin(0, 100);
+    h.attach(0, 0, Role::Sender, "q");
+    let mut t = transfer(0, Some(0), false);
+    t.resume = true;
+    let frames = h.send_transfer(0, t, message(3));
+    assert_eq!(
+        detach_condition(&frames).as_deref(),
+        Some("amqp:not-implemented")
+    );
+    assert!(!h.conn.is_closing());
+}
+
+#[test]
+fn a_transfer_beyond_link_credit_closes_the_connection() {
+    let config = Config {
+        link_credit: 2,
+        ..Config::default()
+    };
+    let mut h = Harness::new(&config);
+    h.open(65536);
+    h.begin(0, 100);
+    h.attach(0, 0, Role::Sender, "q");
+    for id in 0..3 {
+        let frame = Frame {
+            channel: 0,
+            body: Body::Transfer(transfer(0, Some(id), false), message(3)),
+        };
+        h.conn.handle_frame(frame, h.now);
+    }
+    let frames = h.outputs();
+    assert_eq!(
+        close_condition(&frames).as_deref(),
+        Some("amqp:link:transfer-limit-exceeded")
+    );
+}
