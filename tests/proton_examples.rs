@@ -116,10 +116,19 @@ async fn seed_receiver_waiting_before_sender() {
         let child = proton::spawn_example("simple_recv.py", &args);
         proton::wait_example(child, &command, SCRIPT_TIMEOUT)
     });
-    // Give the receiver time to start Python and attach before the sender
-    // connects. Nothing observable tells us it has attached; if it is late the
-    // test still checks delivery, just not the waiting-receiver path.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait until the receiver is attached (the queue has a consumer), so the
+    // test really exercises a receiver that is waiting when messages arrive.
+    let attached = async {
+        while broker
+            .queue_stats("examples-waiting")
+            .is_none_or(|s| s.consumers == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SCRIPT_TIMEOUT, attached)
+        .await
+        .expect("the receiver never attached");
 
     let send = run("simple_send.py", args(addr, "examples-waiting")).await;
     let recv = receiver.await.expect("receiver runner panicked");
@@ -140,6 +149,43 @@ async fn seed_at_most_once_send_and_receive() {
 
     let recv = run("recv_at_most_once.py", args(addr, "examples-at-most-once")).await;
     assert_prints(&recv, &expected_bodies());
+
+    stop_broker(broker).await;
+}
+
+/// Examples 3.6 and 3.7: the server consumes requests from a queue and answers
+/// on an anonymous-relay sender to each request's reply-to; the client receives
+/// the answers on a dynamic queue the broker created for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_request_response_through_a_dynamic_queue_and_anonymous_relay() {
+    let (broker, addr) = start_broker().await;
+
+    let server_addr = format!("{addr}/examples-requests");
+    let mut server = proton::spawn_example("server.py", &["-a", &server_addr]);
+    let attached = async {
+        while broker
+            .queue_stats("examples-requests")
+            .is_none_or(|s| s.consumers == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SCRIPT_TIMEOUT, attached)
+        .await
+        .expect("the server never attached");
+
+    let client = run("client.py", vec!["-a".into(), server_addr.clone()]).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_prints(
+        &client,
+        "Twas brillig, and the slithy toves => TWAS BRILLIG, AND THE SLITHY TOVES\n\
+         Did gire and gymble in the wabe. => DID GIRE AND GYMBLE IN THE WABE.\n\
+         All mimsy were the borogroves, => ALL MIMSY WERE THE BOROGROVES,\n\
+         And the mome raths outgrabe. => AND THE MOME RATHS OUTGRABE.\n",
+    );
+    // The dynamic queue went with the client's link.
+    assert_eq!(broker.queue_names(), vec!["examples-requests".to_string()]);
 
     stop_broker(broker).await;
 }
