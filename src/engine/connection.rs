@@ -17,6 +17,10 @@ use crate::transport::frame::{Body, Frame, FrameError, Output, HEARTBEAT, MIN_MA
 use super::session::Session;
 use super::{AmqpFailure, EngineConfig, Failure};
 
+/// The largest frame accepted before `open` has been exchanged: an `open` with a few
+/// capabilities and properties fits easily, a pre-authentication flood does not.
+const PRE_OPEN_MAX_FRAME_SIZE: u32 = 4096;
+
 /// Who is on the other end, as the transport learned it.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -49,7 +53,6 @@ pub struct Connection {
     pub(super) container_id: Option<String>,
     /// The largest frame the peer accepts.
     pub(super) remote_max_frame_size: u32,
-    remote_channel_max: u16,
     /// Half the peer's idle timeout: we must send something at least this often.
     heartbeat_every: Option<Duration>,
     last_received: Instant,
@@ -80,7 +83,6 @@ impl Connection {
             state: State::AwaitOpen,
             container_id: None,
             remote_max_frame_size: MIN_MAX_FRAME_SIZE,
-            remote_channel_max: 0,
             heartbeat_every: None,
             last_received: now,
             last_sent: now,
@@ -95,7 +97,7 @@ impl Connection {
     /// a peer that has not introduced itself cannot make us buffer much.
     pub fn max_frame_size_in(&self) -> u32 {
         match self.state {
-            State::AwaitOpen => MIN_MAX_FRAME_SIZE.max(4096),
+            State::AwaitOpen => PRE_OPEN_MAX_FRAME_SIZE,
             _ => self.config.max_frame_size,
         }
     }
@@ -266,7 +268,6 @@ impl Connection {
         }
         self.container_id = Some(open.container_id.clone());
         self.remote_max_frame_size = open.max_frame_size.0.max(MIN_MAX_FRAME_SIZE);
-        self.remote_channel_max = open.channel_max.0;
         self.heartbeat_every = open
             .idle_time_out
             .filter(|&ms| ms > 0)
@@ -353,10 +354,6 @@ impl Connection {
             )
             .into()
         })
-    }
-
-    pub(super) fn remote_channel_max(&self) -> u16 {
-        self.remote_channel_max
     }
 }
 

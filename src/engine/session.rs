@@ -72,9 +72,8 @@ impl Connection {
             )
             .into());
         }
-        // We answer on the same channel number; it is ours to pick and cannot exceed the
-        // peer's channel-max, since the peer itself used it.
-        let _ = self.remote_channel_max();
+        // We answer on the same channel number: it is ours to pick, and it is within the
+        // peer's channel-max since the peer itself used it.
         let handle_max = self.config.handle_max.min(begin.handle_max.0);
         let session = Session {
             channel,
