@@ -157,9 +157,21 @@ fn decode_input(engine: &mut Connection, rbuf: &mut BytesMut) {
     }
     if engine.is_closing() {
         // Nothing after a fatal error is worth decoding; keep only a possible close.
-        while let Ok(Some(raw)) = decode_raw(rbuf, engine.max_frame_size_in()) {
-            if let Ok(frame) = decode_amqp(raw) {
-                engine.handle_frame(frame, now);
+        loop {
+            match decode_raw(rbuf, engine.max_frame_size_in()) {
+                Ok(Some(raw)) => {
+                    if let Ok(frame) = decode_amqp(raw) {
+                        engine.handle_frame(frame, now);
+                    }
+                }
+                Ok(None) => break,
+                // The stream cannot be framed any more, so no close can be found in it: drop
+                // what arrives, or a peer could make us buffer as fast as it sends for the
+                // whole close grace.
+                Err(_) => {
+                    rbuf.clear();
+                    break;
+                }
             }
         }
     }

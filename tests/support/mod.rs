@@ -3,3 +3,4 @@
 
 pub mod broker;
 pub mod proton;
+pub mod raw;

@@ -1,0 +1,95 @@
+//! Fuzzes the frame codec and the connection engine together, the way the connection task
+//! drives them (`src/transport/connection.rs`): the input is the byte stream a peer sends
+//! after the protocol header. Every frame is cut with `decode_raw`, decoded with
+//! `decode_amqp`, and handed to the engine; then the engine pumps deliveries, flushes and
+//! ticks, and everything it wants to send must itself be a well-formed frame stream.
+//!
+//! The first input byte picks the size of the reads the stream arrives in (1 to 256 bytes,
+//! or all at once), so partial frames are exercised as well.
+
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use sluice::broker::{ConnWaker, Router};
+use sluice::engine::{Connection, EngineConfig, PeerInfo};
+use sluice::transport::frame::{decode_amqp, decode_raw};
+use sluice::Config;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunking, stream)) = data.split_first() else {
+        return;
+    };
+    let read_size = match chunking {
+        0 => stream.len().max(1),
+        n => usize::from(n),
+    };
+    let config = Config::default();
+    let mut engine = Connection::new(
+        EngineConfig::from(&config),
+        Arc::new(Router::new(config.queues.clone())),
+        ConnWaker::new(),
+        PeerInfo {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5672)),
+            user: None,
+        },
+        Instant::now(),
+    );
+    let start = Instant::now();
+    let mut rbuf = BytesMut::new();
+    for (i, chunk) in stream.chunks(read_size).enumerate() {
+        rbuf.extend_from_slice(chunk);
+        let now = start + Duration::from_millis(i as u64);
+        decode_input(&mut engine, &mut rbuf, now);
+        engine.pump();
+        engine.flush();
+        let _ = engine.tick(now);
+        check_output(&engine.output().take_all());
+        if engine.is_closed() {
+            return;
+        }
+    }
+    // The peer went away: everything it held goes back to the queues.
+    engine.abandon();
+    engine.pump();
+    engine.flush();
+    check_output(&engine.output().take_all());
+});
+
+/// As `transport::connection::decode_input`.
+fn decode_input(engine: &mut Connection, rbuf: &mut BytesMut, now: Instant) {
+    while !engine.is_closing() {
+        match decode_raw(rbuf, engine.max_frame_size_in()) {
+            Ok(None) => break,
+            Ok(Some(raw)) => match decode_amqp(raw) {
+                Ok(frame) => engine.handle_frame(frame, now),
+                Err(e) => engine.handle_frame_error(e),
+            },
+            Err(e) => engine.handle_frame_error(e),
+        }
+    }
+    if engine.is_closing() {
+        while let Ok(Some(raw)) = decode_raw(rbuf, engine.max_frame_size_in()) {
+            if let Ok(frame) = decode_amqp(raw) {
+                engine.handle_frame(frame, now);
+            }
+        }
+    }
+}
+
+/// What the broker sends must be whole, decodable AMQP frames (or heartbeats).
+fn check_output(out: &[u8]) {
+    let mut buf = BytesMut::from(out);
+    while !buf.is_empty() {
+        let raw = decode_raw(&mut buf, u32::MAX)
+            .unwrap_or_else(|e| panic!("the engine wrote a bad frame header: {e}"))
+            .unwrap_or_else(|| panic!("the engine wrote a partial frame: {:02x?}", &buf[..]));
+        if let Err(e) = decode_amqp(raw) {
+            panic!("the engine wrote a frame that does not decode: {e}");
+        }
+    }
+}
