@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod config;
 pub mod engine;
+pub mod int_map;
 pub mod message;
 pub mod transport;
 

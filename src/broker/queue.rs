@@ -4,10 +4,10 @@
 //! operation is a short critical section that ends by dispatching whatever it made possible.
 //! Dispatch is FIFO (by enqueue sequence) and round-robin among the consumers that have credit.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::QueueSettings;
+use crate::int_map::IntMap;
 use crate::message::Message;
 
 use super::consumer::{lock, ConsumerId, Delivery, OutItem, Outbox};
@@ -101,7 +101,7 @@ impl Consumer {
 struct State {
     next_seq: u64,
     ready: ReadyList,
-    acquired: HashMap<u64, (ConsumerId, Entry)>,
+    acquired: IntMap<u64, (ConsumerId, Entry)>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     stats: QueueStats,
@@ -258,13 +258,14 @@ impl State {
     }
 
     fn settle_one(&mut self, consumer: ConsumerId, seq: u64, outcome: Outcome) {
-        match self.acquired.get(&seq) {
-            Some((owner, _)) if *owner == consumer => {}
-            _ => return,
-        }
-        let Some((_, mut entry)) = self.acquired.remove(&seq) else {
+        let Some((owner, mut entry)) = self.acquired.remove(&seq) else {
             return;
         };
+        if owner != consumer {
+            // Not this consumer's to settle (a late outcome after a redelivery).
+            self.acquired.insert(seq, (owner, entry));
+            return;
+        }
         match outcome {
             Outcome::Accepted => self.stats.acked += 1,
             Outcome::Rejected => self.stats.rejected += 1,

@@ -1,7 +1,7 @@
 //! The connection state machine: open negotiation, heartbeats and idle timeout, close, and the
 //! routing of each frame to its session.
 
-use std::collections::HashMap;
+use crate::int_map::{self, IntMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,9 +58,9 @@ pub struct Connection {
     last_received: Instant,
     last_sent: Instant,
     /// Sessions by channel; we use the peer's channel number as ours too.
-    pub(super) sessions: HashMap<u16, Session>,
+    pub(super) sessions: IntMap<u16, Session>,
     /// Where each of our consumers lives: (channel, handle).
-    pub(super) consumers: HashMap<ConsumerId, (u16, u32)>,
+    pub(super) consumers: IntMap<ConsumerId, (u16, u32)>,
     /// Consumers that have deliveries waiting for session window.
     pub(super) blocked: Vec<ConsumerId>,
     pub(super) out: Output,
@@ -86,8 +86,8 @@ impl Connection {
             heartbeat_every: None,
             last_received: now,
             last_sent: now,
-            sessions: HashMap::new(),
-            consumers: HashMap::new(),
+            sessions: int_map::new(),
+            consumers: int_map::new(),
             blocked: Vec::new(),
             out: Output::default(),
         }

@@ -1,20 +1,20 @@
 //! Deliveries both ways: transfers from producers assembled into messages and queued,
 //! deliveries from queues split into transfers within the peer's window, and dispositions.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fe2o3_amqp_types::definitions::{AmqpError, Handle, LinkError, Role, SessionError};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
-use fe2o3_amqp_types::performatives::{Disposition, Performative, Transfer};
+use fe2o3_amqp_types::performatives::{Disposition, Performative};
 
 use crate::broker::{ConsumerId, Delivery, OutItem, Outcome, Queue};
 use crate::message::Message;
-use crate::transport::frame::{transfer_size, Output};
+use crate::transport::frame::{delivery_transfer_size, Output};
+use crate::transport::transfer::{FirstFrame, Transfer};
 
 use super::connection::Connection;
-use super::link::{Incoming, LinkKind};
+use super::link::{Incoming, Link, LinkKind};
 use super::session::{session_flow, Session, Window};
 use super::{AmqpFailure, Failure};
 
@@ -27,7 +27,7 @@ const TRANSFER_OVERHEAD_BOUND: usize = 8 + 64;
 pub(super) struct Sending {
     delivery_id: u32,
     seq: u64,
-    chunks: VecDeque<Bytes>,
+    remaining: Remaining,
     message_format: u32,
     first_frame: bool,
     presettled: bool,
@@ -48,7 +48,7 @@ impl Connection {
         transfer: Transfer,
         payload: Bytes,
     ) -> Result<(), Failure> {
-        let handle = transfer.handle.0;
+        let handle = transfer.handle;
         let session = self.count_incoming_transfer(channel)?;
         let Some(link) = session.links.get_mut(&handle) else {
             return Err(AmqpFailure::new(
@@ -57,9 +57,13 @@ impl Connection {
             )
             .into());
         };
-        let link_name = link.name.clone();
-        let producer = match &mut link.kind {
-            LinkKind::Producer(p) if !link.detach_sent => p,
+        let Link {
+            name: link_name,
+            kind,
+            detach_sent,
+        } = link;
+        let producer = match kind {
+            LinkKind::Producer(p) if !*detach_sent => p,
             // Transfers already in flight when we detached the link are dropped.
             LinkKind::Producer(_) | LinkKind::Refused => return Ok(()),
             LinkKind::Consumer(_) => {
@@ -120,7 +124,8 @@ impl Connection {
                     delivery_id,
                     settled: transfer.settled.unwrap_or(false),
                     message_format: transfer.message_format.unwrap_or(0),
-                    chunks: Vec::new(),
+                    first: Bytes::new(),
+                    rest: Vec::new(),
                     size: 0,
                 }
             }
@@ -143,8 +148,10 @@ impl Connection {
                 ),
             });
         }
-        if !payload.is_empty() {
-            incoming.chunks.push(payload);
+        if incoming.first.is_empty() {
+            incoming.first = payload;
+        } else if !payload.is_empty() {
+            incoming.rest.push(payload);
         }
         if transfer.more {
             producer.incoming = Some(incoming);
@@ -164,7 +171,7 @@ impl Connection {
                 }
             }
             Arrival::Refused(error) => {
-                tracing::debug!(link = %link_name, "message rejected: {}", error.description);
+                tracing::debug!(channel, handle, "message rejected: {}", error.description);
                 if !incoming.settled {
                     let state = DeliveryState::Rejected(Rejected {
                         error: Some(error.to_error()),
@@ -188,7 +195,7 @@ impl Connection {
 
     /// Turns the frames of a delivery into a message and finds its queue.
     fn arrive(&self, target: Option<Arc<Queue>>, incoming: &Incoming) -> Arrival {
-        let bytes = concat(&incoming.chunks);
+        let bytes = concat(&incoming.first, &incoming.rest);
         let message = if incoming.message_format == 0 {
             match Message::parse(bytes) {
                 Ok(m) => m,
@@ -389,11 +396,14 @@ fn start_sending(window: &mut Window, d: Delivery, presettled: bool) -> Sending 
     let delivery_id = window.next_delivery_id;
     window.next_delivery_id = delivery_id.wrapping_add(1);
     let (head, rest) = d.message.wire_chunks(d.delivery_count);
-    let chunks: VecDeque<Bytes> = head.into_iter().chain(std::iter::once(rest)).collect();
+    let remaining = Remaining {
+        head: head.unwrap_or_default(),
+        rest,
+    };
     Sending {
         delivery_id,
         seq: d.seq,
-        chunks,
+        remaining,
         message_format: d.message.message_format(),
         first_frame: true,
         presettled,
@@ -414,59 +424,51 @@ impl Sending {
             if window.remote_incoming_window == 0 {
                 return false;
             }
-            let first = self.first_frame;
-            let mut transfer = Transfer {
-                handle: Handle(handle),
-                delivery_id: first.then_some(self.delivery_id),
-                delivery_tag: first.then(|| self.delivery_id.to_be_bytes().to_vec().into()),
-                message_format: first.then_some(self.message_format),
-                settled: first.then_some(self.presettled),
-                more: true,
-                rcv_settle_mode: None,
-                state: None,
-                resume: false,
-                aborted: false,
-                batchable: false,
-            };
-            let remaining: usize = self.chunks.iter().map(Bytes::len).sum();
+            let first = self.first_frame.then_some(FirstFrame {
+                delivery_id: self.delivery_id,
+                message_format: self.message_format,
+                settled: self.presettled,
+            });
+            let remaining = self.remaining.len();
             let room = if remaining + TRANSFER_OVERHEAD_BOUND <= max_frame {
                 remaining
             } else {
-                max_frame
-                    .saturating_sub(8 + transfer_size(&transfer))
-                    .max(1)
+                let overhead = 8 + delivery_transfer_size(handle, first.as_ref());
+                max_frame.saturating_sub(overhead).max(1)
             };
-            let payload = take_bytes(&mut self.chunks, room);
-            transfer.more = !self.chunks.is_empty();
-            out.push_frame(channel, &Performative::Transfer(transfer), &payload);
+            let payload = self.remaining.take(room);
+            let more = self.remaining.len() > 0;
+            out.push_delivery(channel, handle, first.as_ref(), more, &payload);
             window.next_outgoing_id = window.next_outgoing_id.wrapping_add(1);
             window.remote_incoming_window -= 1;
             self.first_frame = false;
-            if self.chunks.is_empty() {
+            if !more {
                 return true;
             }
         }
     }
 }
 
-/// Takes up to `room` bytes off the front of `chunks`, as slices.
-fn take_bytes(chunks: &mut VecDeque<Bytes>, mut room: usize) -> Vec<Bytes> {
-    let mut taken = Vec::with_capacity(2);
-    while room > 0 {
-        let Some(front) = chunks.front_mut() else {
-            break;
-        };
-        if front.len() <= room {
-            room -= front.len();
-            if let Some(b) = chunks.pop_front() {
-                taken.push(b);
-            }
-        } else {
-            taken.push(front.split_to(room));
-            room = 0;
-        }
+/// The bytes of a delivery still to send: a rewritten header (often empty) and the rest of
+/// the message, both slices of buffers the broker already holds.
+#[derive(Debug)]
+struct Remaining {
+    head: Bytes,
+    rest: Bytes,
+}
+
+impl Remaining {
+    fn len(&self) -> usize {
+        self.head.len() + self.rest.len()
     }
-    taken
+
+    /// Takes up to `room` bytes off the front, as (at most two) slices.
+    fn take(&mut self, room: usize) -> [Bytes; 2] {
+        let from_head = self.head.split_to(room.min(self.head.len()));
+        let room = room - from_head.len();
+        let from_rest = self.rest.split_to(room.min(self.rest.len()));
+        [from_head, from_rest]
+    }
 }
 
 /// Removes our unsettled deliveries with ids in `first..=last` (serial numbers, so the range may
@@ -523,16 +525,14 @@ fn disposition(
 }
 
 /// Joins the payloads of a delivery; a single frame's payload is used as it is, without a copy.
-fn concat(chunks: &[Bytes]) -> Bytes {
-    match chunks {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut all = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-            for c in many {
-                all.extend_from_slice(c);
-            }
-            all.freeze()
-        }
+fn concat(first: &Bytes, rest: &[Bytes]) -> Bytes {
+    if rest.is_empty() {
+        return first.clone();
     }
+    let mut all = BytesMut::with_capacity(first.len() + rest.iter().map(Bytes::len).sum::<usize>());
+    all.extend_from_slice(first);
+    for c in rest {
+        all.extend_from_slice(c);
+    }
+    all.freeze()
 }

@@ -62,7 +62,10 @@ pub(super) struct Incoming {
     pub delivery_id: u32,
     pub settled: bool,
     pub message_format: u32,
-    pub chunks: Vec<Bytes>,
+    /// The first frame's payload, and those of the frames after it (a single-frame delivery,
+    /// the common case, needs no vector).
+    pub first: Bytes,
+    pub rest: Vec<Bytes>,
     pub size: u64,
 }
 

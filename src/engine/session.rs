@@ -1,6 +1,8 @@
 //! Sessions: begin/end, transfer numbering and the incoming/outgoing windows (§2.5.6).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::int_map::{self, IntMap};
 
 use fe2o3_amqp_types::definitions::{AmqpError, ConnectionError, SessionError};
 use fe2o3_amqp_types::performatives::{Begin, End, Flow, Performative};
@@ -38,7 +40,7 @@ pub(super) struct Session {
     /// Transfer numbering and windows.
     pub window: Window,
     /// Links by handle; we use the peer's handle as ours too.
-    pub links: HashMap<u32, Link>,
+    pub links: IntMap<u32, Link>,
     /// Our deliveries awaiting the peer's outcome: delivery-id → (handle, queue sequence).
     pub unsettled: BTreeMap<u32, (u32, u64)>,
     /// Peer deliveries we have queued and will confirm at the next flush, with whether our
@@ -85,7 +87,7 @@ impl Connection {
                 remote_incoming_window: begin.incoming_window,
                 next_delivery_id: 0,
             },
-            links: HashMap::new(),
+            links: int_map::new(),
             unsettled: BTreeMap::new(),
             accepted: Vec::new(),
         };

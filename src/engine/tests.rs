@@ -48,7 +48,7 @@ impl Harness {
 
     fn send(&mut self, channel: u16, p: Performative) -> Vec<Frame> {
         let body = match p {
-            Performative::Transfer(t) => Body::Transfer(t, Bytes::new()),
+            Performative::Transfer(t) => Body::Transfer(t.into(), Bytes::new()),
             other => Body::Performative(other),
         };
         self.conn.handle_frame(Frame { channel, body }, self.now);
@@ -58,7 +58,7 @@ impl Harness {
     fn send_transfer(&mut self, channel: u16, t: Transfer, payload: Bytes) -> Vec<Frame> {
         let frame = Frame {
             channel,
-            body: Body::Transfer(t, payload),
+            body: Body::Transfer(t.into(), payload),
         };
         self.conn.handle_frame(frame, self.now);
         self.outputs()
@@ -240,7 +240,7 @@ fn a_transfer_beyond_the_session_window_is_a_window_violation() {
     for id in 0..3 {
         let frame = Frame {
             channel: 0,
-            body: Body::Transfer(transfer(0, Some(id), false), message(3)),
+            body: Body::Transfer(transfer(0, Some(id), false).into(), message(3)),
         };
         h.conn.handle_frame(frame, h.now);
     }
@@ -456,7 +456,7 @@ fn a_transfer_beyond_link_credit_closes_the_connection() {
     for id in 0..3 {
         let frame = Frame {
             channel: 0,
-            body: Body::Transfer(transfer(0, Some(id), false), message(3)),
+            body: Body::Transfer(transfer(0, Some(id), false).into(), message(3)),
         };
         h.conn.handle_frame(frame, h.now);
     }

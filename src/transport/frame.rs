@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use fe2o3_amqp_types::performatives::{Performative, Transfer};
+use fe2o3_amqp_types::performatives::Performative;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::scan::{scan_value, Limits, ScanError};
+use super::transfer::{self, FirstFrame, Transfer};
 
 /// Frame type of AMQP frames.
 pub const TYPE_AMQP: u8 = 0;
@@ -137,15 +138,16 @@ pub fn decode_amqp(raw: RawFrame) -> Result<Frame, FrameError> {
             body: Body::Heartbeat,
         });
     }
+    if let Some((transfer, len)) = transfer::decode(&raw.body) {
+        let body = Body::Transfer(transfer, raw.body.slice(len..));
+        return Ok(Frame { channel, body });
+    }
     let len = scan_value(&raw.body, Limits::PERFORMATIVE)?;
     let performative: Performative =
         serde_amqp::from_slice(&raw.body[..len]).map_err(|e| FrameError::Decode(e.to_string()))?;
     let body = match performative {
-        Performative::Transfer(transfer) => Body::Transfer(transfer, raw.body.slice(len..)),
-        other if len < raw.body.len() => {
-            let _ = other;
-            return Err(FrameError::TrailingBytes(raw.body.len() - len));
-        }
+        Performative::Transfer(t) => Body::Transfer(t.into(), raw.body.slice(len..)),
+        _ if len < raw.body.len() => return Err(FrameError::TrailingBytes(raw.body.len() - len)),
         other => Body::Performative(other),
     };
     Ok(Frame { channel, body })
@@ -164,8 +166,13 @@ pub fn decode_sasl<T: DeserializeOwned>(raw: &RawFrame) -> Result<T, FrameError>
 }
 
 /// Encoded size of a transfer performative, used to fit payload into frames.
-pub fn transfer_size(transfer: &Transfer) -> usize {
-    serde_amqp::serialized_size(&Performative::Transfer(transfer.clone())).unwrap_or(256)
+pub fn transfer_size(t: &Transfer) -> usize {
+    transfer::encoded_len(t)
+}
+
+/// Encoded size of a transfer the broker sends (see [`Output::push_delivery`]).
+pub fn delivery_transfer_size(handle: u32, first: Option<&FirstFrame>) -> usize {
+    transfer::outgoing_len(handle, first)
 }
 
 /// Bytes waiting to be written to the socket, in order.
@@ -187,6 +194,37 @@ impl Output {
     /// has one); large payload chunks are queued by reference, not copied.
     pub fn push_frame(&mut self, channel: u16, performative: &Performative, payload: &[Bytes]) {
         self.push_encoded(TYPE_AMQP, channel, performative, payload);
+    }
+
+    /// Appends one transfer frame; the performative is encoded by hand (it is sent once per
+    /// message) and the payload chunks are queued as with [`Output::push_frame`].
+    pub fn push_transfer(&mut self, channel: u16, t: &Transfer, payload: &[Bytes]) {
+        let start = self.scratch.len();
+        self.scratch.put_slice(&[0, 0, 0, 0, 2, TYPE_AMQP]);
+        self.scratch.put_u16(channel);
+        if !transfer::encode(t, &mut self.scratch) {
+            self.scratch.truncate(start);
+            self.push_frame(channel, &Performative::Transfer(t.into()), payload);
+            return;
+        }
+        self.finish_frame(start, payload);
+    }
+
+    /// Appends one frame of a delivery the broker sends: the hot path, encoded by hand
+    /// without building a performative.
+    pub fn push_delivery(
+        &mut self,
+        channel: u16,
+        handle: u32,
+        first: Option<&FirstFrame>,
+        more: bool,
+        payload: &[Bytes],
+    ) {
+        let start = self.scratch.len();
+        self.scratch.put_slice(&[0, 0, 0, 0, 2, TYPE_AMQP]);
+        self.scratch.put_u16(channel);
+        transfer::encode_outgoing(handle, first, more, &mut self.scratch);
+        self.finish_frame(start, payload);
     }
 
     /// Appends one SASL frame.
@@ -212,6 +250,11 @@ impl Output {
             self.scratch.truncate(start);
             return;
         }
+        self.finish_frame(start, payload);
+    }
+
+    /// Writes the size of the frame that starts at `start` and queues its payload.
+    fn finish_frame(&mut self, start: usize, payload: &[Bytes]) {
         let payload_len: usize = payload.iter().map(Bytes::len).sum();
         let size = self.scratch.len() - start + payload_len;
         self.scratch[start..start + 4].copy_from_slice(&(size as u32).to_be_bytes());
@@ -374,25 +417,15 @@ mod tests {
     #[test]
     fn a_transfer_payload_is_a_slice_of_the_frame() {
         let transfer = Transfer {
-            handle: 0.into(),
             delivery_id: Some(0),
-            delivery_tag: Some(vec![1].into()),
+            delivery_tag: Some(Bytes::from_static(&[1])),
             message_format: Some(0),
             settled: Some(true),
-            more: false,
-            rcv_settle_mode: None,
-            state: None,
-            resume: false,
-            aborted: false,
-            batchable: false,
+            ..Transfer::default()
         };
         let payload = Bytes::from(vec![0x00, 0x53, 0x77, 0xa1, 0x01, b'x']);
         let mut out = Output::default();
-        out.push_frame(
-            1,
-            &Performative::Transfer(transfer),
-            std::slice::from_ref(&payload),
-        );
+        out.push_transfer(1, &transfer, std::slice::from_ref(&payload));
         let mut buf = BytesMut::from(&out.take_all()[..]);
         let frame = decode_amqp(decode_raw(&mut buf, 512).unwrap().unwrap()).unwrap();
         match frame.body {

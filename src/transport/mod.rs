@@ -6,3 +6,4 @@ pub mod frame;
 pub mod handshake;
 pub mod listener;
 pub mod scan;
+pub mod transfer;

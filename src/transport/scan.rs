@@ -10,7 +10,8 @@
 /// Bounds on what [`scan_value`] accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// How many compound, array or described values may enclose one another.
+    /// How many compound, array or described values may enclose one another (at most 127,
+    /// whatever larger value is given).
     pub max_depth: usize,
     /// How many values (at any depth, array elements included) one scan may visit.
     pub max_elements: usize,
@@ -62,8 +63,8 @@ pub enum ScanError {
 /// Walk exactly one encoded value at the start of `buf` and return its encoded length in bytes.
 ///
 /// Never recurses; never reads past `buf`; runs in time linear in the returned length (arrays
-/// of fixed-width elements are skipped in one step); allocates at most `max_depth` stack
-/// frames. Bytes after the value are ignored. A successful scan guarantees the value's
+/// of fixed-width elements are skipped in one step); allocates only for values nested more
+/// than 8 deep. Bytes after the value are ignored. A successful scan guarantees the value's
 /// structure (constructors, sizes, counts) is well formed within the limits; it does not
 /// check the contents of primitives (UTF-8 of strings, which descriptors are known).
 pub fn scan_value(buf: &[u8], limits: Limits) -> Result<usize, ScanError> {
@@ -72,7 +73,7 @@ pub fn scan_value(buf: &[u8], limits: Limits) -> Result<usize, ScanError> {
         limits,
         pos: 0,
         elements: 0,
-        stack: Vec::new(),
+        stack: Stack::new(),
     }
     .run()
 }
@@ -143,6 +144,7 @@ enum Kind {
 }
 
 /// One open value on the explicit stack.
+#[derive(Clone, Copy)]
 struct Frame {
     kind: Kind,
     remaining: u64,
@@ -157,7 +159,76 @@ struct Scanner<'a> {
     limits: Limits,
     pos: usize,
     elements: usize,
-    stack: Vec<Frame>,
+    stack: Stack,
+}
+
+/// Deepest nesting any [`Limits`] can allow.
+const MAX_STACK: usize = 128;
+/// Frames kept inline; deeper values (rare: no performative nests this far) spill to the heap.
+const INLINE_FRAMES: usize = 8;
+
+/// The explicit stack of open values: a few frames inline, so the common scan allocates
+/// nothing (it runs for every frame and every message section).
+struct Stack {
+    inline: [Frame; INLINE_FRAMES],
+    spill: Vec<Frame>,
+    len: usize,
+}
+
+const EMPTY_FRAME: Frame = Frame {
+    kind: Kind::Values,
+    remaining: 0,
+    extent: Extent {
+        offset: 0,
+        content_start: 0,
+        end: 0,
+    },
+    sized: false,
+};
+
+impl Stack {
+    fn new() -> Stack {
+        Stack {
+            inline: [EMPTY_FRAME; INLINE_FRAMES],
+            spill: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, frame: Frame) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = frame,
+            None => self.spill.push(frame),
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) {
+        if self.len > INLINE_FRAMES {
+            self.spill.pop();
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+
+    fn last(&self) -> Option<&Frame> {
+        let i = self.len.checked_sub(1)?;
+        match self.inline.get(i) {
+            Some(frame) => Some(frame),
+            None => self.spill.last(),
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Frame> {
+        let i = self.len.checked_sub(1)?;
+        match self.inline.get_mut(i) {
+            Some(frame) => Some(frame),
+            None => self.spill.last_mut(),
+        }
+    }
 }
 
 impl Scanner<'_> {
@@ -359,10 +430,9 @@ impl Scanner<'_> {
         sized: bool,
     ) -> Result<(), ScanError> {
         // The root frame is not a level of nesting.
-        if self.stack.len() > self.limits.max_depth {
-            return Err(ScanError::TooDeep {
-                limit: self.limits.max_depth,
-            });
+        let limit = self.limits.max_depth.min(MAX_STACK - 1);
+        if self.stack.len() > limit {
+            return Err(ScanError::TooDeep { limit });
         }
         self.stack.push(Frame {
             kind,
@@ -579,7 +649,10 @@ mod tests {
         for nested in [nested_described, nested_lists] {
             let bytes = nested(100_000);
             assert_eq!(scan(&bytes), Err(ScanError::TooDeep { limit: 32 }));
-            assert_eq!(scan_value(&bytes, GENEROUS), Ok(bytes.len()));
+            let capped = ScanError::TooDeep {
+                limit: MAX_STACK - 1,
+            };
+            assert_eq!(scan_value(&bytes, GENEROUS), Err(capped));
         }
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
