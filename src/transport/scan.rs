@@ -64,10 +64,16 @@ pub enum ScanError {
 ///
 /// Never recurses; never reads past `buf`; runs in time linear in the returned length (arrays
 /// of fixed-width elements are skipped in one step); allocates only for values nested more
-/// than 8 deep. Bytes after the value are ignored. A successful scan guarantees the value's
+/// than 4 deep. Bytes after the value are ignored. A successful scan guarantees the value's
 /// structure (constructors, sizes, counts) is well formed within the limits; it does not
 /// check the contents of primitives (UTF-8 of strings, which descriptors are known).
 pub fn scan_value(buf: &[u8], limits: Limits) -> Result<usize, ScanError> {
+    // A described primitive is one level deep and three values (descriptor, value, whole).
+    if limits.max_depth >= 1 && limits.max_elements >= 3 {
+        if let Some(len) = described_primitive(buf) {
+            return Ok(len);
+        }
+    }
     Scanner {
         buf,
         limits,
@@ -76,6 +82,25 @@ pub fn scan_value(buf: &[u8], limits: Limits) -> Result<usize, ScanError> {
         stack: Stack::new(),
     }
     .run()
+}
+
+/// The length of `0x00 0x53 <code> <primitive>` — a value described by a small ulong whose
+/// value is a scalar, string or binary: every data section and most message bodies. None
+/// when `buf` holds anything else, or is cut short (the full scan then says what is wrong).
+fn described_primitive(buf: &[u8]) -> Option<usize> {
+    let [0x00, 0x53, _, code, rest @ ..] = buf else {
+        return None;
+    };
+    let len = match layout(*code)? {
+        Layout::Fixed(width) => width,
+        Layout::Variable(1) => 1 + usize::from(*rest.first()?),
+        Layout::Variable(_) => {
+            let size = rest.get(..4)?;
+            4 + u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize
+        }
+        _ => return None,
+    };
+    (len <= rest.len()).then_some(4 + len)
 }
 
 /// How the bytes after a format code are laid out; widths are of the size/count fields.
@@ -165,7 +190,7 @@ struct Scanner<'a> {
 /// Deepest nesting any [`Limits`] can allow.
 const MAX_STACK: usize = 128;
 /// Frames kept inline; deeper values (rare: no performative nests this far) spill to the heap.
-const INLINE_FRAMES: usize = 8;
+const INLINE_FRAMES: usize = 4;
 
 /// The explicit stack of open values: a few frames inline, so the common scan allocates
 /// nothing (it runs for every frame and every message section).
