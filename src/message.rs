@@ -30,30 +30,53 @@ pub struct Message {
     /// The transfer's message-format (0 for standard messages); sent on with the message.
     message_format: u32,
     /// End of the header section (0 when there is none); it always starts at 0.
-    header_end: usize,
+    header_end: u32,
     /// Start of the message-annotations, or of the bare message when there are none.
-    bare_start: usize,
+    bare_start: u32,
     /// The header as the bytes encode it, to tell whether `header` was changed.
     encoded_header: Header,
     /// The header fields; defaults when there is no header section. Changes made here
     /// are what [`Message::wire_chunks`] encodes.
     pub header: Header,
-    /// properties.absolute-expiry-time, in milliseconds since the Unix epoch.
-    pub absolute_expiry_time_ms: Option<i64>,
-    /// properties.creation-time, in milliseconds since the Unix epoch.
-    pub creation_time_ms: Option<i64>,
-    /// properties.group-sequence: the message's position within its group.
-    pub group_sequence: Option<u32>,
-    /// Message annotation `x-opt-delivery-time`: not to be delivered before this time
-    /// (milliseconds since the Unix epoch).
-    pub delivery_time_ms: Option<i64>,
-    /// Message annotation `x-opt-delivery-delay`: not to be delivered until this many
-    /// milliseconds after it arrived.
-    pub delivery_delay_ms: Option<i64>,
-    to: Option<Range<usize>>,
-    subject: Option<Range<usize>>,
-    group_id: Option<Range<usize>>,
-    application_properties: Option<Range<usize>>,
+    to: Option<Span>,
+    group_id: Option<Span>,
+    /// The fields most messages lack, out of line: a queued message costs its bytes plus a
+    /// small fixed part (DESIGN.md §6 bounds memory per queued message).
+    extras: Option<Box<Extras>>,
+}
+
+/// Fields of the view that most messages do not carry.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    absolute_expiry_time_ms: Option<i64>,
+    creation_time_ms: Option<i64>,
+    group_sequence: Option<u32>,
+    delivery_time_ms: Option<i64>,
+    delivery_delay_ms: Option<i64>,
+    subject: Option<Span>,
+    application_properties: Option<Span>,
+}
+
+/// Where a field lies in the message's bytes: half the size of a `Range<usize>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// None for a range beyond 4 GiB (no such message passes max-message-size in practice;
+    /// the field is then simply not in the view).
+    fn of(range: Range<usize>) -> Option<Span> {
+        Some(Span {
+            start: u32::try_from(range.start).ok()?,
+            end: u32::try_from(range.end).ok()?,
+        })
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// The header section's fields (spec part 3, §3.2.1). `None` means the field was absent
@@ -247,25 +270,56 @@ impl Message {
 
     /// properties.to: the address the sender meant the message for.
     pub fn to(&self) -> Option<&str> {
-        self.str_at(&self.to)
+        self.str_at(self.to)
     }
 
     /// properties.subject.
     pub fn subject(&self) -> Option<&str> {
-        self.str_at(&self.subject)
+        self.str_at(self.extras.as_ref()?.subject)
     }
 
     /// properties.group-id: the group whose members one consumer receives in order.
     pub fn group_id(&self) -> Option<&str> {
-        self.str_at(&self.group_id)
+        self.str_at(self.group_id)
+    }
+
+    /// properties.group-sequence: the message's position within its group.
+    pub fn group_sequence(&self) -> Option<u32> {
+        self.extras.as_ref()?.group_sequence
+    }
+
+    /// properties.absolute-expiry-time, in milliseconds since the Unix epoch.
+    pub fn absolute_expiry_time_ms(&self) -> Option<i64> {
+        self.extras.as_ref()?.absolute_expiry_time_ms
+    }
+
+    /// properties.creation-time, in milliseconds since the Unix epoch.
+    pub fn creation_time_ms(&self) -> Option<i64> {
+        self.extras.as_ref()?.creation_time_ms
+    }
+
+    /// Message annotation `x-opt-delivery-time`: not to be delivered before this time
+    /// (milliseconds since the Unix epoch).
+    pub fn delivery_time_ms(&self) -> Option<i64> {
+        self.extras.as_ref()?.delivery_time_ms
+    }
+
+    /// Message annotation `x-opt-delivery-delay`: not to be delivered until this many
+    /// milliseconds after it arrived.
+    pub fn delivery_delay_ms(&self) -> Option<i64> {
+        self.extras.as_ref()?.delivery_delay_ms
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// The encoded application-properties section (descriptor included, so it decodes as
     /// `fe2o3_amqp_types::messaging::ApplicationProperties`), for selectors and group keys
     /// to decode on demand. Already scanned, so safe to decode.
     pub fn application_properties(&self) -> Option<Bytes> {
-        let range = self.application_properties.clone()?;
-        Some(self.bytes.slice(range))
+        let span = self.extras.as_ref()?.application_properties?;
+        Some(self.bytes.slice(span.range()))
     }
 
     /// The bytes to put on the wire for a delivery with this delivery count: if
@@ -285,19 +339,20 @@ impl Message {
         if delivery_count > 0 && header.first_acquirer == Some(true) {
             header.first_acquirer = Some(false);
         }
-        let rest = self.bytes.slice(self.bare_start..);
+        let rest = self.bytes.slice(self.bare_start as usize..);
         if header != self.encoded_header {
             return (Some(encode_header(&header)), rest);
         }
         if self.bare_start == self.header_end {
             return (None, self.bytes.clone());
         }
-        let original_header = (self.header_end > 0).then(|| self.bytes.slice(..self.header_end));
+        let original_header =
+            (self.header_end > 0).then(|| self.bytes.slice(..self.header_end as usize));
         (original_header, rest)
     }
 
-    fn str_at(&self, range: &Option<Range<usize>>) -> Option<&str> {
-        let bytes = self.bytes.get(range.clone()?)?;
+    fn str_at(&self, span: Option<Span>) -> Option<&str> {
+        let bytes = self.bytes.get(span?.range())?;
         std::str::from_utf8(bytes).ok()
     }
 
@@ -313,13 +368,15 @@ impl Message {
             HEADER => {
                 self.header = read_header(value)?;
                 self.encoded_header = self.header;
-                self.header_end = whole.end;
-                self.bare_start = whole.end;
+                self.header_end = offset_u32(whole.end, "header")?;
+                self.bare_start = self.header_end;
             }
-            DELIVERY_ANNOTATIONS => self.bare_start = whole.end,
+            DELIVERY_ANNOTATIONS => {
+                self.bare_start = offset_u32(whole.end, "delivery-annotations")?
+            }
             MESSAGE_ANNOTATIONS => self.read_annotations(value)?,
             PROPERTIES => self.read_properties(value, value_at)?,
-            APPLICATION_PROPERTIES => self.application_properties = Some(whole),
+            APPLICATION_PROPERTIES => self.extras_mut().application_properties = Span::of(whole),
             _ => {}
         }
         Ok(())
@@ -332,15 +389,36 @@ impl Message {
             let at = value_at + start;
             let wrong = |field| move || invalid("properties", field);
             match position {
-                2 => self.to = string(field, at).ok_or_else(wrong("to"))?,
-                3 => self.subject = string(field, at).ok_or_else(wrong("subject"))?,
-                8 => {
-                    self.absolute_expiry_time_ms =
-                        timestamp(field).ok_or_else(wrong("absolute-expiry-time"))?
+                2 => {
+                    self.to = string(field, at)
+                        .ok_or_else(wrong("to"))?
+                        .and_then(Span::of)
                 }
-                9 => self.creation_time_ms = timestamp(field).ok_or_else(wrong("creation-time"))?,
-                10 => self.group_id = string(field, at).ok_or_else(wrong("group-id"))?,
-                11 => self.group_sequence = uint(field).ok_or_else(wrong("group-sequence"))?,
+                3 => {
+                    if let Some(r) = string(field, at).ok_or_else(wrong("subject"))? {
+                        self.extras_mut().subject = Span::of(r);
+                    }
+                }
+                8 => {
+                    if let Some(t) = timestamp(field).ok_or_else(wrong("absolute-expiry-time"))? {
+                        self.extras_mut().absolute_expiry_time_ms = Some(t);
+                    }
+                }
+                9 => {
+                    if let Some(t) = timestamp(field).ok_or_else(wrong("creation-time"))? {
+                        self.extras_mut().creation_time_ms = Some(t);
+                    }
+                }
+                10 => {
+                    self.group_id = string(field, at)
+                        .ok_or_else(wrong("group-id"))?
+                        .and_then(Span::of)
+                }
+                11 => {
+                    if let Some(n) = uint(field).ok_or_else(wrong("group-sequence"))? {
+                        self.extras_mut().group_sequence = Some(n);
+                    }
+                }
                 _ => {}
             }
         }
@@ -354,15 +432,28 @@ impl Message {
         while let Some(key) = items.next() {
             let (_, key) = key.ok_or(wrong("key"))?;
             let (_, value) = items.next().flatten().ok_or(wrong("value"))?;
-            let target = match symbol(key) {
-                Some(b"x-opt-delivery-time") => &mut self.delivery_time_ms,
-                Some(b"x-opt-delivery-delay") => &mut self.delivery_delay_ms,
+            let time = match symbol(key) {
+                Some(b"x-opt-delivery-time") => true,
+                Some(b"x-opt-delivery-delay") => false,
                 _ => continue,
             };
-            *target = integer(value).ok_or(wrong("x-opt-delivery-time/-delay"))?;
+            let Some(ms) = integer(value).ok_or(wrong("x-opt-delivery-time/-delay"))? else {
+                continue;
+            };
+            let extras = self.extras_mut();
+            if time {
+                extras.delivery_time_ms = Some(ms);
+            } else {
+                extras.delivery_delay_ms = Some(ms);
+            }
         }
         Ok(())
     }
+}
+
+/// The sections before the bare message end within the first 4 GiB of any real message.
+fn offset_u32(end: usize, section: &'static str) -> Result<u32, MessageError> {
+    u32::try_from(end).map_err(|_| invalid(section, "end beyond 4 GiB"))
 }
 
 fn invalid(section: &'static str, field: &'static str) -> MessageError {
@@ -693,11 +784,11 @@ mod tests {
         assert_eq!(message.to(), Some("orders"));
         assert_eq!(message.subject(), Some("created"));
         assert_eq!(message.group_id(), Some("customer-9"));
-        assert_eq!(message.group_sequence, Some(3));
-        assert_eq!(message.creation_time_ms, Some(1_000));
-        assert_eq!(message.absolute_expiry_time_ms, Some(2_000));
-        assert_eq!(message.delivery_time_ms, Some(1_700_000_000_000));
-        assert_eq!(message.delivery_delay_ms, Some(250));
+        assert_eq!(message.group_sequence(), Some(3));
+        assert_eq!(message.creation_time_ms(), Some(1_000));
+        assert_eq!(message.absolute_expiry_time_ms(), Some(2_000));
+        assert_eq!(message.delivery_time_ms(), Some(1_700_000_000_000));
+        assert_eq!(message.delivery_delay_ms(), Some(250));
         let encoded = message
             .application_properties()
             .expect("application properties");
@@ -734,9 +825,9 @@ mod tests {
         let (header, rest) = message.wire_chunks(2);
         assert!(same_bytes(
             &header.expect("header"),
-            &bytes[..message.header_end]
+            &bytes[..message.header_end as usize]
         ));
-        assert!(same_bytes(&rest, &bytes[message.bare_start..]));
+        assert!(same_bytes(&rest, &bytes[message.bare_start as usize..]));
         let mut expected = full_message();
         expected.delivery_annotations = None;
         assert_eq!(decode(&wire(&message, 2)), expected);
@@ -748,7 +839,7 @@ mod tests {
         let mut message = Message::parse(bytes.clone()).expect("parse");
         message.header.ttl_ms = Some(70_000);
         let (_, rest) = message.wire_chunks(3);
-        assert!(same_bytes(&rest, &bytes[message.bare_start..]));
+        assert!(same_bytes(&rest, &bytes[message.bare_start as usize..]));
         let mut expected = full_message();
         expected.delivery_annotations = None;
         if let Some(header) = expected.header.as_mut() {
@@ -885,5 +976,16 @@ mod tests {
             }
             prop_assert_eq!(decode(&wire(&message, new_count)), expected);
         }
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_message_view_stays_small() {
+        // Every queued message pays this on top of its bytes (DESIGN.md §6: < 1.2 KiB per
+        // queued 1 KiB message in all).
+        let size = std::mem::size_of::<super::Message>();
+        assert!(size <= 112, "Message is {size} bytes");
     }
 }

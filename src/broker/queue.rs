@@ -40,11 +40,17 @@ pub struct Entry {
     pub message: Message,
     /// Failed deliveries so far (starts at the header's delivery-count).
     pub delivery_count: u32,
-    /// Consumers that said `undeliverable-here` for this message.
-    avoid: Vec<ConsumerId>,
+    /// Consumers that said `undeliverable-here` for this message; boxed because almost no
+    /// message has any, and every queued message pays for this field.
+    avoid: Option<Box<Vec<ConsumerId>>>,
 }
 
 impl Entry {
+    /// Whether `consumer` refused this message (`undeliverable-here`).
+    fn avoids(&self, consumer: ConsumerId) -> bool {
+        self.avoid.as_ref().is_some_and(|a| a.contains(&consumer))
+    }
+
     /// A fresh entry for `message` at `seq`.
     pub fn new(seq: u64, message: Message) -> Entry {
         let delivery_count = message.header.delivery_count;
@@ -52,7 +58,7 @@ impl Entry {
             seq,
             message,
             delivery_count,
-            avoid: Vec::new(),
+            avoid: None,
         }
     }
 }
@@ -280,8 +286,8 @@ impl State {
                 if delivery_failed {
                     entry.delivery_count = entry.delivery_count.saturating_add(1);
                 }
-                if undeliverable_here && !entry.avoid.contains(&consumer) {
-                    entry.avoid.push(consumer);
+                if undeliverable_here && !entry.avoids(consumer) {
+                    entry.avoid.get_or_insert_with(Box::default).push(consumer);
                 }
                 self.stats.returned += 1;
                 self.ready.push_returned(entry);
@@ -302,7 +308,7 @@ impl State {
             let pick = (0..n).map(|i| (self.next_consumer + i) % n).find(|&i| {
                 let c = &self.consumers[i];
                 any_credit |= c.credit() > 0;
-                c.credit() > 0 && !head.avoid.contains(&c.outbox.consumer())
+                c.credit() > 0 && !head.avoids(c.outbox.consumer())
             });
             if !any_credit {
                 break;
