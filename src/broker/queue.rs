@@ -42,7 +42,7 @@ pub struct Entry {
     pub delivery_count: u32,
     /// Consumers that said `undeliverable-here` for this message; boxed because almost no
     /// message has any, and every queued message pays for this field.
-    avoid: Option<Box<Vec<ConsumerId>>>,
+    avoid: Option<Box<[ConsumerId]>>,
 }
 
 impl Entry {
@@ -287,7 +287,9 @@ impl State {
                     entry.delivery_count = entry.delivery_count.saturating_add(1);
                 }
                 if undeliverable_here && !entry.avoids(consumer) {
-                    entry.avoid.get_or_insert_with(Box::default).push(consumer);
+                    let mut avoid = entry.avoid.take().map(Vec::from).unwrap_or_default();
+                    avoid.push(consumer);
+                    entry.avoid = Some(avoid.into_boxed_slice());
                 }
                 self.stats.returned += 1;
                 self.ready.push_returned(entry);
