@@ -99,6 +99,14 @@ build receive
 # runs it from target/peers/proton/ which links here.
 ln -sfn "$src/ssl-certs" "$peers/ssl-certs"
 
+# --- rAMQP broker (crates.io) ------------------------------------------------
+# Installed with cargo into target/peers/ramqp/bin/ramqp-brokerd; skipped when present.
+ramqp_bin="$peers/ramqp/bin/ramqp-brokerd"
+if [ ! -x "$ramqp_bin" ]; then
+  echo "install.sh: cargo install ramqp-broker --root $peers/ramqp"
+  cargo install ramqp-broker --root "$peers/ramqp"
+fi
+
 t1=$(date +%s)
 # --- versions --------------------------------------------------------------
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not installed"; }
@@ -115,3 +123,4 @@ echo "ActiveMQ:      $(ver activemq) (Java: $(java -version 2>&1 | head -1))"
 echo "  AMQP:        ${amq_amqp:-NOT AVAILABLE: the Debian activemq package ships no activemq-amqp transport (see README)}"
 echo "Qpid Proton C: $(ver libqpid-proton11) (examples $(ver libqpid-proton11-dev-examples))"
 echo "  built:       $peers/proton-broker $peers/proton-send $peers/proton-receive"
+echo "rAMQP broker:  $ramqp_bin $( [ -x "$ramqp_bin" ] && echo "(installed)" || echo "(MISSING)")"

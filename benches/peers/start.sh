@@ -4,12 +4,12 @@
 # directory under target/peers/<name>/.  Idempotent: starting a running peer
 # is a no-op; stopping a stopped one too.
 #
-#   benches/peers/start.sh  [rabbitmq|activemq|proton|all]...   (default: all)
-#   benches/peers/stop.sh   [rabbitmq|activemq|proton|all]...   (default: all)
+#   benches/peers/start.sh  [rabbitmq|activemq|proton|ramqp|all]...   (default: all)
+#   benches/peers/stop.sh   [rabbitmq|activemq|proton|ramqp|all]...   (default: all)
 #   benches/peers/start.sh --status [names...]
 #
 # Ports (override with env):   RABBITMQ_AMQP_PORT=5673  ACTIVEMQ_AMQP_PORT=5674
-#                              PROTON_AMQP_PORT=5675
+#                              PROTON_AMQP_PORT=5675  RAMQP_AMQP_PORT=5676
 # ACTIVEMQ_PERSISTENT=1 starts ActiveMQ with KahaDB (default: in memory).
 # ACTIVEMQ_CONNECTOR_URI overrides the connector (default
 #   amqp://127.0.0.1:$ACTIVEMQ_AMQP_PORT?maximumConnections=1000&wireFormat.maxFrameSize=1048576).
@@ -35,6 +35,7 @@ esac
 RABBITMQ_AMQP_PORT="${RABBITMQ_AMQP_PORT:-5673}"
 ACTIVEMQ_AMQP_PORT="${ACTIVEMQ_AMQP_PORT:-5674}"
 PROTON_AMQP_PORT="${PROTON_AMQP_PORT:-5675}"
+RAMQP_AMQP_PORT="${RAMQP_AMQP_PORT:-5676}"
 RABBITMQ_QUEUES="${RABBITMQ_QUEUES:-q}"
 TIMEOUT="${PEER_START_TIMEOUT:-120}"
 
@@ -363,6 +364,40 @@ pn_status() {
   else echo "proton: stopped"; fi
 }
 
+# ============================ rAMQP broker ==================================
+ra_dir="$peers/ramqp"
+ra_pidf="$ra_dir/broker.pid"
+ra_bin="$ra_dir/bin/ramqp-brokerd"
+
+ra_start() {
+  if pid_alive "$ra_pidf" ramqp-brokerd && port_open "$RAMQP_AMQP_PORT"; then
+    log "ramqp broker already running (pid $(cat "$ra_pidf"), 127.0.0.1:$RAMQP_AMQP_PORT)"; return 0
+  fi
+  [ -x "$ra_bin" ] || die "$ra_bin missing: run benches/peers/install.sh"
+  if ! pid_alive "$ra_pidf" ramqp-brokerd; then
+    busy_port ramqp "$RAMQP_AMQP_PORT" RAMQP_AMQP_PORT
+    mkdir -p "$ra_dir/work"
+    log "starting ramqp broker on 127.0.0.1:$RAMQP_AMQP_PORT (log: $ra_dir/broker.log)"
+    ( cd "$ra_dir/work"
+      nohup setsid "$ra_bin" --listen "127.0.0.1:$RAMQP_AMQP_PORT" >"$ra_dir/broker.log" 2>&1 </dev/null &
+      echo $! >"$ra_pidf" )
+  fi
+  wait_port ramqp "$RAMQP_AMQP_PORT" "$ra_pidf" ramqp-brokerd "$ra_dir/broker.log"
+  log "ramqp broker up: amqp://127.0.0.1:$RAMQP_AMQP_PORT (in memory)"
+}
+
+ra_stop() {
+  if ! pid_alive "$ra_pidf" ramqp-brokerd; then log "ramqp broker not running"; rm -f "$ra_pidf"; return 0; fi
+  log "stopping ramqp broker (pid $(cat "$ra_pidf"))"
+  kill_wait "$ra_pidf" ramqp-brokerd 10
+}
+
+ra_status() {
+  if pid_alive "$ra_pidf" ramqp-brokerd; then
+    echo "ramqp: running pid $(cat "$ra_pidf"), 127.0.0.1:$RAMQP_AMQP_PORT $(port_open "$RAMQP_AMQP_PORT" && echo open || echo closed)"
+  else echo "ramqp: stopped"; fi
+}
+
 # ============================ dispatch ======================================
 names=("$@")
 [ "${#names[@]}" -gt 0 ] || names=(all)
@@ -370,11 +405,12 @@ all=0
 expanded=()
 for n in "${names[@]}"; do
   case "$n" in
-    all) all=1; expanded+=(rabbitmq activemq proton) ;;
+    all) all=1; expanded+=(rabbitmq activemq proton ramqp) ;;
     rabbitmq|rabbit|rmq) expanded+=(rabbitmq) ;;
     activemq|amq) expanded+=(activemq) ;;
     proton|proton-broker) expanded+=(proton) ;;
-    *) die "unknown peer '$n' (rabbitmq|activemq|proton|all)" ;;
+    ramqp|ramqp-broker) expanded+=(ramqp) ;;
+    *) die "unknown peer '$n' (rabbitmq|activemq|proton|ramqp|all)" ;;
   esac
 done
 
@@ -390,6 +426,9 @@ for n in "${expanded[@]}"; do
     stop:rabbitmq) rmq_stop ;;
     stop:activemq) amq_stop ;;
     stop:proton) pn_stop ;;
+    start:ramqp) ra_start ;;
+    stop:ramqp) ra_stop ;;
+    status:ramqp) ra_status ;;
     status:rabbitmq) rmq_status ;;
     status:activemq) amq_status ;;
     status:proton) pn_status ;;

@@ -53,7 +53,7 @@ impl Entry {
 
     /// A fresh entry for `message` at `seq`.
     pub fn new(seq: u64, message: Message) -> Entry {
-        let delivery_count = message.header.delivery_count;
+        let delivery_count = message.header().delivery_count;
         Entry {
             seq,
             message,

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::engine::{Connection, EngineConfig, PeerInfo};
 
 use super::frame::{decode_amqp, decode_raw, Output};
-use super::handshake::{self, Identity};
+use super::handshake::{self, HandshakeError, Identity};
 
 /// Stop reading while this much output waits for the socket.
 const MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
@@ -62,6 +62,12 @@ pub async fn serve(
     };
     let identity = match negotiated {
         Some(Ok(identity)) => identity,
+        Some(Err(HandshakeError::Io(e))) => {
+            // A port probe or a client that gave up: nothing a person needs to act on.
+            tracing::debug!(%peer, "connection closed during handshake: {e}");
+            let _ = wr.shutdown().await;
+            return;
+        }
         Some(Err(e)) => {
             tracing::warn!(%peer, "connection refused during handshake: {e}");
             let _ = wr.shutdown().await;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::connection::{serve, Shared};
@@ -53,13 +53,25 @@ pub async fn accept_loop(
     tracing::debug!(?local, "listener stopped");
 }
 
+/// Pending connections the kernel queues per listener (capped by net.core.somaxconn).
+/// std's 128 drops SYNs when a few hundred clients connect at once, and they retry after 1 s.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds every address, failing with the address that could not be bound.
 pub async fn bind_all(
     addrs: &[SocketAddr],
 ) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for &addr in addrs {
-        listeners.push(TcpListener::bind(addr).await.map_err(|e| (addr, e))?);
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| (addr, e))?;
+        socket.set_reuseaddr(true).map_err(|e| (addr, e))?;
+        socket.bind(addr).map_err(|e| (addr, e))?;
+        listeners.push(socket.listen(LISTEN_BACKLOG).map_err(|e| (addr, e))?);
     }
     Ok(listeners)
 }
