@@ -97,7 +97,7 @@ pub async fn serve(
         if shutting_down {
             engine.shutdown();
         }
-        decode_input(&mut engine, &mut rbuf);
+        feed_input(&mut engine, &mut rbuf, Instant::now().into_std());
         engine.pump();
         engine.flush();
         let now = Instant::now();
@@ -148,9 +148,9 @@ pub async fn serve(
     );
 }
 
-/// Feeds every complete frame in `rbuf` to the engine.
-fn decode_input(engine: &mut Connection, rbuf: &mut BytesMut) {
-    let now = Instant::now().into_std();
+/// Feeds every complete frame in `rbuf` to the engine: the whole of what the connection task
+/// does with input (public so the fuzz target drives exactly this).
+pub fn feed_input(engine: &mut Connection, rbuf: &mut BytesMut, now: std::time::Instant) {
     while !engine.is_closing() {
         match decode_raw(rbuf, engine.max_frame_size_in()) {
             Ok(None) => break,

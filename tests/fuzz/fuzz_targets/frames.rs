@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use sluice::broker::{ConnWaker, Router};
 use sluice::engine::{Connection, EngineConfig, PeerInfo};
+use sluice::transport::connection::feed_input;
 use sluice::transport::frame::{decode_amqp, decode_raw};
 use sluice::Config;
 
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     for (i, chunk) in stream.chunks(read_size).enumerate() {
         rbuf.extend_from_slice(chunk);
         let now = start + Duration::from_millis(i as u64);
-        decode_input(&mut engine, &mut rbuf, now);
+        feed_input(&mut engine, &mut rbuf, now);
         engine.pump();
         engine.flush();
         let _ = engine.tick(now);
@@ -59,27 +60,6 @@ fuzz_target!(|data: &[u8]| {
     engine.flush();
     check_output(&engine.output().take_all());
 });
-
-/// As `transport::connection::decode_input`.
-fn decode_input(engine: &mut Connection, rbuf: &mut BytesMut, now: Instant) {
-    while !engine.is_closing() {
-        match decode_raw(rbuf, engine.max_frame_size_in()) {
-            Ok(None) => break,
-            Ok(Some(raw)) => match decode_amqp(raw) {
-                Ok(frame) => engine.handle_frame(frame, now),
-                Err(e) => engine.handle_frame_error(e),
-            },
-            Err(e) => engine.handle_frame_error(e),
-        }
-    }
-    if engine.is_closing() {
-        while let Ok(Some(raw)) = decode_raw(rbuf, engine.max_frame_size_in()) {
-            if let Ok(frame) = decode_amqp(raw) {
-                engine.handle_frame(frame, now);
-            }
-        }
-    }
-}
 
 /// What the broker sends must be whole, decodable AMQP frames (or heartbeats).
 fn check_output(out: &[u8]) {
