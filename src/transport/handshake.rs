@@ -214,10 +214,16 @@ fn authenticate(init: &SaslInit, config: &Config, policy: &Policy) -> Result<Ide
                 .map(|b| b.as_ref())
                 .unwrap_or(&[]);
             let mut parts = response.split(|&b| b == 0);
-            let (_authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
-            let (Some(user), Some(password), None) = (authcid, password, parts.next()) else {
+            let (authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
+            let (Some(authzid), Some(user), Some(password), None) =
+                (authzid, authcid, password, parts.next())
+            else {
                 return Err("malformed PLAIN response".into());
             };
+            // RFC 4616 §2: a user may act only as itself; nobody may act for others.
+            if !authzid.is_empty() && authzid != user {
+                return Err("PLAIN authorization identity differs from the user name".into());
+            }
             // RFC 4616 §2: both are UTF-8. A lossy conversion would let any invalid byte
             // match a configured U+FFFD.
             let (Ok(user), Ok(password)) =
@@ -365,6 +371,14 @@ mod tests {
             authenticate(&plain(b"app\0app\0secret"), &config, &policy),
             Ok(Identity::User("app".into()))
         );
+    }
+
+    #[test]
+    fn plain_refuses_to_act_for_another_identity() {
+        let config = config_with_user();
+        let reason =
+            authenticate(&plain(b"admin\0app\0secret"), &config, &permissive()).unwrap_err();
+        assert!(reason.contains("authorization identity"), "{reason}");
     }
 
     #[test]
