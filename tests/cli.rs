@@ -5,6 +5,8 @@
 //! go (`--listen 127.0.0.1:0` would leave the test without a way to learn the port), and is
 //! killed if a test fails half-way, so no test leaves a process behind.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -12,9 +14,9 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fe2o3_amqp::connection::{self, ConnectionHandle};
-use fe2o3_amqp::types::definitions::{ConnectionError, ErrorCondition};
+use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::Connection;
+use support::broker::assert_closed_with_connection_forced;
 use tempfile::TempDir;
 
 /// Limit on anything that should be quick, so a hang fails the test instead of stalling it.
@@ -298,20 +300,6 @@ async fn connect(addr: SocketAddr, container_id: &str) -> (ConnectionHandle<()>,
     .expect("open timed out")
     .expect("connection opens");
     (connection, local)
-}
-
-async fn assert_closed_with_connection_forced(connection: &mut ConnectionHandle<()>) {
-    let closed = tokio::time::timeout(STEP, connection.on_close())
-        .await
-        .expect("the broker did not close the connection");
-    match closed {
-        Err(connection::Error::RemoteClosedWithError(error)) => assert_eq!(
-            error.condition,
-            ErrorCondition::ConnectionError(ConnectionError::ConnectionForced),
-            "{error:?}"
-        ),
-        other => panic!("expected a close with amqp:connection:forced, got {other:?}"),
-    }
 }
 
 /// The signal contract: stop accepting, close every connection with

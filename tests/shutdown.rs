@@ -2,12 +2,14 @@
 //! closes every connection with `amqp:connection:forced` and returns once they are gone.
 //! (The signal handling around it is tested through the binary in `tests/cli.rs`.)
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use fe2o3_amqp::connection::{self, ConnectionHandle};
-use fe2o3_amqp::types::definitions::{ConnectionError, ErrorCondition};
+use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::{Connection, Receiver, Session};
 use sluice::{Broker, BrokerHandle, Config};
+use support::broker::assert_closed_with_connection_forced;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -36,21 +38,6 @@ async fn connect(broker: &BrokerHandle, container_id: &str) -> ConnectionHandle<
     .await
     .expect("open timed out")
     .expect("connection opens")
-}
-
-/// Waits for the broker to close `connection` and checks it said `amqp:connection:forced`.
-async fn assert_closed_with_connection_forced(connection: &mut ConnectionHandle<()>) {
-    let closed = tokio::time::timeout(STEP, connection.on_close())
-        .await
-        .expect("the broker did not close the connection");
-    match closed {
-        Err(connection::Error::RemoteClosedWithError(error)) => assert_eq!(
-            error.condition,
-            ErrorCondition::ConnectionError(ConnectionError::ConnectionForced),
-            "{error:?}"
-        ),
-        other => panic!("expected a close with amqp:connection:forced, got {other:?}"),
-    }
 }
 
 #[tokio::test]

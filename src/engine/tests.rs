@@ -64,6 +64,19 @@ impl Harness {
         self.outputs()
     }
 
+    /// Sends `n` single-frame settled transfers in one read, before any flush: what a peer
+    /// that ignores windows and credit does.
+    fn send_batch(&mut self, channel: u16, handle: u32, n: u32) -> Vec<Frame> {
+        for id in 0..n {
+            let frame = Frame {
+                channel,
+                body: Body::Transfer(transfer(handle, Some(id), false).into(), message(3)),
+            };
+            self.conn.handle_frame(frame, self.now);
+        }
+        self.outputs()
+    }
+
     fn outputs(&mut self) -> Vec<Frame> {
         self.conn.pump();
         self.conn.flush();
@@ -237,14 +250,7 @@ fn a_transfer_beyond_the_session_window_is_a_window_violation() {
     h.begin(0, 100);
     h.attach(0, 0, Role::Sender, "q");
     // Two frames fit the window; the window is widened only at flush, so send three at once.
-    for id in 0..3 {
-        let frame = Frame {
-            channel: 0,
-            body: Body::Transfer(transfer(0, Some(id), false).into(), message(3)),
-        };
-        h.conn.handle_frame(frame, h.now);
-    }
-    let frames = h.outputs();
+    let frames = h.send_batch(0, 0, 3);
     assert_eq!(
         close_condition(&frames).as_deref(),
         Some("amqp:session:window-violation")
@@ -453,14 +459,7 @@ fn a_transfer_beyond_link_credit_closes_the_connection() {
     h.open(65536);
     h.begin(0, 100);
     h.attach(0, 0, Role::Sender, "q");
-    for id in 0..3 {
-        let frame = Frame {
-            channel: 0,
-            body: Body::Transfer(transfer(0, Some(id), false).into(), message(3)),
-        };
-        h.conn.handle_frame(frame, h.now);
-    }
-    let frames = h.outputs();
+    let frames = h.send_batch(0, 0, 3);
     assert_eq!(
         close_condition(&frames).as_deref(),
         Some("amqp:link:transfer-limit-exceeded")

@@ -28,3 +28,22 @@ pub async fn start(config: Config) -> (BrokerHandle, String) {
     let url = format!("amqp://{}", broker.local_addrs()[0]);
     (broker, url)
 }
+
+/// Waits for the broker to close `connection` and checks it said `amqp:connection:forced`.
+pub async fn assert_closed_with_connection_forced(
+    connection: &mut fe2o3_amqp::connection::ConnectionHandle<()>,
+) {
+    use fe2o3_amqp::connection;
+    use fe2o3_amqp::types::definitions::{ConnectionError, ErrorCondition};
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection.on_close())
+        .await
+        .expect("the broker did not close the connection");
+    match closed {
+        Err(connection::Error::RemoteClosedWithError(error)) => assert_eq!(
+            error.condition,
+            ErrorCondition::ConnectionError(ConnectionError::ConnectionForced),
+            "{error:?}"
+        ),
+        other => panic!("expected a close with amqp:connection:forced, got {other:?}"),
+    }
+}
