@@ -305,17 +305,7 @@ impl Connection {
         };
         self.out
             .push_frame(channel, &Performative::Attach(reply), &[]);
-        self.send_detach(channel, attach.handle.0, Some(error));
-        if let Some(session) = self.sessions.get_mut(&channel) {
-            session.links.insert(
-                attach.handle.0,
-                Link {
-                    name: attach.name.clone(),
-                    kind: LinkKind::Refused,
-                    detach_sent: true,
-                },
-            );
-        }
+        self.close_refused(channel, attach.handle.0, attach.name.clone(), error);
     }
 
     pub(super) fn on_detach(&mut self, channel: u16, detach: Detach) -> Result<(), Failure> {
@@ -368,16 +358,21 @@ impl Connection {
         );
         let name = std::mem::take(&mut link.name);
         self.teardown_link(link);
+        self.close_refused(channel, handle, name, error);
+    }
+
+    /// Sends a closing detach with `error` and keeps the handle taken, as a refused link,
+    /// until the peer's detach arrives (§2.6.7: the handle is not free before that).
+    fn close_refused(&mut self, channel: u16, handle: u32, name: String, error: AmqpFailure) {
         self.send_detach(channel, handle, Some(error));
         if let Some(session) = self.sessions.get_mut(&channel) {
-            session.links.insert(
-                handle,
-                Link {
-                    name,
-                    kind: LinkKind::Refused,
-                    detach_sent: true,
-                },
-            );
+            let kind = LinkKind::Refused;
+            let link = Link {
+                name,
+                kind,
+                detach_sent: true,
+            };
+            session.links.insert(handle, link);
         }
     }
 
