@@ -13,6 +13,9 @@ use bytes::Bytes;
 use crate::transport::scan::{scan_value, Limits, ScanError};
 
 mod encoding;
+mod properties;
+
+pub use properties::PropertyValue;
 
 use encoding::{
     encode_header, integer, read_header, string, symbol, timestamp, uint, ulong, Items,
