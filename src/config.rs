@@ -393,6 +393,35 @@ macro_rules! queue_settings {
     };
 }
 
+/// Where a queue reads a message's group id from (`group_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupKey {
+    /// The AMQP `properties.group-id` field (`"group-id"`; JMS maps JMSXGroupID to it).
+    GroupId,
+    /// A string application property of this name, such as `ourGroupID`.
+    Property(String),
+}
+
+/// When a consumer's hold on a group ends (`group_release`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRelease {
+    /// `"on-ack"`: once the owner holds no unsettled message of the group (Qpid shared groups).
+    OnAck,
+    /// `"on-close"`: only when the owner detaches (Artemis).
+    OnClose,
+}
+
+/// How a queue tracks groups (`group_buckets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBuckets {
+    /// `-1`: every group id is its own group.
+    Exact,
+    /// `0`: grouping is off; every message is ungrouped.
+    Off,
+    /// `N`: ids are hashed into N groups, so memory stays bounded however many ids there are.
+    Hashed(u32),
+}
+
 queue_settings! {
     /// Create the queue when a link attaches to a name that does not exist yet.
     auto_create: bool = true, read by boolean;
@@ -400,6 +429,20 @@ queue_settings! {
     durable: bool = true, read by boolean;
     /// Largest message accepted, in bytes; 0 means unlimited.
     max_message_size: u64 = 64 * 1024 * 1024, read by size;
+    /// Where the group id is read: `"group-id"` or the name of an application property.
+    group_key: GroupKey = GroupKey::GroupId, read by group_key;
+    /// When a consumer's ownership of a group ends: `"on-ack"` or `"on-close"`.
+    group_release: GroupRelease = GroupRelease::OnAck, read by group_release;
+    /// Mark the first message of a group given to a new owner with this key = true.
+    group_first_key: Option<String> = None, read by optional_symbol;
+    /// Put the first-for-consumer marker in the application properties too (for JMS).
+    group_first_as_property: bool = false, read by boolean;
+    /// Reset group ownership whenever a consumer attaches, so groups spread out.
+    group_rebalance: bool = false, read by boolean;
+    /// After such a reset, hold grouped messages until every in-flight one is settled.
+    group_rebalance_pause_dispatch: bool = false, read by boolean;
+    /// `-1` tracks every group id, `0` turns grouping off, `N` hashes ids into N buckets.
+    group_buckets: GroupBuckets = GroupBuckets::Exact, read by group_buckets;
 }
 
 /// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.

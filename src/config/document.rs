@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{ConfigError, Exposure, Location};
+use super::{ConfigError, Exposure, GroupBuckets, GroupKey, GroupRelease, Location};
 
 /// Extends a key path, quoting keys that TOML would need quoted.
 pub(super) fn child(path: &str, key: &str) -> String {
@@ -179,6 +179,60 @@ impl Source<'_> {
                 format!("expected a non-negative integer, found {}", node.describe()),
             )),
         }
+    }
+
+    /// A non-empty ASCII name, used as an AMQP symbol (which is ASCII by definition), for
+    /// settings that are off when absent.
+    pub(super) fn optional_symbol(
+        &self,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let name = self.non_empty(node, path)?;
+        if !name.is_ascii() {
+            let message = "must be ASCII: it is sent as an AMQP symbol".to_owned();
+            return Err(self.invalid(node, path, message));
+        }
+        Ok(Some(name))
+    }
+
+    pub(super) fn group_key(&self, node: &Node, path: &str) -> Result<GroupKey, ConfigError> {
+        Ok(match self.non_empty(node, path)?.as_str() {
+            "group-id" => GroupKey::GroupId,
+            name => GroupKey::Property(name.to_owned()),
+        })
+    }
+
+    pub(super) fn group_release(
+        &self,
+        node: &Node,
+        path: &str,
+    ) -> Result<GroupRelease, ConfigError> {
+        match &node.value {
+            Value::String(s) if s == "on-ack" => Ok(GroupRelease::OnAck),
+            Value::String(s) if s == "on-close" => Ok(GroupRelease::OnClose),
+            _ => {
+                let message = format!(
+                    r#"expected "on-ack" or "on-close", found {}"#,
+                    node.describe()
+                );
+                Err(self.invalid(node, path, message))
+            }
+        }
+    }
+
+    pub(super) fn group_buckets(
+        &self,
+        node: &Node,
+        path: &str,
+    ) -> Result<GroupBuckets, ConfigError> {
+        Ok(
+            match self.integer(node, path, -1i64, i64::from(u32::MAX))? {
+                -1 => GroupBuckets::Exact,
+                0 => GroupBuckets::Off,
+                n => GroupBuckets::Hashed(n as u32),
+            },
+        )
     }
 
     pub(super) fn exposure(&self, node: &Node, path: &str) -> Result<Exposure, ConfigError> {

@@ -45,7 +45,8 @@ fn an_empty_file_means_all_defaults() {
         QueueSettings {
             auto_create: true,
             durable: true,
-            max_message_size: 67108864
+            max_message_size: 67108864,
+            ..QueueSettings::default()
         }
     );
 }
@@ -221,7 +222,9 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
-        "broker.toml:2:3: unknown key `durabl` in [queues.\"orders.#\"]; expected one of auto_create, durable, max_message_size"
+        "broker.toml:2:3: unknown key `durabl` in [queues.\"orders.#\"]; expected one of auto_create, durable, max_message_size, \
+         group_key, group_release, group_first_key, group_first_as_property, group_rebalance, \
+         group_rebalance_pause_dispatch, group_buckets"
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")
         .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, roles"));
@@ -370,7 +373,8 @@ fn matching_tables_merge_key_by_key() {
         QueueSettings {
             auto_create: true,
             durable: false,
-            max_message_size: 1024
+            max_message_size: 1024,
+            ..QueueSettings::default()
         }
     );
     let other = c.queues.settings_for("billing");
@@ -379,7 +383,8 @@ fn matching_tables_merge_key_by_key() {
         QueueSettings {
             auto_create: false,
             durable: false,
-            max_message_size: 67108864
+            max_message_size: 67108864,
+            ..QueueSettings::default()
         }
     );
 }
@@ -390,4 +395,58 @@ fn a_table_that_does_not_match_changes_nothing() {
     assert!(c.queues.settings_for("a").durable);
     assert!(c.queues.settings_for("a.b.c").durable);
     assert!(!c.queues.settings_for("a.b").durable);
+}
+
+#[test]
+fn group_settings_are_read_per_queue() {
+    let c = parse(
+        r##"
+        [queues."test-group-queue"]
+        group_key = "ourGroupID"
+        group_release = "on-close"
+        group_first_key = "JMSXGroupFirstForConsumer"
+        group_first_as_property = true
+        group_rebalance = true
+        group_rebalance_pause_dispatch = true
+        group_buckets = 1024
+        [queues."plain"]
+        group_buckets = 0
+        "##,
+    );
+    let q = c.queues.settings_for("test-group-queue");
+    assert_eq!(q.group_key, GroupKey::Property("ourGroupID".into()));
+    assert_eq!(q.group_release, GroupRelease::OnClose);
+    assert_eq!(
+        q.group_first_key.as_deref(),
+        Some("JMSXGroupFirstForConsumer")
+    );
+    assert!(q.group_first_as_property && q.group_rebalance && q.group_rebalance_pause_dispatch);
+    assert_eq!(q.group_buckets, GroupBuckets::Hashed(1024));
+    assert_eq!(
+        c.queues.settings_for("plain").group_buckets,
+        GroupBuckets::Off
+    );
+    let d = c.queues.settings_for("other");
+    assert_eq!(d.group_key, GroupKey::GroupId);
+    assert_eq!(d.group_release, GroupRelease::OnAck);
+    assert_eq!(d.group_buckets, GroupBuckets::Exact);
+}
+
+#[test]
+fn bad_group_settings_name_the_key() {
+    for (text, expected) in [
+        (
+            "group_release = \"sometimes\"",
+            "expected \"on-ack\" or \"on-close\"",
+        ),
+        ("group_buckets = -2", "expected an integer from -1"),
+        ("group_key = \"\"", "must not be empty"),
+        ("group_first_key = 3", "expected a string"),
+        ("group_first_key = \"première\"", "must be ASCII"),
+    ] {
+        let doc = format!("[queues.\"q\"]\n{text}\n");
+        let err = error(&doc);
+        assert!(err.contains(expected), "{text}: {err}");
+        assert!(err.contains("queues.q.group_"), "{text}: {err}");
+    }
 }
