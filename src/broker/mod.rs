@@ -4,10 +4,12 @@
 //! and then speaks to it in messages, consumers, credit and outcomes.
 
 pub mod consumer;
+pub mod groups;
 pub mod queue;
 pub mod ready;
 pub mod router;
 
 pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
+pub use groups::GroupInfo;
 pub use queue::{Outcome, Queue, QueueStats};
 pub use router::{RouteError, Router};

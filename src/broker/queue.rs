@@ -2,7 +2,8 @@
 //!
 //! All of a queue's state sits behind one mutex that is never held across an `.await`; every
 //! operation is a short critical section that ends by dispatching whatever it made possible.
-//! Dispatch is FIFO (by enqueue sequence) and round-robin among the consumers that have credit.
+//! Dispatch is FIFO (by enqueue sequence) and round-robin among the consumers that have credit;
+//! grouped messages go only to their group's owner (see [`super::groups`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,7 @@ use crate::int_map::IntMap;
 use crate::message::Message;
 
 use super::consumer::{lock, ConsumerId, Delivery, OutItem, Outbox};
+use super::groups::{closes_group, GroupId, GroupInfo, GroupTable, Ticket};
 use super::ready::ReadyList;
 
 /// What the consumer decided about a delivery (AMQP 1.0 §3.4 outcomes, in broker terms).
@@ -40,6 +42,8 @@ pub struct Entry {
     pub message: Message,
     /// Failed deliveries so far (starts at the header's delivery-count).
     pub delivery_count: u32,
+    /// The message's group, if it has one; sits in padding the entry has anyway.
+    group: Option<GroupId>,
     /// Consumers that said `undeliverable-here` for this message; boxed because almost no
     /// message has any, and every queued message pays for this field.
     avoid: Option<Box<[ConsumerId]>>,
@@ -58,6 +62,7 @@ impl Entry {
             seq,
             message,
             delivery_count,
+            group: None,
             avoid: None,
         }
     }
@@ -72,6 +77,8 @@ pub struct QueueStats {
     pub unacked: usize,
     /// Attached consumers.
     pub consumers: usize,
+    /// Message groups tracked (with an owner, ready messages or unsettled messages).
+    pub groups: usize,
     /// Encoded bytes of the ready messages.
     pub ready_bytes: u64,
     /// Messages ever enqueued.
@@ -103,11 +110,28 @@ impl Consumer {
     }
 }
 
-#[derive(Debug, Default)]
+/// A message delivered and not yet settled.
+#[derive(Debug)]
+struct Acquired {
+    consumer: ConsumerId,
+    ticket: Option<Ticket>,
+    entry: Entry,
+}
+
+/// Where a ready message waits: with the ungrouped ones, or in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Ungrouped,
+    Group(GroupId),
+}
+
+#[derive(Debug)]
 struct State {
     next_seq: u64,
+    /// Ready messages that belong to no group.
     ready: ReadyList,
-    acquired: IntMap<u64, (ConsumerId, Entry)>,
+    groups: GroupTable,
+    acquired: IntMap<u64, Acquired>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     stats: QueueStats,
@@ -127,12 +151,17 @@ impl Queue {
     pub fn new(name: String, settings: QueueSettings, dynamic: bool) -> Arc<Queue> {
         Arc::new(Queue {
             name,
-            settings,
             dynamic,
             state: Mutex::new(State {
                 next_seq: 1,
-                ..State::default()
+                ready: ReadyList::default(),
+                groups: GroupTable::new(&settings),
+                acquired: IntMap::default(),
+                consumers: Vec::new(),
+                next_consumer: 0,
+                stats: QueueStats::default(),
             }),
+            settings,
         })
     }
 
@@ -158,12 +187,18 @@ impl Queue {
             let seq = st.next_seq;
             st.next_seq += 1;
             st.stats.enqueued += 1;
-            st.ready.push_new(Entry::new(seq, message));
+            let mut entry = Entry::new(seq, message);
+            entry.group = st.groups.group_of(&entry.message);
+            match entry.group {
+                Some(g) => st.groups.push_new(g, entry),
+                None => st.ready.push_new(entry),
+            }
         }
-        st.dispatch();
+        st.dispatch(&self.settings);
     }
 
-    /// Registers a consumer with no credit yet.
+    /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
+    /// so the groups spread over the consumers, the new one included.
     pub fn add_consumer(&self, outbox: Arc<Outbox>) {
         let mut st = lock(&self.state);
         st.consumers.push(Consumer {
@@ -172,6 +207,11 @@ impl Queue {
             dispatched: 0,
             drain: false,
         });
+        if self.settings.group_rebalance {
+            st.groups
+                .reset(self.settings.group_rebalance_pause_dispatch);
+            st.dispatch(&self.settings);
+        }
     }
 
     /// Sets a consumer's credit: it may receive deliveries until its delivery-count reaches
@@ -183,7 +223,7 @@ impl Queue {
             c.limit = limit;
             c.drain = drain;
         }
-        st.dispatch();
+        st.dispatch(&self.settings);
     }
 
     /// Applies consumer outcomes to acquired messages; unknown or foreign sequence numbers are
@@ -193,12 +233,12 @@ impl Queue {
         for (seq, outcome) in outcomes {
             st.settle_one(consumer, seq, outcome);
         }
-        st.dispatch();
+        st.dispatch(&self.settings);
     }
 
     /// Removes a consumer. Everything it still holds goes back to the queue in order: messages it
     /// was sent count as a failed delivery (delivery-count + 1), messages still in its outbox
-    /// were never sent and do not.
+    /// were never sent and do not. Its groups are free for the next consumer that asks.
     pub fn detach_consumer(&self, consumer: ConsumerId) {
         let mut st = lock(&self.state);
         let Some(pos) = st
@@ -218,12 +258,13 @@ impl Queue {
                 unsent.insert(d.seq);
             }
         }
-        let held: Vec<u64> = st
+        let mut held: Vec<u64> = st
             .acquired
             .iter()
-            .filter(|(_, (owner, _))| *owner == consumer)
+            .filter(|(_, a)| a.consumer == consumer)
             .map(|(seq, _)| *seq)
             .collect();
+        held.sort_unstable();
         for seq in held {
             let outcome = if unsent.contains(&seq) {
                 Outcome::Released
@@ -235,22 +276,41 @@ impl Queue {
             };
             st.settle_one(consumer, seq, outcome);
         }
-        st.dispatch();
+        st.groups.release_consumer(consumer);
+        st.dispatch(&self.settings);
+    }
+
+    /// Frees every message group, so the next consumers to ask spread them among themselves
+    /// (Artemis `resetAllGroups`). Returns how many groups had an owner.
+    pub fn reset_groups(&self) -> usize {
+        let mut st = lock(&self.state);
+        let n = st
+            .groups
+            .reset(self.settings.group_rebalance_pause_dispatch);
+        st.dispatch(&self.settings);
+        n
+    }
+
+    /// Every tracked message group with its owner.
+    pub fn groups(&self) -> Vec<GroupInfo> {
+        lock(&self.state).groups.info()
     }
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> usize {
-        lock(&self.state).ready.clear()
+        let mut st = lock(&self.state);
+        st.ready.clear() + st.groups.purge()
     }
 
     /// A snapshot of the queue's counters.
     pub fn stats(&self) -> QueueStats {
         let st = lock(&self.state);
         QueueStats {
-            ready: st.ready.len(),
+            ready: st.ready.len() + st.groups.ready_len(),
             unacked: st.acquired.len(),
             consumers: st.consumers.len(),
-            ready_bytes: st.ready.bytes(),
+            groups: st.groups.len(),
+            ready_bytes: st.ready.bytes() + st.groups.ready_bytes(),
             ..st.stats.clone()
         }
     }
@@ -264,21 +324,29 @@ impl State {
     }
 
     fn settle_one(&mut self, consumer: ConsumerId, seq: u64, outcome: Outcome) {
-        let Some((owner, mut entry)) = self.acquired.remove(&seq) else {
+        match self.acquired.get(&seq) {
+            Some(a) if a.consumer == consumer => {}
+            // Unknown, or not this consumer's to settle (a late outcome after a redelivery).
+            _ => return,
+        }
+        let Some(Acquired {
+            ticket, mut entry, ..
+        }) = self.acquired.remove(&seq)
+        else {
             return;
         };
-        if owner != consumer {
-            // Not this consumer's to settle (a late outcome after a redelivery).
-            self.acquired.insert(seq, (owner, entry));
-            return;
-        }
-        match outcome {
-            Outcome::Accepted => self.stats.acked += 1,
-            Outcome::Rejected => self.stats.rejected += 1,
-            Outcome::Released => {
-                self.stats.returned += 1;
-                self.ready.push_returned(entry);
+        let consumed = matches!(outcome, Outcome::Accepted | Outcome::Rejected);
+        let closes = consumed && ticket.is_some() && closes_group(&entry.message);
+        let back = match outcome {
+            Outcome::Accepted => {
+                self.stats.acked += 1;
+                None
             }
+            Outcome::Rejected => {
+                self.stats.rejected += 1;
+                None
+            }
+            Outcome::Released => Some(entry),
             Outcome::Modified {
                 delivery_failed,
                 undeliverable_here,
@@ -291,49 +359,104 @@ impl State {
                     avoid.push(consumer);
                     entry.avoid = Some(avoid.into_boxed_slice());
                 }
-                self.stats.returned += 1;
-                self.ready.push_returned(entry);
+                Some(entry)
             }
+        };
+        if back.is_some() {
+            self.stats.returned += 1;
         }
+        let back = match ticket {
+            Some(ticket) => self.groups.settled(ticket, consumer, back, closes),
+            None => back,
+        };
+        if let Some(entry) = back {
+            self.ready.push_returned(entry);
+        }
+    }
+
+    /// The ready message `consumer` would take next: the first of the ungrouped messages, the
+    /// free groups and the groups it owns.
+    fn candidate(&self, consumer: ConsumerId) -> Option<Lane> {
+        let ungrouped = self.ready.peek().map(|e| e.seq);
+        let grouped = self.groups.next_for(consumer);
+        match (ungrouped, grouped) {
+            (Some(u), Some((g_seq, g))) if g_seq < u => Some(Lane::Group(g)),
+            (Some(_), _) => Some(Lane::Ungrouped),
+            (None, Some((_, g))) => Some(Lane::Group(g)),
+            (None, None) => None,
+        }
+    }
+
+    fn head(&self, lane: Lane) -> Option<&Entry> {
+        match lane {
+            Lane::Ungrouped => self.ready.peek(),
+            Lane::Group(g) => self.groups.head(g),
+        }
+    }
+
+    /// Whether consumer `i` has credit and may take the first message of `lane`.
+    fn may_take(&self, i: usize, lane: Lane) -> bool {
+        let c = &self.consumers[i];
+        let id = c.outbox.consumer();
+        let allowed = match lane {
+            Lane::Ungrouped => true,
+            Lane::Group(g) => self.groups.may_take(g, id),
+        };
+        c.credit() > 0 && allowed && self.head(lane).is_some_and(|e| !e.avoids(id))
     }
 
     /// Hands ready messages to consumers with credit, round-robin, then completes drains.
     ///
-    /// A message that every consumer with credit has refused (`undeliverable-here`) is set aside
-    /// for this round so the messages behind it keep flowing, and returns to its position after.
-    fn dispatch(&mut self) {
+    /// Each consumer in turn takes the first message it may have, so grouped messages waiting
+    /// for a busy owner never hold up the rest. A message that every consumer that could take
+    /// it has refused (`undeliverable-here`) is set aside for this round, with the rest of its
+    /// group, so the messages behind it keep flowing; it returns to its position after.
+    fn dispatch(&mut self, settings: &QueueSettings) {
         let mut set_aside = Vec::new();
-        while !self.consumers.is_empty() {
-            let Some(head) = self.ready.peek() else { break };
+        let mut set_aside_groups = Vec::new();
+        let mut idle = 0;
+        while idle < self.consumers.len() {
             let n = self.consumers.len();
-            let mut any_credit = false;
-            let pick = (0..n).map(|i| (self.next_consumer + i) % n).find(|&i| {
-                let c = &self.consumers[i];
-                any_credit |= c.credit() > 0;
-                c.credit() > 0 && !head.avoids(c.outbox.consumer())
-            });
-            if !any_credit {
-                break;
-            }
-            let Some(entry) = self.ready.pop() else { break };
-            let Some(i) = pick else {
-                set_aside.push(entry);
-                continue;
+            let i = self.next_consumer % n;
+            let id = self.consumers[i].outbox.consumer();
+            let lane = match self.candidate(id) {
+                Some(lane) if self.consumers[i].credit() > 0 => lane,
+                // Nothing ready at all: no consumer can have anything.
+                None if self.ready.is_empty() && self.groups.ready_len() == 0 => break,
+                _ => {
+                    self.next_consumer = i + 1;
+                    idle += 1;
+                    continue;
+                }
             };
-            self.next_consumer = (i + 1) % n;
-            let consumer = &mut self.consumers[i];
-            consumer.dispatched = consumer.dispatched.wrapping_add(1);
-            let id = consumer.outbox.consumer();
-            consumer.outbox.push(OutItem::Deliver(Delivery {
-                seq: entry.seq,
-                message: entry.message.clone(),
-                delivery_count: entry.delivery_count,
-            }));
-            self.stats.delivered += 1;
-            self.acquired.insert(entry.seq, (id, entry));
+            if self.may_take(i, lane) {
+                self.deliver(i, lane, settings);
+                self.next_consumer = i + 1;
+                idle = 0;
+                continue;
+            }
+            // This consumer refused the message; another may take it, else it waits.
+            if let Some(j) = (1..n)
+                .map(|k| (i + k) % n)
+                .find(|&j| self.may_take(j, lane))
+            {
+                self.deliver(j, lane, settings);
+                idle = 0;
+                continue;
+            }
+            match lane {
+                Lane::Ungrouped => set_aside.extend(self.ready.pop()),
+                Lane::Group(g) => {
+                    self.groups.set_aside(g);
+                    set_aside_groups.push(g);
+                }
+            }
         }
         for entry in set_aside {
             self.ready.push_returned(entry);
+        }
+        for g in set_aside_groups {
+            self.groups.restore(g);
         }
         for c in self.consumers.iter_mut().filter(|c| c.drain) {
             c.drain = false;
@@ -342,5 +465,42 @@ impl State {
                 delivery_count: c.dispatched,
             });
         }
+    }
+
+    /// Sends the first message of `lane` to consumer `i`, which [`State::may_take`] it.
+    fn deliver(&mut self, i: usize, lane: Lane, settings: &QueueSettings) {
+        let id = self.consumers[i].outbox.consumer();
+        let (entry, ticket, first) = match lane {
+            Lane::Ungrouped => match self.ready.pop() {
+                Some(entry) => (entry, None, false),
+                None => return,
+            },
+            Lane::Group(g) => match self.groups.take(g, id) {
+                Some(t) => (t.entry, Some(t.ticket), t.first),
+                None => return,
+            },
+        };
+        let message = match (&settings.group_first_key, first) {
+            (Some(key), true) => entry
+                .message
+                .with_marker(key, settings.group_first_as_property),
+            _ => entry.message.clone(),
+        };
+        let consumer = &mut self.consumers[i];
+        consumer.dispatched = consumer.dispatched.wrapping_add(1);
+        consumer.outbox.push(OutItem::Deliver(Delivery {
+            seq: entry.seq,
+            message,
+            delivery_count: entry.delivery_count,
+        }));
+        self.stats.delivered += 1;
+        self.acquired.insert(
+            entry.seq,
+            Acquired {
+                consumer: id,
+                ticket,
+                entry,
+            },
+        );
     }
 }

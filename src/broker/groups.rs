@@ -1,0 +1,529 @@
+//! Message groups: which consumer owns which group, and the ready messages of each group
+//! (DESIGN.md §3; seeds: Qpid message groups, Artemis message grouping).
+//!
+//! Every group keeps its own ready list. A group with ready messages is indexed by the
+//! sequence number of its first one: in `free` while no consumer owns the group, in
+//! `owned[owner]` otherwise. The next grouped message a consumer may take is then the lower of
+//! two first keys, an O(log groups) lookup that never looks at the messages waiting behind
+//! groups owned by other consumers, however many there are.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+
+use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
+use crate::int_map::IntMap;
+use crate::message::{Message, PropertyValue};
+
+use super::consumer::ConsumerId;
+use super::queue::Entry;
+use super::ready::ReadyList;
+
+/// A group's slot in its queue's table; stored in every entry of the group (4 bytes, which
+/// fit in the padding an [`Entry`] already has).
+pub type GroupId = NonZeroU32;
+
+/// What one acquisition of a grouped message did, kept with the message until it is settled:
+/// a settlement only counts against the owner's hold if the group has not changed hands since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The message's group.
+    pub group: GroupId,
+    epoch: u32,
+}
+
+/// A grouped message taken for a consumer.
+#[derive(Debug)]
+pub struct Taken {
+    /// The message.
+    pub entry: Entry,
+    /// To hand back with the settlement.
+    pub ticket: Ticket,
+    /// The first message of the group this consumer receives since it became the owner.
+    pub first: bool,
+}
+
+/// One group as the statistics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group id, or `bucket N` when ids are hashed into buckets.
+    pub group: String,
+    /// The consumer that owns it, if any.
+    pub owner: Option<ConsumerId>,
+    /// Messages of the group ready for delivery.
+    pub ready: usize,
+    /// Messages of the group delivered and not yet settled.
+    pub unacked: u32,
+}
+
+#[derive(Debug)]
+struct Group {
+    /// How the group is found: its id, or its bucket.
+    name: Name,
+    ready: ReadyList,
+    owner: Option<ConsumerId>,
+    /// Messages the owner acquired since it became the owner and has not settled yet.
+    held: u32,
+    /// Acquired messages of the group, whoever holds them: the group stays in the table while
+    /// any is out, so a message that comes back finds its group.
+    acquired: u32,
+    /// Changes whenever the owner does.
+    epoch: u32,
+    /// The owner has not received a message of the group yet.
+    first_pending: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Name {
+    Id(Box<str>),
+    Bucket(u32),
+}
+
+/// The groups of one queue.
+#[derive(Debug)]
+pub struct GroupTable {
+    key: GroupKey,
+    buckets: GroupBuckets,
+    release: GroupRelease,
+    by_id: HashMap<Box<str>, GroupId>,
+    by_bucket: IntMap<u32, GroupId>,
+    slots: Vec<Option<Group>>,
+    vacant: Vec<GroupId>,
+    /// Unowned groups with ready messages, by the sequence number of their first one.
+    free: BTreeMap<u64, GroupId>,
+    /// Owned groups with ready messages, per owner, by the sequence number of their first one.
+    owned: IntMap<ConsumerId, BTreeMap<u64, GroupId>>,
+    ready_len: usize,
+    ready_bytes: u64,
+    /// Grouped messages acquired and not settled, all groups together.
+    acquired: usize,
+    /// Grouped messages wait until every acquired one is settled (a rebalance with pause).
+    paused: bool,
+    next_epoch: u32,
+}
+
+impl GroupTable {
+    /// The groups of a queue with these settings; none yet.
+    pub fn new(settings: &QueueSettings) -> GroupTable {
+        GroupTable {
+            key: settings.group_key.clone(),
+            buckets: settings.group_buckets,
+            release: settings.group_release,
+            by_id: HashMap::new(),
+            by_bucket: IntMap::default(),
+            slots: Vec::new(),
+            vacant: Vec::new(),
+            free: BTreeMap::new(),
+            owned: IntMap::default(),
+            ready_len: 0,
+            ready_bytes: 0,
+            acquired: 0,
+            paused: false,
+            next_epoch: 0,
+        }
+    }
+
+    /// The group `message` belongs to, created on first sight; None for an ungrouped message
+    /// (no group id, or grouping off).
+    pub fn group_of(&mut self, message: &Message) -> Option<GroupId> {
+        if self.buckets == GroupBuckets::Off {
+            return None;
+        }
+        let id = group_id(&self.key, message)?;
+        if let GroupBuckets::Hashed(n) = self.buckets {
+            let bucket = (fnv1a(id.as_bytes()) % u64::from(n)) as u32;
+            if let Some(&g) = self.by_bucket.get(&bucket) {
+                return Some(g);
+            }
+            let g = self.create(Name::Bucket(bucket));
+            self.by_bucket.insert(bucket, g);
+            return Some(g);
+        }
+        if let Some(&g) = self.by_id.get(&*id) {
+            return Some(g);
+        }
+        let id: Box<str> = id.into();
+        let g = self.create(Name::Id(id.clone()));
+        self.by_id.insert(id, g);
+        Some(g)
+    }
+
+    /// Appends a newly enqueued message of group `g`.
+    pub fn push_new(&mut self, g: GroupId, entry: Entry) {
+        self.ready_len += 1;
+        self.ready_bytes += entry.message.len() as u64;
+        let Some(group) = self.slot_mut(g) else {
+            return;
+        };
+        let was_empty = group.ready.is_empty();
+        group.ready.push_new(entry);
+        if was_empty {
+            self.index(g);
+        }
+    }
+
+    /// Returns a message of group `g` to the group's ready list at its original position.
+    fn push_returned(&mut self, g: GroupId, entry: Entry) {
+        self.ready_len += 1;
+        self.ready_bytes += entry.message.len() as u64;
+        let seq = entry.seq;
+        let Some(group) = self.slot(g) else { return };
+        let moves_head = group.ready.peek().is_none_or(|head| seq < head.seq);
+        if moves_head {
+            self.unindex(g);
+        }
+        if let Some(group) = self.slot_mut(g) {
+            group.ready.push_returned(entry);
+        }
+        if moves_head {
+            self.index(g);
+        }
+    }
+
+    /// The grouped message `consumer` would take next: the lowest sequence number among the
+    /// free groups and the groups it owns.
+    pub fn next_for(&self, consumer: ConsumerId) -> Option<(u64, GroupId)> {
+        if self.paused || self.ready_len == 0 {
+            return None;
+        }
+        let free = self.free.first_key_value();
+        let own = self
+            .owned
+            .get(&consumer)
+            .and_then(BTreeMap::first_key_value);
+        match (free, own) {
+            (Some(f), Some(o)) => Some(if f.0 < o.0 { f } else { o }),
+            (f, o) => f.or(o),
+        }
+        .map(|(&seq, &g)| (seq, g))
+    }
+
+    /// Whether `consumer` may take the messages of group `g` now.
+    pub fn may_take(&self, g: GroupId, consumer: ConsumerId) -> bool {
+        !self.paused
+            && self
+                .slot(g)
+                .is_some_and(|group| group.owner.is_none_or(|o| o == consumer))
+    }
+
+    /// The first ready message of group `g`.
+    pub fn head(&self, g: GroupId) -> Option<&Entry> {
+        self.slot(g)?.ready.peek()
+    }
+
+    /// Takes the first ready message of group `g` for `consumer`, which becomes the owner if
+    /// the group had none. The caller checked [`GroupTable::may_take`].
+    pub fn take(&mut self, g: GroupId, consumer: ConsumerId) -> Option<Taken> {
+        self.unindex(g);
+        let assigns = self.slot(g)?.owner.is_none();
+        let epoch = if assigns { self.bump_epoch() } else { 0 };
+        let group = self.slot_mut(g)?;
+        let entry = group.ready.pop();
+        if assigns {
+            group.owner = Some(consumer);
+            group.held = 0;
+            group.epoch = epoch;
+            group.first_pending = true;
+        }
+        let taken = entry.map(|entry| {
+            group.held += 1;
+            group.acquired += 1;
+            Taken {
+                entry,
+                ticket: Ticket {
+                    group: g,
+                    epoch: group.epoch,
+                },
+                first: std::mem::take(&mut group.first_pending),
+            }
+        });
+        if let Some(t) = &taken {
+            self.ready_len -= 1;
+            self.ready_bytes -= t.entry.message.len() as u64;
+            self.acquired += 1;
+        }
+        self.index(g);
+        taken
+    }
+
+    /// Records that `consumer` settled a message it took with `ticket`. `back` is the message
+    /// when it returns to the queue (released or modified); `closes` when it was consumed and
+    /// its group sequence was negative, which ends the group's ownership.
+    ///
+    /// Returns the message if its group is unexpectedly gone, so the caller never loses it.
+    pub fn settled(
+        &mut self,
+        ticket: Ticket,
+        consumer: ConsumerId,
+        back: Option<Entry>,
+        closes: bool,
+    ) -> Option<Entry> {
+        let g = ticket.group;
+        let on_ack = self.release == GroupRelease::OnAck;
+        let Some(group) = self.slot_mut(g) else {
+            return back;
+        };
+        group.acquired = group.acquired.saturating_sub(1);
+        let current = group.owner == Some(consumer) && group.epoch == ticket.epoch;
+        if current {
+            group.held = group.held.saturating_sub(1);
+        }
+        let release = closes || (current && on_ack && group.held == 0);
+        self.acquired = self.acquired.saturating_sub(1);
+        if self.acquired == 0 {
+            self.paused = false;
+        }
+        if let Some(entry) = back {
+            self.push_returned(g, entry);
+        }
+        if release {
+            self.disown(g);
+        }
+        self.collect(g);
+        None
+    }
+
+    /// Frees every group `consumer` owns (it detached).
+    pub fn release_consumer(&mut self, consumer: ConsumerId) {
+        for g in self.ids_where(|group| group.owner == Some(consumer)) {
+            self.disown(g);
+            self.collect(g);
+        }
+        self.owned.remove(&consumer);
+    }
+
+    /// Frees every group, so that the next consumers to ask spread them among themselves;
+    /// with `pause`, grouped messages then wait until every acquired one is settled.
+    /// Returns how many groups had an owner.
+    pub fn reset(&mut self, pause: bool) -> usize {
+        let owned = self.ids_where(|group| group.owner.is_some());
+        for &g in &owned {
+            self.disown(g);
+            self.collect(g);
+        }
+        self.paused = pause && self.acquired > 0;
+        owned.len()
+    }
+
+    /// Drops every ready grouped message; returns how many.
+    pub fn purge(&mut self) -> usize {
+        let mut purged = 0;
+        for g in self.ids_where(|group| !group.ready.is_empty()) {
+            self.unindex(g);
+            if let Some(group) = self.slot_mut(g) {
+                purged += group.ready.clear();
+            }
+            self.collect(g);
+        }
+        self.ready_len = 0;
+        self.ready_bytes = 0;
+        purged
+    }
+
+    /// Takes group `g` out of the index for now (its first message is refused by every
+    /// consumer that could take it); [`GroupTable::restore`] puts it back.
+    pub fn set_aside(&mut self, g: GroupId) {
+        self.unindex(g);
+    }
+
+    /// Undoes [`GroupTable::set_aside`].
+    pub fn restore(&mut self, g: GroupId) {
+        self.index(g);
+    }
+
+    /// Ready grouped messages.
+    pub fn ready_len(&self) -> usize {
+        self.ready_len
+    }
+
+    /// Encoded bytes of the ready grouped messages.
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
+    }
+
+    /// Groups tracked: those with an owner, ready messages or unsettled messages.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.vacant.len()
+    }
+
+    /// Whether no group is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether grouped messages are held back after a rebalance.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Every tracked group, sorted by name.
+    pub fn info(&self) -> Vec<GroupInfo> {
+        let mut groups: Vec<GroupInfo> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|group| GroupInfo {
+                group: match &group.name {
+                    Name::Id(id) => id.to_string(),
+                    Name::Bucket(n) => format!("bucket {n}"),
+                },
+                owner: group.owner,
+                ready: group.ready.len(),
+                unacked: group.acquired,
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        groups
+    }
+
+    /// The owner of group `g`.
+    #[cfg(test)]
+    pub fn owner(&self, g: GroupId) -> Option<ConsumerId> {
+        self.slot(g)?.owner
+    }
+
+    fn create(&mut self, name: Name) -> GroupId {
+        let group = Group {
+            name,
+            ready: ReadyList::default(),
+            owner: None,
+            held: 0,
+            acquired: 0,
+            epoch: 0,
+            first_pending: false,
+        };
+        if let Some(g) = self.vacant.pop() {
+            self.slots[slot_index(g)] = Some(group);
+            return g;
+        }
+        self.slots.push(Some(group));
+        // A queue holds far fewer than 2^32 groups: each one has a message or an owner.
+        let n = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MAX)
+    }
+
+    /// Ends the current ownership of group `g`.
+    fn disown(&mut self, g: GroupId) {
+        self.unindex(g);
+        let epoch = self.bump_epoch();
+        if let Some(group) = self.slot_mut(g) {
+            group.owner = None;
+            group.held = 0;
+            group.epoch = epoch;
+            group.first_pending = false;
+        }
+        self.index(g);
+    }
+
+    /// Forgets group `g` when nothing refers to it any more.
+    fn collect(&mut self, g: GroupId) {
+        let unused = self
+            .slot(g)
+            .is_some_and(|gr| gr.owner.is_none() && gr.acquired == 0 && gr.ready.is_empty());
+        if !unused {
+            return;
+        }
+        if let Some(group) = self.slots.get_mut(slot_index(g)).and_then(Option::take) {
+            match group.name {
+                Name::Id(id) => self.by_id.remove(&id),
+                Name::Bucket(n) => self.by_bucket.remove(&n),
+            };
+            self.vacant.push(g);
+        }
+    }
+
+    fn index(&mut self, g: GroupId) {
+        let Some(group) = self.slot(g) else { return };
+        let Some(head) = group.ready.peek() else {
+            return;
+        };
+        let (seq, owner) = (head.seq, group.owner);
+        match owner {
+            None => self.free.insert(seq, g),
+            Some(c) => self.owned.entry(c).or_default().insert(seq, g),
+        };
+    }
+
+    fn unindex(&mut self, g: GroupId) {
+        let Some(group) = self.slot(g) else { return };
+        let Some(head) = group.ready.peek() else {
+            return;
+        };
+        let (seq, owner) = (head.seq, group.owner);
+        match owner {
+            None => {
+                self.free.remove(&seq);
+            }
+            Some(c) => {
+                if let Some(heads) = self.owned.get_mut(&c) {
+                    heads.remove(&seq);
+                    if heads.is_empty() {
+                        self.owned.remove(&c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ids_where(&self, pred: impl Fn(&Group) -> bool) -> Vec<GroupId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.as_ref().is_some_and(&pred))
+            .filter_map(|(i, _)| u32::try_from(i + 1).ok().and_then(NonZeroU32::new))
+            .collect()
+    }
+
+    fn bump_epoch(&mut self) -> u32 {
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        self.next_epoch
+    }
+
+    fn slot(&self, g: GroupId) -> Option<&Group> {
+        self.slots.get(slot_index(g))?.as_ref()
+    }
+
+    fn slot_mut(&mut self, g: GroupId) -> Option<&mut Group> {
+        self.slots.get_mut(slot_index(g))?.as_mut()
+    }
+}
+
+fn slot_index(g: GroupId) -> usize {
+    g.get() as usize - 1
+}
+
+/// The message's group id under `key`; integer ids (some clients send numbers) are used by
+/// their decimal form.
+fn group_id<'m>(key: &GroupKey, message: &'m Message) -> Option<Cow<'m, str>> {
+    match key {
+        GroupKey::GroupId => message.group_id().map(Cow::Borrowed),
+        GroupKey::Property(name) => match message.application_property(name)? {
+            PropertyValue::Str(s) => Some(Cow::Borrowed(s)),
+            PropertyValue::Int(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        },
+    }
+}
+
+/// Whether consuming `message` closes its group: a negative group sequence, as
+/// `properties.group-sequence` read as a signed 32-bit number (Qpid JMS sends -1 as
+/// 0xFFFFFFFF) or as the `JMSXGroupSeq` application property.
+pub fn closes_group(message: &Message) -> bool {
+    if message.group_sequence().is_some_and(|s| (s as i32) < 0) {
+        return true;
+    }
+    matches!(
+        message.application_property("JMSXGroupSeq"),
+        Some(PropertyValue::Int(n)) if n < 0
+    )
+}
+
+/// FNV-1a: a fixed hash, so an id lands in the same bucket in every run and on every machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests;
