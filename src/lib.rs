@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-pub use broker::QueueStats;
+pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
 
 use broker::Router;
@@ -101,6 +101,18 @@ impl BrokerHandle {
     /// Counters of the queue named `name`, if it exists.
     pub fn queue_stats(&self, name: &str) -> Option<QueueStats> {
         self.router.get(name).map(|q| q.stats())
+    }
+
+    /// The message groups of the queue named `name` with their owners, if the queue exists.
+    pub fn queue_groups(&self, name: &str) -> Option<Vec<GroupInfo>> {
+        self.router.get(name).map(|q| q.groups())
+    }
+
+    /// Frees every message group of the queue named `name` (Artemis `resetAllGroups`); the
+    /// next consumers to ask take them. Returns how many groups had an owner, or None if
+    /// there is no such queue.
+    pub fn reset_groups(&self, name: &str) -> Option<usize> {
+        self.router.get(name).map(|q| q.reset_groups())
     }
 
     /// Names of all queues.

@@ -50,6 +50,8 @@ pub struct GroupInfo {
     pub group: String,
     /// The consumer that owns it, if any.
     pub owner: Option<ConsumerId>,
+    /// The name of the owner's link.
+    pub owner_link: Option<String>,
     /// Messages of the group ready for delivery.
     pub ready: usize,
     /// Messages of the group delivered and not yet settled.
@@ -368,6 +370,7 @@ impl GroupTable {
                     Name::Bucket(n) => format!("bucket {n}"),
                 },
                 owner: group.owner,
+                owner_link: None,
                 ready: group.ready.len(),
                 unacked: group.acquired,
             })

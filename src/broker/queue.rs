@@ -96,6 +96,8 @@ pub struct QueueStats {
 #[derive(Debug)]
 struct Consumer {
     outbox: Arc<Outbox>,
+    /// The link's name, to show who owns a group.
+    name: Box<str>,
     /// The delivery-count the consumer's credit reaches (RFC 1982 serial arithmetic, like the
     /// link's own delivery-count): the queue may dispatch while `dispatched` is below it.
     limit: u32,
@@ -199,10 +201,11 @@ impl Queue {
 
     /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
     /// so the groups spread over the consumers, the new one included.
-    pub fn add_consumer(&self, outbox: Arc<Outbox>) {
+    pub fn add_consumer(&self, outbox: Arc<Outbox>, link_name: &str) {
         let mut st = lock(&self.state);
         st.consumers.push(Consumer {
             outbox,
+            name: link_name.into(),
             limit: 0,
             dispatched: 0,
             drain: false,
@@ -293,7 +296,15 @@ impl Queue {
 
     /// Every tracked message group with its owner.
     pub fn groups(&self) -> Vec<GroupInfo> {
-        lock(&self.state).groups.info()
+        let st = lock(&self.state);
+        let mut groups = st.groups.info();
+        for group in &mut groups {
+            let owner = group
+                .owner
+                .and_then(|id| st.consumers.iter().find(|c| c.outbox.consumer() == id));
+            group.owner_link = owner.map(|c| c.name.to_string());
+        }
+        groups
     }
 
     /// Drops every ready message; returns how many.

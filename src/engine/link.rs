@@ -224,7 +224,7 @@ impl Connection {
         let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
         let id = self.router.next_id();
         let outbox = Outbox::new(id, self.waker.clone());
-        queue.add_consumer(outbox.clone());
+        queue.add_consumer(outbox.clone(), &attach.name);
         let reply_source = Source {
             address: Some(queue.name().to_string()),
             ..source.clone()

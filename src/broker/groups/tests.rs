@@ -50,7 +50,8 @@ impl Rig {
 
     fn attach(&mut self, id: ConsumerId) {
         let outbox = Outbox::new(id, self.waker.clone());
-        self.queue.add_consumer(outbox.clone());
+        self.queue
+            .add_consumer(outbox.clone(), &format!("link-{id}"));
         self.outboxes.insert(id, outbox);
         self.received.insert(id, 0);
     }
