@@ -26,14 +26,15 @@ const MESSAGES: usize = 100;
 
 /// Starts a broker on an ephemeral loopback port, after making sure the Python
 /// venv exists (built in a blocking task so the runtime keeps running).
-// Configured the way the broker documents it; Config may have private
-// fields, which would rule out struct-update syntax.
-#[allow(clippy::field_reassign_with_default)]
 async fn start_broker() -> (sluice::BrokerHandle, SocketAddr) {
+    start_broker_with(sluice::Config::default()).await
+}
+
+/// Like [`start_broker`], with `config` (its listen address is replaced).
+async fn start_broker_with(mut config: sluice::Config) -> (sluice::BrokerHandle, SocketAddr) {
     tokio::task::spawn_blocking(proton::python)
         .await
         .expect("building the Python venv for the Proton examples failed");
-    let mut config = sluice::Config::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     let broker = tokio::time::timeout(BROKER_TIMEOUT, sluice::Broker::start(config))
         .await
@@ -188,4 +189,45 @@ async fn seed_request_response_through_a_dynamic_queue_and_anonymous_relay() {
     assert_eq!(broker.queue_names(), vec!["examples-requests".to_string()]);
 
     stop_broker(broker).await;
+}
+
+/// The seed's Qpid message-groups demonstration (qpid-message-groups.txt, section
+/// 6.8.7), ported to python-qpid-proton: two connections, one message of credit per
+/// fetch, groups keyed by the `ourGroupID` application property. Each run must print
+/// exactly the seed's transcript for its answers (tests/proton/expected/, the seed's
+/// three example outputs with the prose between them removed).
+async fn qpid_message_groups(grouping: &str, ack_all: &str, expected: &str) {
+    let config = sluice::Config::from_toml(
+        "[queues.\"test-group-queue\"]\ngroup_key = \"ourGroupID\"\n",
+        "test.toml",
+    )
+    .expect("config");
+    let (broker, addr) = start_broker_with(config).await;
+    let args = vec![
+        "-a".into(),
+        addr.to_string(),
+        grouping.into(),
+        ack_all.into(),
+    ];
+    let output = run("message_groups.py", args).await;
+    assert_prints(&output, expected);
+    stop_broker(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_qpid_message_groups_disabled() {
+    let expected = include_str!("proton/expected/message_groups_disabled.txt");
+    qpid_message_groups("n", "y", expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_qpid_message_groups_acknowledge_all() {
+    let expected = include_str!("proton/expected/message_groups_ack_all.txt");
+    qpid_message_groups("y", "y", expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_qpid_message_groups_acknowledge_only_the_last() {
+    let expected = include_str!("proton/expected/message_groups_ack_last.txt");
+    qpid_message_groups("y", "n", expected).await;
 }
