@@ -85,6 +85,10 @@ struct Options {
     /// Give up after this many seconds (default: 600, or 2 x duration + 30).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Give messages a properties.group-id, spread round-robin over this many groups
+    /// (0: no group id).
+    #[arg(long, default_value_t = 0)]
+    groups: u64,
     /// A producer writes at most this many KiB per burst.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_kib: u64,
@@ -105,12 +109,16 @@ pub struct Settings {
     pub at_least_once: bool,
     pub durable: bool,
     pub batch_bytes: usize,
+    /// Spread messages over this many groups (properties.group-id); 0 sends no group id.
+    pub groups: u64,
 }
 
 impl Settings {
     /// Bytes of one encoded message (sections included).
     pub fn message_len(&self) -> usize {
-        wire::encode_message(self.size, self.durable).0.len()
+        wire::encode_message(self.size, self.durable, self.groups > 0)
+            .0
+            .len()
     }
 }
 
@@ -159,6 +167,7 @@ async fn load(opts: Options, endpoint: Endpoint) -> ExitCode {
         at_least_once: opts.mode == Mode::AtLeastOnce,
         durable: opts.durable,
         batch_bytes: (opts.batch_kib * 1024) as usize,
+        groups: opts.groups,
     });
     let duration = opts.duration.map(Duration::from_secs_f64);
     let target = match duration {

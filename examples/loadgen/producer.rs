@@ -135,13 +135,16 @@ impl Producer {
         settings: &Settings,
         run: &Run,
     ) -> Result<(), LoadError> {
-        let (message, stamp_at) = encode_message(settings.size, settings.durable);
+        let grouped = settings.groups > 0;
+        let (message, stamp_at, group_at) =
+            encode_message(settings.size, settings.durable, grouped);
         let template = TransferTemplate::new(
             0,
             0,
             self.settled,
             &message,
             stamp_at,
+            group_at.map(|at| (at, settings.groups)),
             conn.remote_max_frame_size,
         );
         let batch_messages = (settings.batch_bytes / template.len()).max(1) as u64;

@@ -11,6 +11,8 @@ use sluice::transport::scan::{scan_value, Limits};
 const TRANSFER: u8 = 0x14;
 /// Descriptor code of the header section (part 3, §3.2.1).
 const HEADER: u8 = 0x70;
+/// Descriptor code of the properties section (part 3, §3.2.4).
+const PROPERTIES: u8 = 0x73;
 /// Descriptor code of a data body section (part 3, §3.2.6).
 const DATA: u8 = 0x75;
 
@@ -20,19 +22,38 @@ pub const TRANSFER_OVERHEAD: usize = 8 + 3 + 3 + 5 + 5 + 10 + 3;
 /// Bytes at the front of every data body: sequence number and send time (ns since the epoch).
 pub const STAMP_LEN: usize = 16;
 
-/// Encodes the message every producer sends: an optional header section (durable) and one
-/// data section of `size` bytes. Returns the bytes and the offset of the stamp in them.
-pub fn encode_message(size: usize, durable: bool) -> (Vec<u8>, usize) {
-    let mut msg = Vec::with_capacity(size + 16);
+/// Digits of the group id of a grouped message (`properties.group-id`), patched per message.
+pub const GROUP_DIGITS: usize = 10;
+
+/// Encodes the message every producer sends: an optional header section (durable), with
+/// `grouped` a properties section whose group-id is [`GROUP_DIGITS`] digits, and one data
+/// section of `size` bytes. Returns the bytes, the offset of the stamp in them and the offset
+/// of the group id's digits.
+pub fn encode_message(
+    size: usize,
+    durable: bool,
+    grouped: bool,
+) -> (Vec<u8>, usize, Option<usize>) {
+    let mut msg = Vec::with_capacity(size + 48);
     if durable {
         // header: described list8 of one field, durable = true.
         msg.extend_from_slice(&[0x00, 0x53, HEADER, 0xc0, 0x02, 0x01, 0x41]);
+    }
+    let mut group_at = None;
+    if grouped {
+        // properties: list8 of 11 fields, ten nulls, then group-id as str8.
+        let size = 1 + 10 + 2 + GROUP_DIGITS as u8;
+        msg.extend_from_slice(&[0x00, 0x53, PROPERTIES, 0xc0, size, 11]);
+        msg.extend_from_slice(&[0x40; 10]);
+        msg.extend_from_slice(&[0xa1, GROUP_DIGITS as u8]);
+        group_at = Some(msg.len());
+        msg.extend_from_slice(&[b'0'; GROUP_DIGITS]);
     }
     msg.extend_from_slice(&[0x00, 0x53, DATA, 0xb0]);
     msg.extend_from_slice(&(size as u32).to_be_bytes());
     let stamp_at = msg.len();
     msg.extend((0..size).map(|i| b'a' + (i % 26) as u8));
-    (msg, stamp_at)
+    (msg, stamp_at, group_at)
 }
 
 /// The transfer frames of one message, encoded once.
@@ -43,6 +64,8 @@ pub struct TransferTemplate {
     /// Where each frame's 8-byte delivery-tag is.
     tag_at: Vec<usize>,
     stamp_at: usize,
+    /// Where the group id's digits are, and how many groups messages are spread over.
+    group: Option<(usize, u64)>,
     /// How many frames a message takes (each uses one unit of session window).
     pub frames: u32,
 }
@@ -55,6 +78,7 @@ impl TransferTemplate {
         settled: bool,
         message: &[u8],
         stamp_in_message: usize,
+        group: Option<(usize, u64)>,
         max_frame_size: u32,
     ) -> TransferTemplate {
         let room = (max_frame_size as usize)
@@ -66,6 +90,7 @@ impl TransferTemplate {
             id_at: Vec::new(),
             tag_at: Vec::new(),
             stamp_at: 0,
+            group: None,
             frames: chunks.len() as u32,
         };
         for (i, chunk) in chunks.iter().enumerate() {
@@ -92,6 +117,8 @@ impl TransferTemplate {
             debug_assert_eq!(b.len() - start, TRANSFER_OVERHEAD);
             if i == 0 {
                 t.stamp_at = b.len() + stamp_in_message;
+                // The properties come before the body, so they are in the first frame too.
+                t.group = group.map(|(at, groups)| (b.len() + at, groups.max(1)));
             }
             b.extend_from_slice(chunk);
         }
@@ -112,6 +139,13 @@ impl TransferTemplate {
         }
         b[self.stamp_at..self.stamp_at + 8].copy_from_slice(&seq.to_be_bytes());
         b[self.stamp_at + 8..self.stamp_at + 16].copy_from_slice(&now_ns.to_be_bytes());
+        if let Some((at, groups)) = self.group {
+            let mut id = seq % groups;
+            for digit in b[at..at + GROUP_DIGITS].iter_mut().rev() {
+                *digit = b'0' + (id % 10) as u8;
+                id /= 10;
+            }
+        }
     }
 
     /// Bytes per message on the wire.
@@ -277,8 +311,8 @@ mod tests {
 
     #[test]
     fn a_template_decodes_with_sluices_codec_and_with_the_scanner() {
-        let (msg, stamp) = encode_message(2800, true);
-        let t = TransferTemplate::new(3, 7, false, &msg, stamp, 1024);
+        let (msg, stamp, group) = encode_message(2800, true, true);
+        let t = TransferTemplate::new(3, 7, false, &msg, stamp, group.map(|at| (at, 1000)), 1024);
         assert_eq!(t.frames, 3);
         let mut out = Vec::new();
         t.write(&mut out, 42, 9, 12345);
@@ -300,8 +334,12 @@ mod tests {
             let mut m = msg.clone();
             m[stamp..stamp + 8].copy_from_slice(&9u64.to_be_bytes());
             m[stamp + 8..stamp + 16].copy_from_slice(&12345u64.to_be_bytes());
+            let at = group.unwrap();
+            m[at..at + GROUP_DIGITS].copy_from_slice(b"0000000009");
             m
         });
         assert_eq!(find_stamp(&payload), Some((9, 12345)));
+        let parsed = sluice::message::Message::parse(bytes::Bytes::from(payload)).unwrap();
+        assert_eq!(parsed.group_id(), Some("0000000009"));
     }
 }
