@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
 
 use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
@@ -62,7 +63,9 @@ pub struct GroupInfo {
 struct Group {
     /// How the group is found: its id, or its bucket.
     name: Name,
-    ready: ReadyList,
+    /// The keyed hash of the id, under which `by_hash` finds the group.
+    hash: u64,
+    ready: Lane,
     owner: Option<ConsumerId>,
     /// Messages the owner acquired since it became the owner and has not settled yet.
     held: u32,
@@ -81,13 +84,79 @@ enum Name {
     Bucket(u32),
 }
 
+/// A group's ready messages. Most groups hold one message at a time, so the first sits inline
+/// in the group: no allocation for it, and it shares cache lines with the group's state.
+#[derive(Debug, Default)]
+struct Lane {
+    /// The lowest-sequence ready message; None only when the lane is empty.
+    first: Option<Entry>,
+    /// The others, all after `first`.
+    rest: ReadyList,
+}
+
+impl Lane {
+    fn push_new(&mut self, entry: Entry) {
+        match self.first {
+            None => self.first = Some(entry),
+            Some(_) => self.rest.push_new(entry),
+        }
+    }
+
+    fn push_returned(&mut self, entry: Entry) {
+        match &mut self.first {
+            Some(first) if entry.seq < first.seq => {
+                let later = std::mem::replace(first, entry);
+                self.rest.push_returned(later);
+            }
+            Some(_) => self.rest.push_returned(entry),
+            None => self.first = Some(entry),
+        }
+    }
+
+    fn peek(&self) -> Option<&Entry> {
+        self.first.as_ref()
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        let first = self.first.take();
+        self.first = self.rest.pop();
+        first
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn clear(&mut self) -> usize {
+        let n = self.len();
+        self.first = None;
+        self.rest.clear();
+        n
+    }
+}
+
 /// The groups of one queue.
 #[derive(Debug)]
 pub struct GroupTable {
     key: GroupKey,
     buckets: GroupBuckets,
     release: GroupRelease,
-    by_id: HashMap<Box<str>, GroupId>,
+    /// Groups by a keyed hash of their id: a probe of small entries, and the id itself is
+    /// compared in the group's slot, which dispatch reads next anyway. The key is random per
+    /// queue, so clients cannot aim ids at one hash; should two ids still share one, the
+    /// later goes to `collided`. Entries of forgotten groups are left behind (the slot check
+    /// sees through them) and swept when they outnumber the live groups, so forgetting a group
+    /// costs no probe of this cold map.
+    by_hash: IntMap<u64, GroupId>,
+    collided: HashMap<Box<str>, GroupId>,
+    hasher: RandomState,
+    /// Tests set this to make every id collide.
+    #[cfg(test)]
+    constant_hash: bool,
     by_bucket: IntMap<u32, GroupId>,
     slots: Vec<Option<Group>>,
     vacant: Vec<GroupId>,
@@ -111,7 +180,11 @@ impl GroupTable {
             key: settings.group_key.clone(),
             buckets: settings.group_buckets,
             release: settings.group_release,
-            by_id: HashMap::new(),
+            by_hash: IntMap::default(),
+            collided: HashMap::new(),
+            hasher: RandomState::new(),
+            #[cfg(test)]
+            constant_hash: false,
             by_bucket: IntMap::default(),
             slots: Vec::new(),
             vacant: Vec::new(),
@@ -137,16 +210,34 @@ impl GroupTable {
             if let Some(&g) = self.by_bucket.get(&bucket) {
                 return Some(g);
             }
-            let g = self.create(Name::Bucket(bucket));
+            let g = self.create(Name::Bucket(bucket), 0);
             self.by_bucket.insert(bucket, g);
             return Some(g);
         }
-        if let Some(&g) = self.by_id.get(&*id) {
+        let hash = self.hash_id(&id);
+        let live = self.by_hash.get(&hash).and_then(|&g| {
+            let group = self.slot(g).filter(|gr| gr.hash == hash)?;
+            Some((g, matches!(&group.name, Name::Id(name) if **name == *id)))
+        });
+        match live {
+            Some((g, true)) => return Some(g),
+            Some((_, false)) => {}
+            // A stale entry (or none) hides no live group, except one that collided with an
+            // id since forgotten.
+            None if !self.collided.is_empty() && self.collided.contains_key(&*id) => {}
+            None => {
+                let g = self.create(Name::Id(id.into()), hash);
+                self.by_hash.insert(hash, g);
+                self.sweep_stale_hashes();
+                return Some(g);
+            }
+        }
+        if let Some(&g) = self.collided.get(&*id) {
             return Some(g);
         }
         let id: Box<str> = id.into();
-        let g = self.create(Name::Id(id.clone()));
-        self.by_id.insert(id, g);
+        let g = self.create(Name::Id(id.clone()), hash);
+        self.collided.insert(id, g);
         Some(g)
     }
 
@@ -385,10 +476,11 @@ impl GroupTable {
         self.slot(g)?.owner
     }
 
-    fn create(&mut self, name: Name) -> GroupId {
+    fn create(&mut self, name: Name, hash: u64) -> GroupId {
         let group = Group {
             name,
-            ready: ReadyList::default(),
+            hash,
+            ready: Lane::default(),
             owner: None,
             held: 0,
             acquired: 0,
@@ -428,11 +520,37 @@ impl GroupTable {
         }
         if let Some(group) = self.slots.get_mut(slot_index(g)).and_then(Option::take) {
             match group.name {
-                Name::Id(id) => self.by_id.remove(&id),
-                Name::Bucket(n) => self.by_bucket.remove(&n),
-            };
+                Name::Id(id) => {
+                    // Its by_hash entry, if it has one, goes stale; see `by_hash`.
+                    self.collided.remove(&id);
+                }
+                Name::Bucket(n) => {
+                    self.by_bucket.remove(&n);
+                }
+            }
             self.vacant.push(g);
         }
+    }
+
+    fn hash_id(&self, id: &str) -> u64 {
+        #[cfg(test)]
+        if self.constant_hash {
+            return 42;
+        }
+        self.hasher.hash_one(id)
+    }
+
+    /// Drops the `by_hash` entries of forgotten groups once they outnumber the live ones:
+    /// O(groups) now and then, so O(1) per group created.
+    fn sweep_stale_hashes(&mut self) {
+        if self.by_hash.len() <= 2 * self.len() + 1024 {
+            return;
+        }
+        let slots = &self.slots;
+        self.by_hash.retain(|&hash, &mut g| {
+            let group = slots.get(slot_index(g)).and_then(Option::as_ref);
+            group.is_some_and(|gr| gr.hash == hash && matches!(gr.name, Name::Id(_)))
+        });
     }
 
     fn index(&mut self, g: GroupId) {

@@ -13,6 +13,8 @@ use fe2o3_amqp_types::messaging::{
 use fe2o3_amqp_types::primitives::{SimpleValue, Symbol, Value};
 use proptest::prelude::*;
 
+use super::{GroupId, GroupTable};
+use crate::broker::queue::Entry;
 use crate::broker::{ConnWaker, ConsumerId, OutItem, Outbox, Outcome, Queue};
 use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
 use crate::message::Message;
@@ -522,6 +524,59 @@ fn undeliverable_here_on_a_grouped_message_does_not_block_other_groups() {
     assert_eq!(rig.fetch_names(1, 5), ["B1"]);
     rig.attach(2);
     assert_eq!(rig.fetch_names(2, 5), ["A1"]);
+}
+
+fn forget(table: &mut GroupTable, g: GroupId) {
+    let taken = table.take(g, 1).expect("a ready message");
+    table.settled(taken.ticket, 1, None, false);
+}
+
+#[test]
+fn ids_that_share_a_hash_still_get_groups_of_their_own() {
+    let mut table = GroupTable::new(&QueueSettings::default());
+    table.constant_hash = true;
+    let m = |id: &str| message(id, Some(id), &[]);
+    let mut seq = 0;
+    let mut add = |table: &mut GroupTable, id: &str| {
+        seq += 1;
+        let g = table.group_of(&m(id)).unwrap();
+        table.push_new(g, Entry::new(seq, m(id)));
+        g
+    };
+    let a = add(&mut table, "A");
+    let b = add(&mut table, "B");
+    let c = add(&mut table, "C");
+    assert!(a != b && b != c && a != c);
+    forget(&mut table, a);
+    assert_eq!(table.len(), 2);
+    // A's entry is stale now; B and C are still found, and A comes back as a new group.
+    assert_eq!(table.group_of(&m("B")), Some(b));
+    assert_eq!(table.group_of(&m("C")), Some(c));
+    let a2 = add(&mut table, "A");
+    assert_eq!(table.group_of(&m("A")), Some(a2));
+    assert_eq!(table.len(), 3);
+    forget(&mut table, a2);
+    forget(&mut table, b);
+    assert_eq!(table.group_of(&m("C")), Some(c));
+    assert_eq!(table.len(), 1);
+}
+
+#[test]
+fn the_hash_entries_of_forgotten_groups_are_swept() {
+    let mut table = GroupTable::new(&QueueSettings::default());
+    let keep = message("kept", Some("kept"), &[]);
+    let kept = table.group_of(&keep).unwrap();
+    table.push_new(kept, Entry::new(0, keep.clone()));
+    for seq in 1..=10_000u64 {
+        let m = message("x", Some(&format!("g{seq}")), &[]);
+        let g = table.group_of(&m).unwrap();
+        table.push_new(g, Entry::new(seq, m));
+        forget(&mut table, g);
+        // Swept when a creation finds them over 2 x live + 1024 (live counted before a forget).
+        assert!(table.by_hash.len() <= 2 * (table.len() + 1) + 1025);
+    }
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.group_of(&keep), Some(kept));
 }
 
 /// One step of a random workload against a grouped queue.
