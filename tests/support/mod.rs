@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod groups;
 pub mod proton;
 pub mod raw;
