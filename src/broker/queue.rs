@@ -427,14 +427,16 @@ impl State {
         let mut set_aside_groups = Vec::new();
         let mut idle = 0;
         while idle < self.consumers.len() {
+            if self.ready.is_empty() && self.groups.ready_len() == 0 {
+                break;
+            }
             let n = self.consumers.len();
             let i = self.next_consumer % n;
             let id = self.consumers[i].outbox.consumer();
-            let lane = match self.candidate(id) {
-                Some(lane) if self.consumers[i].credit() > 0 => lane,
-                // Nothing ready at all: no consumer can have anything.
-                None if self.ready.is_empty() && self.groups.ready_len() == 0 => break,
-                _ => {
+            let has_credit = self.consumers[i].credit() > 0;
+            let lane = match has_credit.then(|| self.candidate(id)).flatten() {
+                Some(lane) => lane,
+                None => {
                     self.next_consumer = i + 1;
                     idle += 1;
                     continue;
@@ -513,5 +515,16 @@ impl State {
                 entry,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_queue_entry_stays_small() {
+        // Every queued message pays for its entry (DESIGN.md §6 bounds memory per queued
+        // message); the group id fits in padding the entry had anyway.
+        let size = std::mem::size_of::<super::Entry>();
+        assert!(size <= 128, "Entry is {size} bytes");
     }
 }
