@@ -9,13 +9,14 @@ use fe2o3_amqp_types::messaging::{
 use fe2o3_amqp_types::primitives::{Symbol, Timestamp, Value};
 use proptest::prelude::*;
 
-type Decoded = AmqpMessage<Body<Value>>;
+/// A message as fe2o3-amqp-types models it, to encode test input and decode output.
+pub(super) type Decoded = AmqpMessage<Body<Value>>;
 
-fn encode(message: &Decoded) -> Bytes {
+pub(super) fn encode(message: &Decoded) -> Bytes {
     Bytes::from(serde_amqp::to_vec(&Serializable(message)).expect("encode message"))
 }
 
-fn decode(bytes: &[u8]) -> Decoded {
+pub(super) fn decode(bytes: &[u8]) -> Decoded {
     let decoded: Deserializable<Decoded> = serde_amqp::from_slice(bytes).expect("decode");
     decoded.0
 }

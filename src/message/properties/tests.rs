@@ -1,7 +1,6 @@
 //! Tests of application-property lookup and the marker rewrite.
 
 use bytes::Bytes;
-use fe2o3_amqp_types::messaging::message::__private::{Deserializable, Serializable};
 use fe2o3_amqp_types::messaging::{
     AmqpValue, ApplicationProperties, Body, DeliveryAnnotations, Footer, Header as AmqpHeader,
     Message as AmqpMessage, MessageAnnotations, Properties,
@@ -11,16 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-type Decoded = AmqpMessage<Body<Value>>;
-
-fn encode(message: &Decoded) -> Bytes {
-    Bytes::from(serde_amqp::to_vec(&Serializable(message)).expect("encode message"))
-}
-
-fn decode(bytes: &[u8]) -> Decoded {
-    let decoded: Deserializable<Decoded> = serde_amqp::from_slice(bytes).expect("decode");
-    decoded.0
-}
+use crate::message::tests::{decode, encode, Decoded};
 
 fn parse(message: &Decoded) -> Message {
     Message::parse(encode(message)).expect("parse")
