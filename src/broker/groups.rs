@@ -241,32 +241,38 @@ impl GroupTable {
         Some(g)
     }
 
-    /// Appends a newly enqueued message of group `g`.
-    pub fn push_new(&mut self, g: GroupId, entry: Entry) {
-        self.ready_len += 1;
-        self.ready_bytes += entry.message.len() as u64;
+    /// Appends a newly enqueued message of group `g` (just returned by
+    /// [`GroupTable::group_of`]). Returns None once it is placed, or the entry if the group is
+    /// somehow gone, so the caller can keep it elsewhere rather than lose it.
+    #[must_use]
+    pub fn push_new(&mut self, g: GroupId, entry: Entry) -> Option<Entry> {
+        let bytes = entry.message.len() as u64;
         let Some(group) = self.slot_mut(g) else {
-            return;
+            return Some(entry);
         };
         let was_empty = group.ready.is_empty();
         group.ready.push_new(entry);
+        self.ready_len += 1;
+        self.ready_bytes += bytes;
         if was_empty {
             self.index(g);
         }
+        None
     }
 
-    /// Returns a message of group `g` to the group's ready list at its original position.
+    /// Returns a message of group `g` to the group's ready list at its original position; the
+    /// caller checked that the group exists.
     fn push_returned(&mut self, g: GroupId, entry: Entry) {
-        self.ready_len += 1;
-        self.ready_bytes += entry.message.len() as u64;
+        let bytes = entry.message.len() as u64;
         let seq = entry.seq;
-        let Some(group) = self.slot(g) else { return };
-        let moves_head = group.ready.peek().is_none_or(|head| seq < head.seq);
+        let moves_head = self.head(g).is_none_or(|head| seq < head.seq);
         if moves_head {
             self.unindex(g);
         }
         if let Some(group) = self.slot_mut(g) {
             group.ready.push_returned(entry);
+            self.ready_len += 1;
+            self.ready_bytes += bytes;
         }
         if moves_head {
             self.index(g);
@@ -307,36 +313,33 @@ impl GroupTable {
     /// Takes the first ready message of group `g` for `consumer`, which becomes the owner if
     /// the group had none. The caller checked [`GroupTable::may_take`].
     pub fn take(&mut self, g: GroupId, consumer: ConsumerId) -> Option<Taken> {
+        self.head(g)?;
         self.unindex(g);
         let assigns = self.slot(g)?.owner.is_none();
         let epoch = if assigns { self.bump_epoch() } else { 0 };
         let group = self.slot_mut(g)?;
-        let entry = group.ready.pop();
+        let entry = group.ready.pop()?;
         if assigns {
             group.owner = Some(consumer);
             group.held = 0;
             group.epoch = epoch;
             group.first_pending = true;
         }
-        let taken = entry.map(|entry| {
-            group.held += 1;
-            group.acquired += 1;
-            Taken {
-                entry,
-                ticket: Ticket {
-                    group: g,
-                    epoch: group.epoch,
-                },
-                first: std::mem::take(&mut group.first_pending),
-            }
-        });
-        if let Some(t) = &taken {
-            self.ready_len -= 1;
-            self.ready_bytes -= t.entry.message.len() as u64;
-            self.acquired += 1;
-        }
+        group.held += 1;
+        group.acquired += 1;
+        let taken = Taken {
+            ticket: Ticket {
+                group: g,
+                epoch: group.epoch,
+            },
+            first: std::mem::take(&mut group.first_pending),
+            entry,
+        };
+        self.ready_len -= 1;
+        self.ready_bytes -= taken.entry.message.len() as u64;
+        self.acquired += 1;
         self.index(g);
-        taken
+        Some(taken)
     }
 
     /// Records that `consumer` settled a message it took with `ticket`. `back` is the message

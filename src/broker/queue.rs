@@ -191,9 +191,12 @@ impl Queue {
             st.stats.enqueued += 1;
             let mut entry = Entry::new(seq, message);
             entry.group = st.groups.group_of(&entry.message);
-            match entry.group {
+            let ungrouped = match entry.group {
                 Some(g) => st.groups.push_new(g, entry),
-                None => st.ready.push_new(entry),
+                None => Some(entry),
+            };
+            if let Some(entry) = ungrouped {
+                st.ready.push_new(entry);
             }
         }
         st.dispatch(&self.settings);

@@ -540,7 +540,7 @@ fn ids_that_share_a_hash_still_get_groups_of_their_own() {
     let mut add = |table: &mut GroupTable, id: &str| {
         seq += 1;
         let g = table.group_of(&m(id)).unwrap();
-        table.push_new(g, Entry::new(seq, m(id)));
+        assert!(table.push_new(g, Entry::new(seq, m(id))).is_none());
         g
     };
     let a = add(&mut table, "A");
@@ -566,11 +566,11 @@ fn the_hash_entries_of_forgotten_groups_are_swept() {
     let mut table = GroupTable::new(&QueueSettings::default());
     let keep = message("kept", Some("kept"), &[]);
     let kept = table.group_of(&keep).unwrap();
-    table.push_new(kept, Entry::new(0, keep.clone()));
+    assert!(table.push_new(kept, Entry::new(0, keep.clone())).is_none());
     for seq in 1..=10_000u64 {
         let m = message("x", Some(&format!("g{seq}")), &[]);
         let g = table.group_of(&m).unwrap();
-        table.push_new(g, Entry::new(seq, m));
+        assert!(table.push_new(g, Entry::new(seq, m)).is_none());
         forget(&mut table, g);
         // Swept when a creation finds them over 2 x live + 1024 (live counted before a forget).
         assert!(table.by_hash.len() <= 2 * (table.len() + 1) + 1025);
