@@ -46,6 +46,17 @@ pub struct Config {
     pub users: Vec<User>,
     /// Per-queue settings by name pattern.
     pub queues: QueueRules,
+    /// The management listener: HTTP API, metrics and console.
+    pub admin: AdminConfig,
+}
+
+/// Where the management API, metrics and console are served (`[admin]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Serve them at all.
+    pub enabled: bool,
+    /// The address to listen on; loopback by default, so only this machine can reach it.
+    pub listen: SocketAddr,
 }
 
 /// Which clients may log in how.
@@ -183,11 +194,16 @@ impl Default for Config {
             },
             users: Vec::new(),
             queues: QueueRules::default(),
+            admin: AdminConfig {
+                enabled: true,
+                listen: SocketAddr::from(([127, 0, 0, 1], 8672)),
+            },
         }
     }
 }
 
-const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues"];
+const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues", "admin"];
+const ADMIN_KEYS: &[&str] = &["enabled", "listen"];
 const BROKER_KEYS: &[&str] = &[
     "listen",
     "data_dir",
@@ -228,6 +244,11 @@ impl Config {
         if let Some(node) = get(root, "queues") {
             config.queues = QueueRules::read(&src, node)?;
         }
+        if let Some(node) = get(root, "admin") {
+            config
+                .admin
+                .read(&src, src.table(node, "admin", "[admin]", ADMIN_KEYS)?)?;
+        }
         Ok(config)
     }
 
@@ -244,8 +265,19 @@ impl Config {
     /// Every account is compared in full, so the time taken reveals at most lengths,
     /// not which name exists or how much of a password was right.
     pub fn authenticate(&self, user: &str, password: &str) -> bool {
-        self.users.iter().fold(false, |found, u| {
-            found | (bytes_equal(&u.name, user) & bytes_equal(&u.password, password))
+        self.user_with(user, password).is_some()
+    }
+
+    /// The configured user with this name and password, compared as
+    /// [`Config::authenticate`] does (every account in full).
+    pub fn user_with(&self, user: &str, password: &str) -> Option<&User> {
+        self.users.iter().fold(None, |found, u| {
+            let matches = bytes_equal(&u.name, user) & bytes_equal(&u.password, password);
+            if matches {
+                Some(u)
+            } else {
+                found
+            }
         })
     }
 
@@ -264,6 +296,20 @@ impl Config {
                 "link_credit" => self.link_credit = src.integer(node, path, 1, u32::MAX)?,
                 "max_connections" => self.max_connections = src.integer(node, path, 0, u32::MAX)?,
                 _ => {} // rejected by `Source::table`
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AdminConfig {
+    fn read(&mut self, src: &Source, table: &[(String, Node)]) -> Result<(), ConfigError> {
+        for (key, node) in table {
+            let path = &child("admin", key);
+            match key.as_str() {
+                "enabled" => self.enabled = src.boolean(node, path)?,
+                "listen" => self.listen = src.one_address(node, path)?,
+                _ => {}
             }
         }
         Ok(())
@@ -357,6 +403,15 @@ macro_rules! queue_settings {
             /// The settings of a queue no pattern matches.
             fn default() -> QueueSettings {
                 QueueSettings { $( $key: $default, )* }
+            }
+        }
+
+        impl QueueSettings {
+            /// The keys whose values differ between `self` and `other`.
+            pub fn differences(&self, other: &QueueSettings) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $( if self.$key != other.$key { keys.push(stringify!($key)); } )*
+                keys
             }
         }
 
@@ -462,6 +517,34 @@ impl QueueRules {
     /// by word from the left, a literal word beating `*` beating `#`; if still tied,
     /// the longer pattern wins. So `orders.eu` > `orders.*` > `orders.#` > `#`.
     pub fn settings_for(&self, queue: &str) -> QueueSettings {
+        self.overrides_for(queue).resolve()
+    }
+
+    /// Settings for the queue named `queue` when it is declared with the keys of `declared`,
+    /// TOML text of one `[queues."name"]` table's body (`key = value` lines): those keys win
+    /// over every configured pattern, the rest resolve as [`QueueRules::settings_for`] does.
+    /// Errors are checked as in broker.toml and name `origin`.
+    pub fn settings_with(
+        &self,
+        queue: &str,
+        declared: &str,
+        origin: &str,
+    ) -> Result<QueueSettings, ConfigError> {
+        let src = Source {
+            origin,
+            text: declared,
+        };
+        let root: Node = toml::from_str(declared).map_err(|e| ConfigError::Syntax {
+            at: src.location(e.span().map_or(0, |s| s.start)),
+            message: e.message().trim().replace('\n', ": "),
+        })?;
+        let table = src.table(&root, "", "the declared settings", QueueOverrides::KEYS)?;
+        let overrides = QueueOverrides::read(&src, table, "")?;
+        let configured = self.overrides_for(queue);
+        Ok(overrides.or(&configured).resolve())
+    }
+
+    fn overrides_for(&self, queue: &str) -> QueueOverrides {
         let mut matching: Vec<_> = self
             .rules
             .iter()
@@ -473,7 +556,6 @@ impl QueueRules {
             .fold(QueueOverrides::default(), |merged, (_, overrides)| {
                 merged.or(overrides)
             })
-            .resolve()
     }
 
     fn read(src: &Source, node: &Node) -> Result<QueueRules, ConfigError> {

@@ -4,6 +4,7 @@
 //! [`BrokerHandle::shutdown`]. The layers follow DESIGN.md: `transport` (sockets, SASL, frame
 //! codec) feeds `engine` (sans-IO AMQP state machines), which talks to `broker` (queues).
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod engine;
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
 
-use broker::Router;
+use broker::{Registry, Router};
 use engine::EngineConfig;
 use transport::connection::Shared;
 use transport::listener;
@@ -28,6 +29,14 @@ use transport::listener;
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The admin listen address could not be bound.
+    #[error("cannot listen for the admin API on {addr}: {source} (set [admin] listen, or enabled = false)")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,13 +61,38 @@ impl Broker {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let admin_listener = if config.admin.enabled {
+            let addr = config.admin.listen;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::AdminBind { addr, source })?;
+            Some(l)
+        } else {
+            None
+        };
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         let router = Arc::new(Router::new(config.queues.clone()));
+        let registry = Arc::new(Registry::default());
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        if let Some(listener) = admin_listener {
+            let state = Arc::new(admin::AdminState {
+                router: router.clone(),
+                registry: registry.clone(),
+                config: config.clone(),
+                started: std::time::Instant::now(),
+                rates: Arc::default(),
+            });
+            if let Some(addr) = admin_addr {
+                tracing::info!(%addr, "serving the admin API, metrics and console");
+            }
+            tokio::spawn(admin::serve(listener, state, shutdown_rx.clone()));
+        }
         let shared = Arc::new(Shared {
             engine: EngineConfig::from(&config),
             config,
             router: router.clone(),
+            registry: registry.clone(),
         });
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let open = Arc::new(AtomicUsize::new(0));
         for l in listeners {
@@ -75,6 +109,8 @@ impl Broker {
         }
         Ok(BrokerHandle {
             local_addrs,
+            admin_addr,
+            registry,
             router,
             shutdown: shutdown_tx,
             alive_rx,
@@ -86,6 +122,8 @@ impl Broker {
 /// A running broker.
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    registry: Arc<Registry>,
     router: Arc<Router>,
     shutdown: watch::Sender<bool>,
     alive_rx: mpsc::Receiver<()>,
@@ -96,6 +134,16 @@ impl BrokerHandle {
     /// The addresses actually bound (with real port numbers when port 0 was asked for).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The address the admin API listens on, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Open AMQP connections.
+    pub fn connection_count(&self) -> usize {
+        self.registry.len()
     }
 
     /// Counters of the queue named `name`, if it exists.

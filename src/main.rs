@@ -19,6 +19,9 @@ struct Cli {
     /// Address to listen on; repeat for several. Replaces the configured `broker.listen`.
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
+    /// Address of the admin API, metrics and console. Replaces the configured `admin.listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
     /// Directory for durable state. Replaces the configured `broker.data_dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -65,6 +68,9 @@ fn main() -> ExitCode {
     };
     if !cli.listen.is_empty() {
         config.listen = cli.listen.clone();
+    }
+    if let Some(addr) = cli.admin_listen {
+        config.admin.listen = addr;
     }
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();

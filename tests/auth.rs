@@ -40,6 +40,7 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> (BrokerHandle, String) {
         ..Config::default()
     };
     config.auth.failure_delay_ms = FAILURE_DELAY_MS;
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     adjust(&mut config);
     let broker = tokio::time::timeout(STEP, Broker::start(config))
         .await

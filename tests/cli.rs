@@ -27,7 +27,9 @@ fn sluice() -> Command {
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR");
+        .env_remove("NO_COLOR")
+        // Tests run in parallel: none may take the fixed admin port.
+        .args(["--admin-listen", "127.0.0.1:0"]);
     command
 }
 

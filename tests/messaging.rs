@@ -251,6 +251,7 @@ async fn attaching_to_a_missing_queue_fails_with_not_found_when_auto_create_is_o
     let config = Config::from_toml("[queues.\"#\"]\nauto_create = false\n", "test.toml").unwrap();
     let mut config = Config {
         listen: test_config().listen,
+        admin: test_config().admin,
         ..config
     };
     config.container_id = "sluice-test".into();
@@ -277,6 +278,7 @@ async fn a_message_over_max_message_size_detaches_the_link() {
         Config::from_toml("[queues.small]\nmax_message_size = 1000\n", "test.toml").unwrap();
     let config = Config {
         listen: test_config().listen,
+        admin: test_config().admin,
         ..config
     };
     let (broker, url) = start(config).await;

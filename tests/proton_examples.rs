@@ -36,6 +36,7 @@ async fn start_broker_with(mut config: sluice::Config) -> (sluice::BrokerHandle,
         .await
         .expect("building the Python venv for the Proton examples failed");
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     let broker = tokio::time::timeout(BROKER_TIMEOUT, sluice::Broker::start(config))
         .await
         .expect("broker start timed out")

@@ -17,10 +17,11 @@ use tokio::net::TcpStream;
 const STEP: Duration = Duration::from_secs(10);
 
 async fn start() -> BrokerHandle {
-    let config = Config {
+    let mut config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         ..Config::default()
     };
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     tokio::time::timeout(STEP, Broker::start(config))
         .await
         .expect("broker start timed out")

@@ -6,7 +6,7 @@
 //! never waits on a connection and a connection never holds a queue's lock while it writes.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -22,6 +22,9 @@ pub type ConsumerId = u64;
 pub enum OutItem {
     /// A message acquired for this consumer; it stays acquired until settled or released.
     Deliver(Delivery),
+    /// The queue is gone (deleted by an administrator): the link must be detached with
+    /// `amqp:resource-deleted`. Nothing follows it.
+    QueueDeleted,
     /// The queue has honoured a drain request: the link's delivery-count is now `delivery_count`
     /// and its credit is zero. The connection answers the peer with a drained `flow`.
     DrainDone {
@@ -49,6 +52,8 @@ pub struct Delivery {
 pub struct ConnWaker {
     notify: Notify,
     ready: Mutex<Vec<ConsumerId>>,
+    /// The connection's id in the registry, for the admin view of consumers.
+    connection: OnceLock<u64>,
 }
 
 impl ConnWaker {
@@ -60,6 +65,21 @@ impl ConnWaker {
     /// Resolves when some consumer of this connection has become ready since the last call.
     pub async fn notified(&self) {
         self.notify.notified().await
+    }
+
+    /// Wakes the connection task without work for a consumer (an admin request).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Records the registry id of the connection this waker serves.
+    pub fn set_connection(&self, id: u64) {
+        let _ = self.connection.set(id);
+    }
+
+    /// The registry id of the connection, once registered (0 before).
+    pub fn connection(&self) -> u64 {
+        self.connection.get().copied().unwrap_or(0)
     }
 
     /// Takes the consumers that became ready since the last call.
@@ -94,6 +114,11 @@ impl Outbox {
     /// The consumer this outbox belongs to.
     pub fn consumer(&self) -> ConsumerId {
         self.consumer
+    }
+
+    /// The registry id of the consumer's connection.
+    pub fn connection(&self) -> u64 {
+        self.waker.connection()
     }
 
     /// Appends an item; wakes the connection when the outbox was empty (it is already awake

@@ -45,7 +45,7 @@ pub struct Taken {
 }
 
 /// One group as the statistics show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GroupInfo {
     /// The group id, or `bucket N` when ids are hashed into buckets.
     pub group: String,

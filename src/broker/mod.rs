@@ -7,9 +7,11 @@ pub mod consumer;
 pub mod groups;
 pub mod queue;
 pub mod ready;
+pub mod registry;
 pub mod router;
 
 pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
 pub use groups::GroupInfo;
-pub use queue::{Outcome, Queue, QueueStats};
+pub use queue::{ConsumerInfo, Outcome, Queue, QueueStats};
+pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};
 pub use router::{RouteError, Router};

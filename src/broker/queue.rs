@@ -5,6 +5,7 @@
 //! Dispatch is FIFO (by enqueue sequence) and round-robin among the consumers that have credit;
 //! grouped messages go only to their group's owner (see [`super::groups`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::QueueSettings;
@@ -91,6 +92,27 @@ pub struct QueueStats {
     pub returned: u64,
     /// Messages rejected by a consumer and dropped.
     pub rejected: u64,
+    /// Messages scheduled for later delivery (none until delayed delivery exists).
+    pub delayed: usize,
+    /// Messages that expired before delivery (none until expiry exists).
+    pub expired: u64,
+    /// Messages moved to a dead-letter address (none until dead-lettering exists).
+    pub dead_lettered: u64,
+}
+
+/// One consumer of a queue, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsumerInfo {
+    /// The consumer's broker-wide id (group owners are named by it).
+    pub id: ConsumerId,
+    /// The receiving link's name.
+    pub link: String,
+    /// The registry id of its connection.
+    pub connection: u64,
+    /// Deliveries it may still receive.
+    pub credit: u32,
+    /// Deliveries it holds unsettled.
+    pub unacked: usize,
 }
 
 #[derive(Debug)]
@@ -145,6 +167,8 @@ pub struct Queue {
     name: String,
     settings: QueueSettings,
     dynamic: bool,
+    /// Deleted by an administrator: producers still holding the queue are detached.
+    deleted: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -154,6 +178,7 @@ impl Queue {
         Arc::new(Queue {
             name,
             dynamic,
+            deleted: AtomicBool::new(false),
             state: Mutex::new(State {
                 next_seq: 1,
                 ready: ReadyList::default(),
@@ -308,6 +333,45 @@ impl Queue {
             group.owner_link = owner.map(|c| c.name.to_string());
         }
         groups
+    }
+
+    /// Whether the queue was deleted; a producer still holding it must stop using it.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Relaxed)
+    }
+
+    /// Deletes the queue's messages and tells its consumers the queue is gone (their links are
+    /// detached with `amqp:resource-deleted`); the router has already forgotten the name.
+    /// Returns how many messages were dropped, ready and unacknowledged.
+    pub fn delete(&self) -> usize {
+        self.deleted.store(true, Ordering::Relaxed);
+        let mut st = lock(&self.state);
+        let dropped = st.ready.clear() + st.groups.purge() + st.acquired.len();
+        st.acquired.clear();
+        for c in std::mem::take(&mut st.consumers) {
+            c.outbox.drain_all();
+            c.outbox.push(OutItem::QueueDeleted);
+        }
+        dropped
+    }
+
+    /// The attached consumers, in attach order.
+    pub fn consumers(&self) -> Vec<ConsumerInfo> {
+        let st = lock(&self.state);
+        let mut unacked: IntMap<ConsumerId, usize> = IntMap::default();
+        for a in st.acquired.values() {
+            *unacked.entry(a.consumer).or_default() += 1;
+        }
+        st.consumers
+            .iter()
+            .map(|c| ConsumerInfo {
+                id: c.outbox.consumer(),
+                link: c.name.to_string(),
+                connection: c.outbox.connection(),
+                credit: c.credit(),
+                unacked: unacked.get(&c.outbox.consumer()).copied().unwrap_or(0),
+            })
+            .collect()
     }
 
     /// Drops every ready message; returns how many.

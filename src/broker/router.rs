@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::config::QueueRules;
+use crate::config::{QueueRules, QueueSettings};
 
 use super::consumer::ConsumerId;
 use super::queue::Queue;
@@ -19,6 +19,9 @@ pub enum RouteError {
     /// The address is not a usable queue name.
     #[error("'{0}' is not a valid queue name: {1}")]
     InvalidName(String, &'static str),
+    /// A declaration asked for settings other than the existing queue's.
+    #[error("queue '{0}' exists with other settings for: {1}")]
+    Conflict(String, String),
 }
 
 /// Every queue of the broker, by name.
@@ -37,6 +40,46 @@ impl Router {
             queues: DashMap::new(),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// Declares the queue `name` with `settings` (what the configured patterns say, overridden
+    /// by the declaration). Returns the queue and whether it was created; an existing queue
+    /// with other settings is a conflict naming the keys that differ.
+    pub fn declare(
+        &self,
+        name: &str,
+        settings: QueueSettings,
+    ) -> Result<(Arc<Queue>, bool), RouteError> {
+        validate_name(name)?;
+        let mut created = false;
+        let queue = self
+            .queues
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                created = true;
+                tracing::info!(queue = name, "queue declared");
+                Queue::new(name.to_string(), settings.clone(), false)
+            })
+            .clone();
+        let differ = queue.settings().differences(&settings);
+        if !differ.is_empty() {
+            return Err(RouteError::Conflict(name.to_string(), differ.join(", ")));
+        }
+        Ok((queue, created))
+    }
+
+    /// Deletes the queue `name` and its messages; its consumers are told. Returns how many
+    /// messages went with it, or None if there is no such queue.
+    pub fn delete(&self, name: &str) -> Option<usize> {
+        let (_, queue) = self.queues.remove(name)?;
+        let dropped = queue.delete();
+        tracing::info!(queue = name, messages = dropped, "queue deleted");
+        Some(dropped)
+    }
+
+    /// The configured per-queue rules.
+    pub fn rules(&self) -> &QueueRules {
+        &self.rules
     }
 
     /// The queue named `address`, created with its matching settings when they allow it.
@@ -76,6 +119,11 @@ impl Router {
     /// The queue named `name`, if it exists.
     pub fn get(&self, name: &str) -> Option<Arc<Queue>> {
         self.queues.get(name).map(|q| q.clone())
+    }
+
+    /// Every queue, in no particular order.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|e| e.value().clone()).collect()
     }
 
     /// Names of all queues, sorted.

@@ -250,6 +250,14 @@ impl Source<'_> {
         }
     }
 
+    /// Exactly one address.
+    pub(super) fn one_address(&self, node: &Node, path: &str) -> Result<SocketAddr, ConfigError> {
+        match self.listen(node, path)?.as_slice() {
+            [addr] => Ok(*addr),
+            _ => Err(self.invalid(node, path, "expected one address, not an array".to_owned())),
+        }
+    }
+
     /// One address or a non-empty array of them.
     pub(super) fn listen(&self, node: &Node, path: &str) -> Result<Vec<SocketAddr>, ConfigError> {
         let items = match &node.value {

@@ -68,6 +68,7 @@ fn the_documented_default_file_is_the_default() {
     assert_eq!(doc.auth, def.auth);
     assert_eq!(doc.users, def.users);
     assert_eq!(doc.queues, def.queues);
+    assert_eq!(doc.admin, def.admin);
     // Catches a field added to Config but not compared above.
     assert_eq!(doc, def);
 }
@@ -218,7 +219,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
@@ -449,4 +450,16 @@ fn bad_group_settings_name_the_key() {
         assert!(err.contains(expected), "{text}: {err}");
         assert!(err.contains("queues.q.group_"), "{text}: {err}");
     }
+}
+
+#[test]
+fn the_admin_listener_is_configured_in_its_own_table() {
+    let c = parse("[admin]\nenabled = false\nlisten = \"0.0.0.0:9000\"\n");
+    assert!(!c.admin.enabled);
+    assert_eq!(
+        c.admin.listen,
+        "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
+    );
+    let err = error("[admin]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n");
+    assert!(err.contains("admin.listen: expected one address"), "{err}");
 }

@@ -64,6 +64,8 @@ pub struct Connection {
     /// Consumers that have deliveries waiting for session window.
     pub(super) blocked: Vec<ConsumerId>,
     pub(super) out: Output,
+    /// Sessions or links came or went (the admin API's counts need refreshing).
+    pub(super) topology_changed: bool,
 }
 
 impl Connection {
@@ -90,6 +92,7 @@ impl Connection {
             consumers: int_map::new(),
             blocked: Vec::new(),
             out: Output::default(),
+            topology_changed: false,
         }
     }
 
@@ -137,7 +140,17 @@ impl Connection {
         let result = match frame.body {
             Body::Heartbeat => Ok(()),
             Body::Transfer(transfer, payload) => self.on_transfer(channel, transfer, payload),
-            Body::Performative(p) => self.on_performative(channel, p),
+            Body::Performative(p) => {
+                self.topology_changed |= matches!(
+                    p,
+                    Performative::Open(_)
+                        | Performative::Begin(_)
+                        | Performative::End(_)
+                        | Performative::Attach(_)
+                        | Performative::Detach(_)
+                );
+                self.on_performative(channel, p)
+            }
         };
         match result {
             Ok(()) => {}

@@ -160,6 +160,15 @@ impl Connection {
         let settle_second = producer.settle_second;
         let target = producer.target.clone();
         let arrival = self.arrive(target, &incoming);
+        if let Arrival::Queued(queue, _) = &arrival {
+            if queue.is_deleted() {
+                return Err(Failure::Link {
+                    channel,
+                    handle,
+                    error: queue_deleted(queue),
+                });
+            }
+        }
         let session = self.session_mut(channel)?;
         match arrival {
             Arrival::Queued(queue, message) => {
@@ -355,10 +364,11 @@ impl Connection {
         let LinkKind::Consumer(c) = &mut link.kind else {
             return;
         };
-        loop {
+        let deleted = loop {
             if c.sending.is_none() {
                 match c.outbox.pop() {
-                    None => break,
+                    None => break None,
+                    Some(OutItem::QueueDeleted) => break Some(queue_deleted(&c.queue)),
                     Some(OutItem::DrainDone { delivery_count }) => {
                         c.delivery_count = delivery_count;
                         let mut flow = session_flow(window);
@@ -376,11 +386,11 @@ impl Connection {
                 }
             }
             let Some(sending) = c.sending.as_mut() else {
-                break;
+                break None;
             };
             if !sending.send_frames(channel, handle, window, out, max_frame) {
                 blocked.push(id);
-                break;
+                break None;
             }
             if sending.presettled {
                 c.settlements.push((sending.seq, Outcome::Accepted));
@@ -388,8 +398,19 @@ impl Connection {
                 unsettled.insert(sending.delivery_id, (handle, sending.seq));
             }
             c.sending = None;
+        };
+        if let Some(error) = deleted {
+            self.detach_with_error(channel, handle, error);
         }
     }
+}
+
+/// The error a link gets when its queue was deleted under it.
+fn queue_deleted(queue: &Queue) -> AmqpFailure {
+    AmqpFailure::new(
+        AmqpError::ResourceDeleted,
+        format!("queue '{}' was deleted by an administrator", queue.name()),
+    )
 }
 
 fn start_sending(window: &mut Window, d: Delivery, presettled: bool) -> Sending {

@@ -445,6 +445,7 @@ fn route_failure(e: RouteError) -> AmqpFailure {
     let condition = match e {
         RouteError::NotFound(_) => AmqpError::NotFound,
         RouteError::InvalidName(..) => AmqpError::InvalidField,
+        RouteError::Conflict(..) => AmqpError::PreconditionFailed,
     };
     AmqpFailure::new(condition, e.to_string())
 }

@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::broker::{ConnWaker, Router};
+use crate::broker::registry::Request;
+use crate::broker::{ConnWaker, Registry, Router};
 use crate::config::Config;
 use crate::engine::{Connection, EngineConfig, PeerInfo};
 
@@ -40,6 +41,8 @@ pub struct Shared {
     pub engine: EngineConfig,
     /// The queues.
     pub router: Arc<Router>,
+    /// The open connections, for the admin API.
+    pub registry: Arc<Registry>,
 }
 
 /// Serves one accepted socket until the connection ends or the broker shuts down.
@@ -84,6 +87,8 @@ pub async fn serve(
         Identity::User(u) => Some(u),
     };
     let waker = ConnWaker::new();
+    let entry = shared.registry.register(peer, user.clone(), waker.clone());
+    waker.set_connection(entry.id);
     let mut engine = Connection::new(
         shared.engine.clone(),
         shared.router.clone(),
@@ -97,7 +102,24 @@ pub async fn serve(
         if shutting_down {
             engine.shutdown();
         }
+        for request in entry.take_requests() {
+            match request {
+                Request::Close => engine.close_by_admin(),
+                Request::Describe(reply) => {
+                    let _ = reply.send(engine.describe());
+                }
+            }
+        }
         feed_input(&mut engine, &mut rbuf, Instant::now().into_std());
+        if engine.take_topology_changed() {
+            let (sessions, links) = engine.counts();
+            entry.set_counts(sessions, links);
+            if entry.container_id().is_none() {
+                if let Some(id) = engine.container_id() {
+                    entry.set_container_id(id);
+                }
+            }
+        }
         engine.pump();
         engine.flush();
         let now = Instant::now();
@@ -117,10 +139,11 @@ pub async fn serve(
                     engine.abandon();
                     break;
                 }
-                Ok(_) => {}
+                Ok(n) => shared.registry.received(&entry, n),
             },
             written = write_some(&mut wr, engine.output()), if pending > 0 => match written {
                 Ok(n) => {
+                    shared.registry.sent(&entry, n);
                     engine.output().advance(n);
                     engine.note_sent(Instant::now().into_std());
                 }
@@ -141,6 +164,7 @@ pub async fn serve(
     // Say goodbye properly: whatever is left (our close, or the answer to theirs) goes out.
     let _ = tokio::time::timeout(CLOSE_GRACE, flush_all(&mut wr, engine.output())).await;
     let _ = wr.shutdown().await;
+    shared.registry.remove(entry.id);
     tracing::info!(
         %peer,
         container_id = engine.container_id().unwrap_or("-"),

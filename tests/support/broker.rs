@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use sluice::{Broker, BrokerHandle, Config};
 
-/// A config listening on an ephemeral loopback port, otherwise the embedded default.
+/// A config listening on ephemeral loopback ports (AMQP and admin), otherwise the embedded
+/// default.
 pub fn test_config() -> Config {
-    Config {
+    let mut config = Config {
         listen: vec!["127.0.0.1:0".parse().expect("loopback address")],
         ..Config::default()
-    }
+    };
+    config.admin.listen = "127.0.0.1:0".parse().expect("loopback address");
+    config
 }
 
 /// Starts a broker with `config`; returns it and its `amqp://` URL.

@@ -32,6 +32,7 @@ pub async fn broker(queue_toml: &str) -> BrokerHandle {
     let config = Config::from_toml(queue_toml, "test.toml").expect("valid test config");
     let config = Config {
         listen: test_config().listen,
+        admin: test_config().admin,
         ..config
     };
     start(config).await.0

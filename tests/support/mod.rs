@@ -3,5 +3,6 @@
 
 pub mod broker;
 pub mod groups;
+pub mod http;
 pub mod proton;
 pub mod raw;

@@ -1,0 +1,93 @@
+//! Who may use the admin listener: with users configured, HTTP basic auth of a user with the
+//! `admin` role; with none, loopback peers only, so an admin port opened to the network is
+//! never open by accident.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::{AdminState, ApiError};
+
+/// The role that grants the admin API.
+const ADMIN_ROLE: &str = "admin";
+
+/// Lets the request through, or answers 401/403.
+pub async fn require_admin(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.config.users.is_empty() {
+        if peer.ip().is_loopback() {
+            return next.run(request).await;
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the admin API serves only loopback peers while no users are configured; \
+             add a [[users]] entry with roles = [\"admin\"]",
+        )
+        .into_response();
+    }
+    let credentials = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(basic_credentials);
+    let Some((name, password)) = credentials else {
+        return challenge("this API needs HTTP basic auth of a user with the admin role");
+    };
+    match state.config.user_with(&name, &password) {
+        None => challenge("wrong user name or password"),
+        Some(u) if !u.roles.iter().any(|r| r == ADMIN_ROLE) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user '{}' lacks the admin role", u.name),
+        )
+        .into_response(),
+        Some(_) => next.run(request).await,
+    }
+}
+
+fn challenge(message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"sluice\""),
+    );
+    response
+}
+
+/// `Basic base64(user:password)` → (user, password).
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, password) = text.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_decoded() {
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ops:s3:cret")
+        );
+        assert_eq!(
+            basic_credentials(&value),
+            Some(("ops".into(), "s3:cret".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! `GET /metrics`: Prometheus text exposition, built at scrape time from the broker's own
+//! counters (the queues keep plain integers; nothing on the message path touches a metrics
+//! library).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus::core::Collector;
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
+
+use super::{AdminState, ApiError};
+
+/// Per-queue gauges and counters: (name, help, is_counter).
+const QUEUE_METRICS: [(&str, &str, bool); 13] = [
+    (
+        "sluice_queue_messages_ready",
+        "Messages ready for delivery.",
+        false,
+    ),
+    (
+        "sluice_queue_messages_unacked",
+        "Messages delivered and not yet settled.",
+        false,
+    ),
+    (
+        "sluice_queue_messages_delayed",
+        "Messages scheduled for later delivery.",
+        false,
+    ),
+    ("sluice_queue_consumers", "Attached consumers.", false),
+    ("sluice_queue_groups", "Message groups tracked.", false),
+    (
+        "sluice_queue_bytes_ready",
+        "Encoded bytes of the ready messages.",
+        false,
+    ),
+    ("sluice_queue_enqueued_total", "Messages enqueued.", true),
+    (
+        "sluice_queue_delivered_total",
+        "Deliveries made, redeliveries included.",
+        true,
+    ),
+    ("sluice_queue_acked_total", "Messages consumed.", true),
+    (
+        "sluice_queue_redelivered_total",
+        "Deliveries returned to the queue.",
+        true,
+    ),
+    (
+        "sluice_queue_rejected_total",
+        "Messages rejected by a consumer.",
+        true,
+    ),
+    ("sluice_queue_expired_total", "Messages that expired.", true),
+    (
+        "sluice_queue_dead_lettered_total",
+        "Messages moved to a dead-letter address.",
+        true,
+    ),
+];
+
+/// `GET /metrics`
+pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    match render(&state) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                TextEncoder::new().format_type().to_owned(),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+enum Family {
+    Gauge(IntGaugeVec),
+    Counter(IntCounterVec),
+}
+
+impl Family {
+    fn new(name: &str, help: &str, counter: bool, labels: &[&str]) -> prometheus::Result<Family> {
+        let opts = Opts::new(name, help);
+        Ok(if counter {
+            Family::Counter(IntCounterVec::new(opts, labels)?)
+        } else {
+            Family::Gauge(IntGaugeVec::new(opts, labels)?)
+        })
+    }
+
+    fn set(&self, labels: &[&str], value: u64) -> prometheus::Result<()> {
+        match self {
+            Family::Gauge(g) => g
+                .get_metric_with_label_values(labels)?
+                .set(i64::try_from(value).unwrap_or(i64::MAX)),
+            Family::Counter(c) => c.get_metric_with_label_values(labels)?.inc_by(value),
+        }
+        Ok(())
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        match self {
+            Family::Gauge(g) => g.collect(),
+            Family::Counter(c) => c.collect(),
+        }
+    }
+}
+
+fn render(state: &AdminState) -> prometheus::Result<String> {
+    let queue_families = QUEUE_METRICS
+        .iter()
+        .map(|(name, help, counter)| Family::new(name, help, *counter, &["queue"]))
+        .collect::<prometheus::Result<Vec<_>>>()?;
+    for queue in state.router.queues() {
+        let s = queue.stats();
+        let values = [
+            s.ready as u64,
+            s.unacked as u64,
+            s.delayed as u64,
+            s.consumers as u64,
+            s.groups as u64,
+            s.ready_bytes,
+            s.enqueued,
+            s.delivered,
+            s.acked,
+            s.returned,
+            s.rejected,
+            s.expired,
+            s.dead_lettered,
+        ];
+        for (family, value) in queue_families.iter().zip(values) {
+            family.set(&[queue.name()], value)?;
+        }
+    }
+    let connections = state.registry.all();
+    let (sessions, links) = connections.iter().fold((0, 0), |(s, l), c| {
+        let (cs, cl) = c.counts();
+        (s + cs, l + cl)
+    });
+    let (bytes_in, bytes_out) = state.registry.total_bytes();
+    let broker: [(&str, &str, bool, u64); 6] = [
+        (
+            "sluice_connections",
+            "Open AMQP connections.",
+            false,
+            connections.len() as u64,
+        ),
+        ("sluice_sessions", "Open sessions.", false, sessions as u64),
+        ("sluice_links", "Attached links.", false, links as u64),
+        (
+            "sluice_bytes_received_total",
+            "Bytes read from AMQP sockets.",
+            true,
+            bytes_in,
+        ),
+        (
+            "sluice_bytes_sent_total",
+            "Bytes written to AMQP sockets.",
+            true,
+            bytes_out,
+        ),
+        (
+            "sluice_uptime_seconds",
+            "Seconds since the broker started.",
+            false,
+            state.started.elapsed().as_secs(),
+        ),
+    ];
+    let mut families = Vec::new();
+    for family in &queue_families {
+        // With no queues a family has no samples, which the encoder refuses; leave it out.
+        families.extend(
+            family
+                .collect()
+                .into_iter()
+                .filter(|f| !f.get_metric().is_empty()),
+        );
+    }
+    for (name, help, counter, value) in broker {
+        let family = Family::new(name, help, counter, &[])?;
+        family.set(&[], value)?;
+        families.extend(family.collect());
+    }
+    TextEncoder::new().encode_to_string(&families)
+}

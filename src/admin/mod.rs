@@ -1,0 +1,122 @@
+//! The management listener: a JSON API, Prometheus metrics and the web console, over HTTP
+//! (docs/admin-api.md).
+//!
+//! It reads the broker through the same handles the engine uses (the router's queues and the
+//! connection registry) and never holds a queue's lock longer than one snapshot.
+
+mod api;
+mod auth;
+mod console;
+mod metrics;
+mod rates;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::{Registry, Router};
+use crate::config::Config;
+
+pub use rates::Rates;
+
+/// What every admin request can reach.
+#[derive(Debug)]
+pub struct AdminState {
+    /// The queues.
+    pub router: Arc<Router>,
+    /// The open connections.
+    pub registry: Arc<Registry>,
+    /// The configuration: its users with the `admin` role may call the API.
+    pub config: Config,
+    /// When the broker started.
+    pub started: Instant,
+    /// Message rates, sampled in the background.
+    pub rates: Arc<Rates>,
+}
+
+/// Serves the admin API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sampler = tokio::spawn(rates::sample(
+        state.router.clone(),
+        state.rates.clone(),
+        shutdown.clone(),
+    ));
+    let app = axum::Router::new()
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::asset))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/overview", get(api::overview))
+        .route("/api/queues", get(api::queues))
+        .route(
+            "/api/queues/{name}",
+            get(api::queue).put(api::declare).delete(api::delete_queue),
+        )
+        .route("/api/queues/{name}/purge", post(api::purge))
+        .route("/api/queues/{name}/reset-groups", post(api::reset_groups))
+        .route("/api/connections", get(api::connections))
+        .route(
+            "/api/connections/{id}",
+            get(api::connection).delete(api::close_connection),
+        )
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/admin-api.md") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
+        .with_state(state);
+    let stopped = async move {
+        let _ = shutdown.wait_for(|&stopping| stopping).await;
+    };
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped)
+    .await;
+    if let Err(e) = served {
+        tracing::error!("admin listener failed: {e}");
+    }
+    sampler.abort();
+}
+
+/// An error answer: `{"error": "..."}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        (self.status, body).into_response()
+    }
+}

@@ -1,0 +1,86 @@
+//! What the admin API may see of a connection: its sessions and links, and how many there are.
+
+use fe2o3_amqp_types::definitions::ConnectionError;
+
+use crate::broker::{LinkInfo, SessionInfo};
+
+use super::connection::Connection;
+use super::link::LinkKind;
+use super::AmqpFailure;
+
+impl Connection {
+    /// Every session and its links, by channel and handle.
+    pub fn describe(&self) -> Vec<SessionInfo> {
+        let mut sessions: Vec<SessionInfo> = self
+            .sessions
+            .values()
+            .map(|session| {
+                let mut links: Vec<LinkInfo> = session
+                    .links
+                    .iter()
+                    .map(|(&handle, link)| {
+                        let unsettled = session
+                            .unsettled
+                            .values()
+                            .filter(|(h, _)| *h == handle)
+                            .count();
+                        let (role, address, credit, delivery_count) = match &link.kind {
+                            LinkKind::Producer(p) => (
+                                "producer",
+                                p.target.as_ref().map(|q| q.name().to_owned()),
+                                p.credit,
+                                p.delivery_count,
+                            ),
+                            LinkKind::Consumer(c) => (
+                                "consumer",
+                                Some(c.queue.name().to_owned()),
+                                // RFC 1982 serial arithmetic, as the link's own counters.
+                                (c.credit_limit.wrapping_sub(c.delivery_count) as i32).max(0)
+                                    as u32,
+                                c.delivery_count,
+                            ),
+                            LinkKind::Refused => ("refused", None, 0, 0),
+                        };
+                        LinkInfo {
+                            handle,
+                            name: link.name.clone(),
+                            role,
+                            address,
+                            credit,
+                            unsettled,
+                            delivery_count,
+                        }
+                    })
+                    .collect();
+                links.sort_by_key(|l| l.handle);
+                SessionInfo {
+                    channel: session.channel,
+                    links,
+                }
+            })
+            .collect();
+        sessions.sort_by_key(|s| s.channel);
+        sessions
+    }
+
+    /// Open sessions and attached links (refused ones included until the peer detaches them).
+    pub fn counts(&self) -> (usize, usize) {
+        let links = self.sessions.values().map(|s| s.links.len()).sum();
+        (self.sessions.len(), links)
+    }
+
+    /// Whether sessions or links came or went since the last call.
+    pub fn take_topology_changed(&mut self) -> bool {
+        std::mem::take(&mut self.topology_changed)
+    }
+
+    /// Closes the connection on an administrator's request, with `amqp:connection:forced`.
+    pub fn close_by_admin(&mut self) {
+        if !self.is_closing() {
+            self.close_with(Some(AmqpFailure::new(
+                ConnectionError::ConnectionForced,
+                "closed by an administrator",
+            )));
+        }
+    }
+}
