@@ -1,8 +1,11 @@
-//! The `sluice` command: runs the broker, or checks a configuration file.
+//! The `sluice` command: runs the broker, checks a configuration file, or manages a running
+//! broker (`sluice ctl`, in src/ctl.rs).
+
+mod ctl;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -39,21 +42,18 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Manage a running broker through its admin API: list, purge, declare, delete queues;
+    /// list and close connections.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match Config::load(file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("sluice: {e}");
-                ExitCode::from(2)
-            }
-        };
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        // A client of the admin API: no logging setup, no runtime.
+        Some(Command::Ctl(args)) => return ctl::run(args),
+        None => {}
     }
     init_logging(cli.log.as_deref());
     let mut config = match &cli.config {
@@ -86,6 +86,19 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config))
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn run(config: Config) -> ExitCode {
