@@ -407,10 +407,20 @@ macro_rules! queue_settings {
         }
 
         impl QueueSettings {
-            /// The keys whose values differ between `self` and `other`.
-            pub fn differences(&self, other: &QueueSettings) -> Vec<&'static str> {
+            /// The keys whose values differ between `self` and `other`, each with both values:
+            /// `max_message_size (is 1024, asked 2048)`.
+            pub fn differences(&self, other: &QueueSettings) -> Vec<String> {
                 let mut keys = Vec::new();
-                $( if self.$key != other.$key { keys.push(stringify!($key)); } )*
+                $(
+                    if self.$key != other.$key {
+                        keys.push(format!(
+                            "{} (is {:?}, asked {:?})",
+                            stringify!($key),
+                            self.$key,
+                            other.$key
+                        ));
+                    }
+                )*
                 keys
             }
         }

@@ -121,3 +121,44 @@ pub async fn sample(router: Arc<Router>, rates: Arc<Rates>, mut shutdown: watch:
         rates.record(Instant::now(), totals);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rates: &Rates, at: Instant, queues: &[(&str, Totals)]) {
+        let totals = queues.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+        rates.record(at, totals);
+    }
+
+    #[test]
+    fn rates_are_per_second_over_the_window() {
+        let rates = Rates::default();
+        let t0 = Instant::now();
+        assert_eq!(rates.total(), Rate::default());
+        sample(&rates, t0, &[("a", [100, 90, 80])]);
+        sample(
+            &rates,
+            t0 + Duration::from_secs(2),
+            &[("a", [300, 290, 280]), ("b", [10, 0, 0])],
+        );
+        let a = rates.queue("a");
+        assert_eq!((a.enqueue, a.deliver, a.ack), (100.0, 100.0, 100.0));
+        // A queue that appeared within the window counts from zero.
+        assert_eq!(rates.queue("b").enqueue, 5.0);
+        assert_eq!(rates.queue("missing"), Rate::default());
+        assert_eq!(rates.total().enqueue, 105.0);
+    }
+
+    #[test]
+    fn only_the_last_samples_count() {
+        let rates = Rates::default();
+        let t0 = Instant::now();
+        for i in 0..10u64 {
+            // Fast at first, then 10 per second.
+            let total = if i < 4 { i * 1000 } else { 3000 + (i - 3) * 10 };
+            sample(&rates, t0 + Duration::from_secs(i), &[("q", [total, 0, 0])]);
+        }
+        assert_eq!(rates.queue("q").enqueue, 10.0);
+    }
+}
