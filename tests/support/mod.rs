@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod browser;
 pub mod groups;
 pub mod http;
 pub mod proton;

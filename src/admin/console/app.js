@@ -286,7 +286,8 @@ const QUEUE_COLUMNS = [
 ];
 
 function queuesView(main) {
-  const queues = table('queues', QUEUE_COLUMNS, 'No queues yet: a queue appears when a client first uses its address.');
+  const queues = table('queues', QUEUE_COLUMNS,
+    'No queues yet: a queue appears when a client first uses its address.');
   main.append(h('h1', {}, 'Queues'), queues.el);
   return {
     title: 'Queues',
@@ -307,7 +308,8 @@ const QUEUE_RATES = [['enqueue', 'Enqueue/s'], ['deliver', 'Deliver/s'], ['ack',
 
 const CONSUMER_COLUMNS = [
   { cls: 'link', label: 'Link', text: (c) => c.link },
-  { cls: 'connection', label: 'Connection', text: (c) => String(c.connection), href: (c) => connectionHref(c.connection) },
+  { cls: 'connection', label: 'Connection', text: (c) => String(c.connection),
+    href: (c) => connectionHref(c.connection) },
   num('credit', 'Credit', (c) => c.credit),
   num('unacked', 'Unacked', (c) => c.unacked),
 ];
@@ -341,7 +343,8 @@ function queueView(main, name) {
     h('h2', {}, 'Message groups'), groups.el,
     h('h2', {}, 'Settings'), settings.el);
 
-  const button = (id, label, cls, onClick) => h('button', { id, type: 'button', class: cls, onclick: onClick }, label);
+  const button = (id, label, cls, onClick) =>
+    h('button', { id, type: 'button', class: cls, onclick: onClick }, label);
   const actions = h('div', { id: 'queue-actions', class: 'toolbar' },
     button('purge', 'Purge', '', (e) => act(e.currentTarget, {
       question: `Purge queue "${name}"? Its ready messages are dropped; unacknowledged ones stay.`,
@@ -410,7 +413,8 @@ const LINK_COLUMNS = [
 
 function closeConnection(c, button) {
   act(button, {
-    question: `Close connection ${c.id} from ${c.peer} (${c.container_id})? The client sees amqp:connection:forced.`,
+    question: `Close connection ${c.id} from ${c.peer} (${c.container_id})? ` +
+      'The client sees amqp:connection:forced.',
     method: 'DELETE',
     path: `/api/connections/${encodeURIComponent(c.id)}`,
     describe: (r) => `Closing connection ${r.closing}.`,
@@ -426,8 +430,10 @@ const CONNECTION_COLUMNS = [
     title: (c) => c.connected_at },
   num('sessions', 'Sessions', (c) => c.sessions),
   num('links', 'Links', (c) => c.links),
-  { ...num('bytes-in', 'Bytes in', (c) => c.bytes_in, fmtBytes), title: (c) => `${fmtInt(c.bytes_in)} bytes` },
-  { ...num('bytes-out', 'Bytes out', (c) => c.bytes_out, fmtBytes), title: (c) => `${fmtInt(c.bytes_out)} bytes` },
+  { ...num('bytes-in', 'Bytes in', (c) => c.bytes_in, fmtBytes),
+    title: (c) => `${fmtInt(c.bytes_in)} bytes` },
+  { ...num('bytes-out', 'Bytes out', (c) => c.bytes_out, fmtBytes),
+    title: (c) => `${fmtInt(c.bytes_out)} bytes` },
   { cls: 'actions', label: '', button: { label: 'Close', cls: 'danger close', onClick: closeConnection } },
 ];
 
@@ -498,7 +504,8 @@ function renderConnectionDetail(detail, id, c) {
 }
 
 function notFoundView(main) {
-  main.append(h('h1', {}, 'Not found'), h('p', {}, 'No such page. ', h('a', { href: '#/' }, 'Back to the queues.')));
+  main.append(h('h1', {}, 'Not found'),
+    h('p', {}, 'No such page. ', h('a', { href: '#/' }, 'Back to the queues.')));
   return { title: 'Not found', load: async () => null, render: () => {} };
 }
 
