@@ -508,6 +508,25 @@ queue_settings! {
     group_rebalance_pause_dispatch: bool = false, read by boolean;
     /// `-1` tracks every group id, `0` turns grouping off, `N` hashes ids into N buckets.
     group_buckets: GroupBuckets = GroupBuckets::Exact, read by group_buckets;
+    /// Milliseconds a message without a delivery-time or delay annotation waits before it
+    /// becomes ready, so a queue can buffer for producers that cannot annotate; 0 = none.
+    default_delay: u64 = 0, read by duration_ms;
+    /// Milliseconds a message without a header ttl or absolute-expiry-time may stay, so a
+    /// queue nobody drains does not grow forever; 0 = none.
+    default_ttl: u64 = 0, read by duration_ms;
+    /// Milliseconds a consumer may hold an acquired message unsettled before it is released
+    /// to others, so a stuck consumer cannot hide messages; 0 = none.
+    visibility_timeout: u64 = 0, read by duration_ms;
+    /// The queue that receives rejected, expired and over-delivered messages instead of
+    /// losing them; none when absent.
+    dead_letter_address: Option<String> = None, read by optional_queue_name;
+    /// Dead-letter a message once its delivery-count reaches this, so a poison message
+    /// cannot loop forever; 0 = unlimited.
+    max_delivery_attempts: u32 = 0, read by count;
+    /// Seconds after enqueue that consumed messages stay available for rewind; 0 = off.
+    rewind_seconds: u64 = 0, read by seconds;
+    /// Bound on the bytes kept for rewind per queue, so retention cannot exhaust memory.
+    rewind_max_bytes: u64 = 64 * 1024 * 1024, read by size;
 }
 
 /// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.

@@ -15,7 +15,7 @@ use crate::transport::scan::{scan_value, Limits, ScanError};
 mod encoding;
 mod properties;
 
-pub use properties::PropertyValue;
+pub use properties::{AnnotationValue, PropertyValue};
 
 use encoding::{
     encode_header, integer, read_header, string, symbol, timestamp, uint, ulong, Items,
@@ -59,6 +59,7 @@ struct Extras {
     group_sequence: Option<u32>,
     delivery_time_ms: Option<i64>,
     delivery_delay_ms: Option<i64>,
+    scheduled_enqueue_time_ms: Option<i64>,
     subject: Option<Span>,
     application_properties: Option<Span>,
 }
@@ -310,7 +311,7 @@ impl Message {
     }
 
     /// Message annotation `x-opt-delivery-time`: not to be delivered before this time
-    /// (milliseconds since the Unix epoch).
+    /// (milliseconds since the Unix epoch; sent as a timestamp or any integer).
     pub fn delivery_time_ms(&self) -> Option<i64> {
         self.extras.as_ref()?.delivery_time_ms
     }
@@ -319,6 +320,13 @@ impl Message {
     /// milliseconds after it arrived.
     pub fn delivery_delay_ms(&self) -> Option<i64> {
         self.extras.as_ref()?.delivery_delay_ms
+    }
+
+    /// Message annotation `x-opt-scheduled-enqueue-time` (Azure Service Bus's name for a
+    /// delivery time): not to be delivered before this time (milliseconds since the Unix
+    /// epoch; sent as a timestamp or any integer).
+    pub fn scheduled_enqueue_time_ms(&self) -> Option<i64> {
+        self.extras.as_ref()?.scheduled_enqueue_time_ms
     }
 
     fn extras_mut(&mut self) -> &mut Extras {
@@ -442,24 +450,29 @@ impl Message {
         while let Some(key) = items.next() {
             let (_, key) = key.ok_or(wrong("key"))?;
             let (_, value) = items.next().flatten().ok_or(wrong("value"))?;
-            let time = match symbol(key) {
-                Some(b"x-opt-delivery-time") => true,
-                Some(b"x-opt-delivery-delay") => false,
-                _ => continue,
-            };
-            let Some(ms) = integer(value).ok_or(wrong("x-opt-delivery-time/-delay"))? else {
+            let known = symbol(key)
+                .and_then(|key| SCHEDULING.iter().find(|(name, _)| name.as_bytes() == key));
+            let Some(&(field, slot)) = known else {
                 continue;
             };
-            let extras = self.extras_mut();
-            if time {
-                extras.delivery_time_ms = Some(ms);
-            } else {
-                extras.delivery_delay_ms = Some(ms);
+            // Integers and timestamps alike: clients differ in which they send.
+            if let Some(ms) = integer(value).ok_or(wrong(field))? {
+                *slot(self.extras_mut()) = Some(ms);
             }
         }
         Ok(())
     }
 }
+
+/// The scheduling annotations the view reads, each with the field of [`Extras`] it fills.
+type Slot = fn(&mut Extras) -> &mut Option<i64>;
+const SCHEDULING: [(&str, Slot); 3] = [
+    ("x-opt-delivery-time", |e| &mut e.delivery_time_ms),
+    ("x-opt-delivery-delay", |e| &mut e.delivery_delay_ms),
+    ("x-opt-scheduled-enqueue-time", |e| {
+        &mut e.scheduled_enqueue_time_ms
+    }),
+];
 
 /// The sections before the bare message end within the first 4 GiB of any real message.
 fn offset_u32(end: usize, section: &'static str) -> Result<u32, MessageError> {

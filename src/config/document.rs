@@ -166,6 +166,63 @@ impl Source<'_> {
 
     /// A size in bytes.
     pub(super) fn size(&self, node: &Node, path: &str) -> Result<u64, ConfigError> {
+        self.non_negative(node, path)
+    }
+
+    /// A whole number of seconds.
+    pub(super) fn seconds(&self, node: &Node, path: &str) -> Result<u64, ConfigError> {
+        self.non_negative(node, path)
+    }
+
+    /// A count from 0 to `u32::MAX`.
+    pub(super) fn count(&self, node: &Node, path: &str) -> Result<u32, ConfigError> {
+        self.integer(node, path, 0, u32::MAX)
+    }
+
+    /// A duration in milliseconds: an integer (milliseconds), or a string with units as
+    /// humantime reads them (`"250ms"`, `"30s"`, `"1h 30m"`), which is easier to get right
+    /// than counting zeros.
+    pub(super) fn duration_ms(&self, node: &Node, path: &str) -> Result<u64, ConfigError> {
+        let expected = r#"expected milliseconds or a duration such as "30s""#;
+        let text = match &node.value {
+            Value::Integer(i) if *i >= 0 => return Ok(i.unsigned_abs()),
+            Value::String(text) => text,
+            _ => {
+                let message = format!("{expected}, found {}", node.describe());
+                return Err(self.invalid(node, path, message));
+            }
+        };
+        let duration = humantime::parse_duration(text).map_err(|_| {
+            self.invalid(node, path, format!("{expected}, found {}", node.describe()))
+        })?;
+        let problem = match u64::try_from(duration.as_millis()) {
+            Ok(ms) if duration.subsec_nanos() % 1_000_000 == 0 => return Ok(ms),
+            Ok(_) => "expected a whole number of milliseconds",
+            Err(_) => "expected a duration of at most 18446744073709551615 milliseconds",
+        };
+        let message = format!("{problem}, found {}", node.describe());
+        Err(self.invalid(node, path, message))
+    }
+
+    /// The name of a queue (non-empty, at most 255 bytes, no control characters: the
+    /// rules the router applies), for settings that are off when absent.
+    pub(super) fn optional_queue_name(
+        &self,
+        node: &Node,
+        path: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let name = self.non_empty(node, path)?;
+        let why = if name.len() > 255 {
+            "a queue name must be at most 255 bytes long"
+        } else if name.chars().any(char::is_control) {
+            "a queue name must not contain control characters"
+        } else {
+            return Ok(Some(name));
+        };
+        Err(self.invalid(node, path, why.to_owned()))
+    }
+
+    fn non_negative(&self, node: &Node, path: &str) -> Result<u64, ConfigError> {
         match node.value {
             Value::Integer(i) if i >= 0 => Ok(i.unsigned_abs()),
             Value::Integer(i) => Err(self.invalid(

@@ -96,6 +96,8 @@ fn the_commented_examples_in_the_default_file_are_valid() {
     assert!(!c.queues.settings_for("orders.eu").durable);
     assert_eq!(c.queues.settings_for("orders").max_message_size, 1048576);
     assert_eq!(c.queues.settings_for("other"), QueueSettings::default());
+    // The commented dead_letter_address example stays a comment: it has no default.
+    assert_eq!(c.queues.settings_for("other").dead_letter_address, None);
 }
 
 #[test]
@@ -225,7 +227,9 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
         "broker.toml:2:3: unknown key `durabl` in [queues.\"orders.#\"]; expected one of auto_create, durable, max_message_size, \
          group_key, group_release, group_first_key, group_first_as_property, group_rebalance, \
-         group_rebalance_pause_dispatch, group_buckets"
+         group_rebalance_pause_dispatch, group_buckets, default_delay, default_ttl, \
+         visibility_timeout, dead_letter_address, max_delivery_attempts, rewind_seconds, \
+         rewind_max_bytes"
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")
         .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, roles"));
@@ -450,6 +454,136 @@ fn bad_group_settings_name_the_key() {
         assert!(err.contains(expected), "{text}: {err}");
         assert!(err.contains("queues.q.group_"), "{text}: {err}");
     }
+}
+
+#[test]
+fn time_settings_are_read_per_queue() {
+    let c = parse(
+        r##"
+        [queues."orders"]
+        default_delay = 1500
+        default_ttl = "1h 30m"
+        visibility_timeout = "250ms"
+        dead_letter_address = "orders.dlq"
+        max_delivery_attempts = 5
+        rewind_seconds = 3600
+        rewind_max_bytes = 1048576
+        [queues."#"]
+        default_ttl = "30s"
+        visibility_timeout = "5m"
+        "##,
+    );
+    let q = c.queues.settings_for("orders");
+    assert_eq!(
+        q,
+        QueueSettings {
+            default_delay: 1_500,
+            default_ttl: 5_400_000,
+            visibility_timeout: 250,
+            dead_letter_address: Some("orders.dlq".into()),
+            max_delivery_attempts: 5,
+            rewind_seconds: 3_600,
+            rewind_max_bytes: 1_048_576,
+            ..QueueSettings::default()
+        }
+    );
+    let other = c.queues.settings_for("other");
+    assert_eq!(
+        (other.default_ttl, other.visibility_timeout),
+        (30_000, 300_000)
+    );
+    let d = QueueSettings::default();
+    assert_eq!(
+        (d.default_delay, d.default_ttl, d.visibility_timeout),
+        (0, 0, 0)
+    );
+    assert_eq!(d.dead_letter_address, None);
+    assert_eq!(d.max_delivery_attempts, 0);
+    assert_eq!((d.rewind_seconds, d.rewind_max_bytes), (0, 67_108_864));
+}
+
+#[test]
+fn declared_settings_accept_durations_too() {
+    let q = QueueRules::default()
+        .settings_with(
+            "q",
+            "default_delay = \"2s\"\nvisibility_timeout = 10",
+            "declare",
+        )
+        .unwrap();
+    assert_eq!((q.default_delay, q.visibility_timeout), (2_000, 10));
+}
+
+#[test]
+fn bad_time_settings_name_the_key() {
+    assert_eq!(
+        error("[queues.\"orders.#\"]\ndefault_ttl = \"soon\"\n"),
+        r#"broker.toml:2:15: queues."orders.#".default_ttl: expected milliseconds or a duration such as "30s", found "soon""#
+    );
+    for (text, expected) in [
+        (
+            "default_delay = -1",
+            r#"queues.q.default_delay: expected milliseconds or a duration such as "30s", found the integer -1"#,
+        ),
+        (
+            "visibility_timeout = 1.5",
+            r#"queues.q.visibility_timeout: expected milliseconds or a duration such as "30s", found the number 1.5"#,
+        ),
+        (
+            "default_ttl = \"30\"",
+            r#"queues.q.default_ttl: expected milliseconds or a duration such as "30s", found "30""#,
+        ),
+        (
+            "default_ttl = \"1500us\"",
+            r#"queues.q.default_ttl: expected a whole number of milliseconds, found "1500us""#,
+        ),
+        (
+            "default_ttl = \"600000000y\"",
+            "queues.q.default_ttl: expected a duration of at most 18446744073709551615 milliseconds",
+        ),
+        ("dead_letter_address = \"\"", "queues.q.dead_letter_address: must not be empty"),
+        (
+            "dead_letter_address = 1",
+            "queues.q.dead_letter_address: expected a string, found the integer 1",
+        ),
+        (
+            "dead_letter_address = \"a\\tb\"",
+            "queues.q.dead_letter_address: a queue name must not contain control characters",
+        ),
+        (
+            "max_delivery_attempts = -1",
+            "queues.q.max_delivery_attempts: expected an integer from 0 to 4294967295, found -1",
+        ),
+        (
+            "rewind_seconds = -1",
+            "queues.q.rewind_seconds: expected a non-negative integer, found -1",
+        ),
+        (
+            "rewind_max_bytes = \"1MiB\"",
+            "queues.q.rewind_max_bytes: expected a non-negative integer, found \"1MiB\"",
+        ),
+    ] {
+        let err = error(&format!("[queues.\"q\"]\n{text}\n"));
+        assert!(err.starts_with("broker.toml:2:"), "{text}: {err}");
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    let long = format!(
+        "[queues.q]\ndead_letter_address = \"{}\"\n",
+        "x".repeat(256)
+    );
+    assert!(error(&long).ends_with("a queue name must be at most 255 bytes long"));
+    let longest = format!(
+        "[queues.q]\ndead_letter_address = \"{}\"\n",
+        "x".repeat(255)
+    );
+    assert_eq!(
+        parse(&longest)
+            .queues
+            .settings_for("q")
+            .dead_letter_address
+            .map(|n| n.len()),
+        Some(255)
+    );
 }
 
 #[test]

@@ -45,6 +45,10 @@ fn full_message() -> Decoded {
                     Value::Timestamp(Timestamp::from_milliseconds(1_700_000_000_000)),
                 )
                 .insert(Symbol::from("x-opt-delivery-delay"), Value::Long(250))
+                .insert(
+                    Symbol::from("x-opt-scheduled-enqueue-time"),
+                    Value::Timestamp(Timestamp::from_milliseconds(1_700_000_000_500)),
+                )
                 .insert(7u64, Value::Null),
         )
         .properties(
@@ -84,6 +88,7 @@ fn a_full_message_yields_its_view() {
     assert_eq!(message.absolute_expiry_time_ms(), Some(2_000));
     assert_eq!(message.delivery_time_ms(), Some(1_700_000_000_000));
     assert_eq!(message.delivery_delay_ms(), Some(250));
+    assert_eq!(message.scheduled_enqueue_time_ms(), Some(1_700_000_000_500));
     let encoded = message
         .application_properties()
         .expect("application properties");
@@ -92,6 +97,77 @@ fn a_full_message_yields_its_view() {
         properties,
         full_message().application_properties.expect("set")
     );
+}
+
+/// A bare message whose only annotations are `annotations`.
+fn annotated(annotations: &[(&str, Value)]) -> Result<Message, MessageError> {
+    let map = annotations
+        .iter()
+        .fold(MessageAnnotations::builder(), |map, (key, value)| {
+            map.insert(Symbol::from(*key), value.clone())
+        });
+    let sent = AmqpMessage::builder()
+        .message_annotations(map)
+        .body(Body::Value(AmqpValue(Value::Null)))
+        .build();
+    Message::parse(encode(&sent))
+}
+
+#[test]
+fn scheduling_annotations_are_read_as_timestamps_or_any_integer() {
+    let keys = [
+        "x-opt-delivery-time",
+        "x-opt-delivery-delay",
+        "x-opt-scheduled-enqueue-time",
+    ];
+    let forms = [
+        (
+            Value::Timestamp(Timestamp::from_milliseconds(1_700_000_000_000)),
+            1_700_000_000_000,
+        ),
+        (Value::Timestamp(Timestamp::from_milliseconds(-5)), -5),
+        (Value::Long(1_700_000_000_000), 1_700_000_000_000),
+        (Value::Long(-1), -1),
+        (Value::Ulong(0), 0),
+        (Value::Ulong(200), 200),
+        (Value::Ulong(1_700_000_000_000), 1_700_000_000_000),
+        (Value::Uint(70_000), 70_000),
+        (Value::Int(-300), -300),
+        (Value::Ushort(65_535), 65_535),
+        (Value::Ubyte(9), 9),
+    ];
+    for key in keys {
+        for (value, ms) in forms.clone() {
+            let message = annotated(&[(key, value.clone())]).expect("parse");
+            let read = [
+                message.delivery_time_ms(),
+                message.delivery_delay_ms(),
+                message.scheduled_enqueue_time_ms(),
+            ];
+            let expected = keys.map(|k| (k == key).then_some(ms));
+            assert_eq!(read, expected, "{key} = {value:?}");
+        }
+        // Null counts as absent; any other type is a decode error naming the annotation.
+        let message = annotated(&[(key, Value::Null)]).expect("parse");
+        assert_eq!(message.scheduled_enqueue_time_ms(), None);
+        assert_eq!(message.delivery_time_ms(), None);
+        for wrong in [
+            Value::String("soon".into()),
+            Value::Double(1.5.into()),
+            Value::Ulong(u64::MAX),
+        ] {
+            assert_eq!(
+                annotated(&[(key, wrong.clone())]).expect_err("must be rejected"),
+                MessageError::InvalidField {
+                    section: "message-annotations",
+                    field: key
+                },
+                "{key} = {wrong:?}"
+            );
+        }
+    }
+    let plain = annotated(&[("x-other", Value::Uint(1))]).expect("parse");
+    assert_eq!(plain.scheduled_enqueue_time_ms(), None);
 }
 
 fn same_bytes(a: &Bytes, b: &[u8]) -> bool {
