@@ -18,7 +18,12 @@ fn cycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue");
     group.throughput(Throughput::Elements(1));
     for consumers in [1u64, 16] {
-        let queue = Queue::new("bench".into(), QueueSettings::default(), false);
+        let queue = Queue::new(
+            "bench".into(),
+            QueueSettings::default(),
+            false,
+            std::sync::Weak::new(),
+        );
         let waker = ConnWaker::new();
         let outboxes: Vec<Arc<Outbox>> = (0..consumers)
             .map(|id| {

@@ -71,7 +71,7 @@ impl Broker {
             None
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let router = Arc::new(Router::new(config.queues.clone()));
+        let router = Router::new(config.queues.clone());
         let registry = Arc::new(Registry::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         if let Some(listener) = admin_listener {

@@ -22,6 +22,12 @@ pub type ConsumerId = u64;
 pub enum OutItem {
     /// A message acquired for this consumer; it stays acquired until settled or released.
     Deliver(Delivery),
+    /// The visibility timeout took back the delivery of this message: the link settles it
+    /// (modified, delivery-failed), so a late outcome from the peer settles nothing.
+    Revoked {
+        /// The queue's sequence number of the delivery's message.
+        seq: u64,
+    },
     /// The queue is gone (deleted by an administrator): the link must be detached with
     /// `amqp:resource-deleted`. Nothing follows it.
     QueueDeleted,

@@ -123,6 +123,13 @@ impl Lane {
         first
     }
 
+    fn remove(&mut self, seq: u64) -> Option<Entry> {
+        match &self.first {
+            Some(first) if first.seq == seq => self.pop(),
+            _ => self.rest.remove(seq),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.first.is_none()
     }
@@ -257,6 +264,31 @@ impl GroupTable {
         if was_empty {
             self.index(g);
         }
+        None
+    }
+
+    /// Takes the ready message `seq` of group `g` out of the queue (it expired, or was
+    /// cancelled); None if it is not there.
+    pub fn remove(&mut self, g: GroupId, seq: u64) -> Option<Entry> {
+        self.unindex(g);
+        let entry = self.slot_mut(g).and_then(|group| group.ready.remove(seq));
+        if let Some(e) = &entry {
+            self.ready_len -= 1;
+            self.ready_bytes -= e.message.len() as u64;
+        }
+        self.index(g);
+        self.collect(g);
+        entry
+    }
+
+    /// Puts a message of group `g` back among the group's ready messages at its original
+    /// position (a rewound message); hands it back if the group is gone.
+    #[must_use]
+    pub fn push_back(&mut self, g: GroupId, entry: Entry) -> Option<Entry> {
+        if self.slot(g).is_none() {
+            return Some(entry);
+        }
+        self.push_returned(g, entry);
         None
     }
 

@@ -3,15 +3,25 @@
 //! Nothing here knows frames or performatives. The engine asks the core for a node by address
 //! and then speaks to it in messages, consumers, credit and outcomes.
 
+pub mod clock;
 pub mod consumer;
+pub mod dead_letter;
+mod dispatch;
 pub mod groups;
+mod lifecycle;
 pub mod queue;
 pub mod ready;
 pub mod registry;
+pub mod rewind;
 pub mod router;
+pub mod schedule;
+pub mod timer;
 
 pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
 pub use groups::GroupInfo;
 pub use queue::{ConsumerInfo, Outcome, Queue, QueueStats};
 pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};
 pub use router::{RouteError, Router};
+
+#[cfg(test)]
+mod time_tests;

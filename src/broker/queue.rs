@@ -6,15 +6,21 @@
 //! grouped messages go only to their group's owner (see [`super::groups`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::config::QueueSettings;
 use crate::int_map::IntMap;
 use crate::message::Message;
 
-use super::consumer::{lock, ConsumerId, Delivery, OutItem, Outbox};
-use super::groups::{closes_group, GroupId, GroupInfo, GroupTable, Ticket};
+use super::clock::now_ms;
+use super::consumer::{lock, ConsumerId, OutItem, Outbox};
+use super::groups::{GroupId, GroupInfo, GroupTable, Ticket};
+use super::lifecycle::{due_of, expiry_of};
 use super::ready::ReadyList;
+use super::rewind::{Retention, RewindError};
+use super::router::Router;
+use super::schedule::{Due, Schedule, ScheduledInfo};
+use super::timer::Timer;
 
 /// What the consumer decided about a delivery (AMQP 1.0 §3.4 outcomes, in broker terms).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +37,12 @@ pub enum Outcome {
         undeliverable_here: bool,
     },
     /// Invalid: dead-lettered when the queue has a dead-letter address, else dropped and counted.
-    Rejected,
+    Rejected {
+        /// The error condition the consumer gave, e.g. `amqp:not-allowed`.
+        condition: Option<String>,
+        /// Its description.
+        description: Option<String>,
+    },
 }
 
 /// A message in a queue with the state the queue keeps about it.
@@ -44,16 +55,21 @@ pub struct Entry {
     /// Failed deliveries so far (starts at the header's delivery-count).
     pub delivery_count: u32,
     /// The message's group, if it has one; sits in padding the entry has anyway.
-    group: Option<GroupId>,
+    pub(super) group: Option<GroupId>,
     /// Consumers that said `undeliverable-here` for this message; boxed because almost no
     /// message has any, and every queued message pays for this field.
-    avoid: Option<Box<[ConsumerId]>>,
+    pub(super) avoid: Option<Box<[ConsumerId]>>,
 }
 
 impl Entry {
     /// Whether `consumer` refused this message (`undeliverable-here`).
-    fn avoids(&self, consumer: ConsumerId) -> bool {
+    pub(super) fn avoids(&self, consumer: ConsumerId) -> bool {
         self.avoid.as_ref().is_some_and(|a| a.contains(&consumer))
+    }
+
+    /// Forgets which consumers refused the message (it starts a new life after a rewind).
+    pub(super) fn clear_avoid(&mut self) {
+        self.avoid = None;
     }
 
     /// A fresh entry for `message` at `seq`.
@@ -92,12 +108,20 @@ pub struct QueueStats {
     pub returned: u64,
     /// Messages rejected by a consumer and dropped.
     pub rejected: u64,
-    /// Messages scheduled for later delivery (none until delayed delivery exists).
+    /// Messages scheduled for later delivery.
     pub delayed: usize,
-    /// Messages that expired before delivery (none until expiry exists).
+    /// Messages that expired before they were consumed (dead-lettered or dropped).
     pub expired: u64,
-    /// Messages moved to a dead-letter address (none until dead-lettering exists).
+    /// Messages handed to the dead-letter address (rejected, expired, over their attempts).
     pub dead_lettered: u64,
+    /// Deliveries taken back because the visibility timeout ran out.
+    pub timed_out: u64,
+    /// Delayed messages cancelled before they were due.
+    pub cancelled: u64,
+    /// Messages made ready again by a rewind.
+    pub rewound: u64,
+    /// Consumed messages kept for rewind.
+    pub retained: usize,
 }
 
 /// One consumer of a queue, as the admin API shows it.
@@ -116,19 +140,19 @@ pub struct ConsumerInfo {
 }
 
 #[derive(Debug)]
-struct Consumer {
-    outbox: Arc<Outbox>,
+pub(super) struct Consumer {
+    pub outbox: Arc<Outbox>,
     /// The link's name, to show who owns a group.
-    name: Box<str>,
+    pub name: Box<str>,
     /// The delivery-count the consumer's credit reaches (RFC 1982 serial arithmetic, like the
     /// link's own delivery-count): the queue may dispatch while `dispatched` is below it.
-    limit: u32,
-    dispatched: u32,
-    drain: bool,
+    pub limit: u32,
+    pub dispatched: u32,
+    pub drain: bool,
 }
 
 impl Consumer {
-    fn credit(&self) -> u32 {
+    pub(super) fn credit(&self) -> u32 {
         let c = self.limit.wrapping_sub(self.dispatched) as i32;
         c.max(0) as u32
     }
@@ -136,29 +160,38 @@ impl Consumer {
 
 /// A message delivered and not yet settled.
 #[derive(Debug)]
-struct Acquired {
-    consumer: ConsumerId,
-    ticket: Option<Ticket>,
-    entry: Entry,
+pub(super) struct Acquired {
+    pub consumer: ConsumerId,
+    pub ticket: Option<Ticket>,
+    /// When the visibility timeout takes it back (ms since the epoch; 0: never).
+    pub visible_until: i64,
+    pub entry: Entry,
 }
 
 /// Where a ready message waits: with the ungrouped ones, or in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lane {
+pub(super) enum Lane {
     Ungrouped,
     Group(GroupId),
 }
 
 #[derive(Debug)]
-struct State {
-    next_seq: u64,
+pub(super) struct State {
+    pub settings: QueueSettings,
+    pub next_seq: u64,
     /// Ready messages that belong to no group.
-    ready: ReadyList,
-    groups: GroupTable,
-    acquired: IntMap<u64, Acquired>,
-    consumers: Vec<Consumer>,
-    next_consumer: usize,
-    stats: QueueStats,
+    pub ready: ReadyList,
+    pub groups: GroupTable,
+    pub acquired: IntMap<u64, Acquired>,
+    pub consumers: Vec<Consumer>,
+    pub next_consumer: usize,
+    pub stats: QueueStats,
+    /// Delayed messages and deadlines.
+    pub schedule: Schedule,
+    /// Consumed messages kept for rewind.
+    pub retention: Retention,
+    /// Messages to hand to the dead-letter address once the lock is released.
+    pub dead: Vec<Message>,
 }
 
 /// One named queue.
@@ -169,16 +202,31 @@ pub struct Queue {
     dynamic: bool,
     /// Deleted by an administrator: producers still holding the queue are detached.
     deleted: AtomicBool,
+    /// Where dead letters go: the router finds (or creates) the dead-letter queue.
+    router: Weak<Router>,
+    timer: Arc<Timer>,
+    me: Weak<Queue>,
     state: Mutex<State>,
 }
 
 impl Queue {
-    /// An empty queue named `name` with the settings in force for it.
-    pub fn new(name: String, settings: QueueSettings, dynamic: bool) -> Arc<Queue> {
-        Arc::new(Queue {
+    /// An empty queue named `name` with the settings in force for it. Dead letters are routed
+    /// through `router`; with none (`Weak::new()`) they are dropped and counted.
+    pub fn new(
+        name: String,
+        settings: QueueSettings,
+        dynamic: bool,
+        router: Weak<Router>,
+    ) -> Arc<Queue> {
+        let window_ms =
+            i64::try_from(settings.rewind_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Arc::new_cyclic(|me| Queue {
             name,
             dynamic,
             deleted: AtomicBool::new(false),
+            router,
+            timer: Arc::default(),
+            me: me.clone(),
             state: Mutex::new(State {
                 next_seq: 1,
                 ready: ReadyList::default(),
@@ -187,6 +235,10 @@ impl Queue {
                 consumers: Vec::new(),
                 next_consumer: 0,
                 stats: QueueStats::default(),
+                schedule: Schedule::default(),
+                retention: Retention::new(window_ms, settings.rewind_max_bytes),
+                dead: Vec::new(),
+                settings: settings.clone(),
             }),
             settings,
         })
@@ -207,24 +259,39 @@ impl Queue {
         self.dynamic
     }
 
-    /// Appends messages and dispatches them to consumers with credit.
+    /// Appends messages: each becomes ready now, or when its delivery time comes
+    /// (`x-opt-delivery-time`, `x-opt-delivery-delay`, `x-opt-scheduled-enqueue-time`, or the
+    /// queue's `default_delay`). One that has already expired is never made ready.
     pub fn enqueue(&self, messages: impl IntoIterator<Item = Message>) {
         let mut st = lock(&self.state);
+        let now = now_ms();
         for message in messages {
+            st.stats.enqueued += 1;
             let seq = st.next_seq;
             st.next_seq += 1;
-            st.stats.enqueued += 1;
-            let mut entry = Entry::new(seq, message);
-            entry.group = st.groups.group_of(&entry.message);
-            let ungrouped = match entry.group {
-                Some(g) => st.groups.push_new(g, entry),
-                None => Some(entry),
-            };
-            if let Some(entry) = ungrouped {
-                st.ready.push_new(entry);
+            let entry = Entry::new(seq, message);
+            let expires = expiry_of(&entry.message, now, &self.settings);
+            if expires.is_some_and(|at| at <= now) {
+                st.expire(entry, &self.name, now);
+                continue;
+            }
+            match due_of(&entry.message, now, &self.settings) {
+                Some(due) if due > now => {
+                    if let Some(at) = expires {
+                        st.schedule.expire_at(seq, at, None);
+                    }
+                    st.schedule.delay(due, entry);
+                }
+                _ => {
+                    st.retention.enqueued(seq, now);
+                    if let Some(at) = expires {
+                        st.schedule.expire_at(seq, at, None);
+                    }
+                    st.make_ready(entry);
+                }
             }
         }
-        st.dispatch(&self.settings);
+        self.finish(st);
     }
 
     /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
@@ -241,7 +308,7 @@ impl Queue {
         if self.settings.group_rebalance {
             st.groups
                 .reset(self.settings.group_rebalance_pause_dispatch);
-            st.dispatch(&self.settings);
+            st.dispatch();
         }
     }
 
@@ -254,17 +321,18 @@ impl Queue {
             c.limit = limit;
             c.drain = drain;
         }
-        st.dispatch(&self.settings);
+        self.finish(st);
     }
 
     /// Applies consumer outcomes to acquired messages; unknown or foreign sequence numbers are
     /// ignored, so a late or repeated settlement can never settle a message twice.
     pub fn settle(&self, consumer: ConsumerId, outcomes: impl IntoIterator<Item = (u64, Outcome)>) {
         let mut st = lock(&self.state);
+        let now = now_ms();
         for (seq, outcome) in outcomes {
-            st.settle_one(consumer, seq, outcome);
+            st.settle_one(consumer, seq, outcome, &self.name, now);
         }
-        st.dispatch(&self.settings);
+        self.finish(st);
     }
 
     /// Removes a consumer. Everything it still holds goes back to the queue in order: messages it
@@ -296,6 +364,7 @@ impl Queue {
             .map(|(seq, _)| *seq)
             .collect();
         held.sort_unstable();
+        let now = now_ms();
         for seq in held {
             let outcome = if unsent.contains(&seq) {
                 Outcome::Released
@@ -305,10 +374,111 @@ impl Queue {
                     undeliverable_here: false,
                 }
             };
-            st.settle_one(consumer, seq, outcome);
+            st.settle_one(consumer, seq, outcome, &self.name, now);
         }
         st.groups.release_consumer(consumer);
-        st.dispatch(&self.settings);
+        self.finish(st);
+    }
+
+    /// Does what has fallen due: delayed messages become ready (numbered anew, so they queue in
+    /// due order), expired ones are dead-lettered or dropped, deliveries past the visibility
+    /// timeout are taken back. Returns the next deadline. The queue's timer calls this; tests
+    /// may too.
+    pub fn tick(&self) -> Option<i64> {
+        let mut st = lock(&self.state);
+        let now = now_ms();
+        while let Some(due) = st.schedule.pop_due(now) {
+            match due {
+                Due::Delayed(mut entry) => {
+                    let seq = st.next_seq;
+                    st.next_seq += 1;
+                    st.schedule.renumber(entry.seq, seq);
+                    entry.seq = seq;
+                    st.retention.enqueued(seq, now);
+                    st.make_ready(entry);
+                }
+                Due::Expired(seq) => st.expire_seq(seq, &self.name, now),
+                Due::Invisible(seq, deadline) => {
+                    let Some(a) = st.acquired.get(&seq) else {
+                        continue;
+                    };
+                    if a.visible_until != deadline {
+                        continue;
+                    }
+                    let consumer = a.consumer;
+                    // The consumer's delivery is over: tell its link, then take the message back.
+                    if let Some(c) = st
+                        .consumers
+                        .iter()
+                        .find(|c| c.outbox.consumer() == consumer)
+                    {
+                        c.outbox.push(OutItem::Revoked { seq });
+                    }
+                    st.stats.timed_out += 1;
+                    let outcome = Outcome::Modified {
+                        delivery_failed: true,
+                        undeliverable_here: false,
+                    };
+                    st.settle_one(consumer, seq, outcome, &self.name, now);
+                }
+            }
+        }
+        st.dispatch();
+        let next = st.schedule.next();
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        self.route_dead(dead);
+        next
+    }
+
+    /// Makes every consumed message still kept for rewind and enqueued at or after `t_ms`
+    /// ready again, in its original order, with delivery-count + 1. Returns how many.
+    pub fn rewind(&self, t_ms: i64) -> Result<usize, RewindError> {
+        let mut st = lock(&self.state);
+        let now = now_ms();
+        let entries = st.retention.take_from(t_ms, now)?;
+        let n = entries.len();
+        for mut entry in entries {
+            entry.delivery_count = entry.delivery_count.saturating_add(1);
+            let at = st.retention.enqueued_at(entry.seq).unwrap_or(now);
+            if let Some(expires) = expiry_of(&entry.message, at, &self.settings) {
+                if expires <= now {
+                    st.expire(entry, &self.name, now);
+                    continue;
+                }
+                st.schedule.expire_at(entry.seq, expires, None);
+            }
+            st.stats.rewound += 1;
+            st.put_back(entry);
+        }
+        tracing::info!(queue = %self.name, t_ms, messages = n, "queue rewound");
+        self.finish(st);
+        Ok(n)
+    }
+
+    /// The earliest time a rewind can start from, if rewind is on.
+    pub fn rewind_earliest(&self) -> Option<i64> {
+        let st = lock(&self.state);
+        st.retention
+            .is_on()
+            .then(|| st.retention.earliest(now_ms()))
+    }
+
+    /// The first `limit` delayed messages, earliest due first.
+    pub fn scheduled(&self, limit: usize) -> Vec<ScheduledInfo> {
+        lock(&self.state).schedule.scheduled(limit)
+    }
+
+    /// Cancels the delayed message `id` (from [`Queue::scheduled`]): it is dropped. Returns
+    /// whether there was such a message.
+    pub fn cancel_scheduled(&self, id: u64) -> bool {
+        let mut st = lock(&self.state);
+        let cancelled = st.schedule.cancel(id).is_some();
+        if cancelled {
+            st.schedule.forget(id);
+            st.stats.cancelled += 1;
+        }
+        cancelled
     }
 
     /// Frees every message group, so the next consumers to ask spread them among themselves
@@ -318,7 +488,7 @@ impl Queue {
         let n = st
             .groups
             .reset(self.settings.group_rebalance_pause_dispatch);
-        st.dispatch(&self.settings);
+        self.finish(st);
         n
     }
 
@@ -342,12 +512,15 @@ impl Queue {
 
     /// Deletes the queue's messages and tells its consumers the queue is gone (their links are
     /// detached with `amqp:resource-deleted`); the router has already forgotten the name.
-    /// Returns how many messages were dropped, ready and unacknowledged.
+    /// Returns how many messages were dropped: ready, delayed and unacknowledged.
     pub fn delete(&self) -> usize {
         self.deleted.store(true, Ordering::Relaxed);
+        self.timer.stop();
         let mut st = lock(&self.state);
-        let dropped = st.ready.clear() + st.groups.purge() + st.acquired.len();
+        let dropped =
+            st.ready.clear() + st.groups.purge() + st.schedule.clear_delayed() + st.acquired.len();
         st.acquired.clear();
+        st.schedule = Schedule::default();
         for c in std::mem::take(&mut st.consumers) {
             c.outbox.drain_all();
             c.outbox.push(OutItem::QueueDeleted);
@@ -374,7 +547,7 @@ impl Queue {
             .collect()
     }
 
-    /// Drops every ready message; returns how many.
+    /// Drops every ready message (not the delayed or unacknowledged ones); returns how many.
     pub fn purge(&self) -> usize {
         let mut st = lock(&self.state);
         st.ready.clear() + st.groups.purge()
@@ -389,199 +562,61 @@ impl Queue {
             consumers: st.consumers.len(),
             groups: st.groups.len(),
             ready_bytes: st.ready.bytes() + st.groups.ready_bytes(),
+            delayed: st.schedule.delayed_len(),
+            retained: st.retention.len(),
             ..st.stats.clone()
+        }
+    }
+
+    /// Ends an operation: dispatches what it made possible, lets go of the lock, hands dead
+    /// letters on (never under this queue's lock: the dead-letter queue takes its own), and
+    /// makes sure the timer wakes for the next deadline.
+    fn finish(&self, mut st: MutexGuard<'_, State>) {
+        st.dispatch();
+        let next = st.schedule.next();
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        self.route_dead(dead);
+        if let Some(at) = next {
+            self.timer.arm(at, &self.me);
+        }
+    }
+
+    fn route_dead(&self, dead: Vec<Message>) {
+        if dead.is_empty() {
+            return;
+        }
+        let Some(address) = &self.settings.dead_letter_address else {
+            return;
+        };
+        let target = self
+            .router
+            .upgrade()
+            .ok_or_else(|| "the broker is stopping".to_owned())
+            .and_then(|router| router.queue(address).map_err(|e| e.to_string()));
+        match target {
+            Ok(queue) => queue.enqueue(dead),
+            Err(e) => tracing::error!(
+                queue = %self.name,
+                dead_letter_address = %address,
+                messages = dead.len(),
+                "cannot dead-letter messages, they are dropped: {e}"
+            ),
         }
     }
 }
 
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.timer.stop();
+    }
+}
+
 impl State {
-    fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {
+    pub(super) fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {
         self.consumers
             .iter_mut()
             .find(|c| c.outbox.consumer() == id)
-    }
-
-    fn settle_one(&mut self, consumer: ConsumerId, seq: u64, outcome: Outcome) {
-        match self.acquired.get(&seq) {
-            Some(a) if a.consumer == consumer => {}
-            // Unknown, or not this consumer's to settle (a late outcome after a redelivery).
-            _ => return,
-        }
-        let Some(Acquired {
-            ticket, mut entry, ..
-        }) = self.acquired.remove(&seq)
-        else {
-            return;
-        };
-        let consumed = matches!(outcome, Outcome::Accepted | Outcome::Rejected);
-        let closes = consumed && ticket.is_some() && closes_group(&entry.message);
-        let back = match outcome {
-            Outcome::Accepted => {
-                self.stats.acked += 1;
-                None
-            }
-            Outcome::Rejected => {
-                self.stats.rejected += 1;
-                None
-            }
-            Outcome::Released => Some(entry),
-            Outcome::Modified {
-                delivery_failed,
-                undeliverable_here,
-            } => {
-                if delivery_failed {
-                    entry.delivery_count = entry.delivery_count.saturating_add(1);
-                }
-                if undeliverable_here && !entry.avoids(consumer) {
-                    let mut avoid = entry.avoid.take().map(Vec::from).unwrap_or_default();
-                    avoid.push(consumer);
-                    entry.avoid = Some(avoid.into_boxed_slice());
-                }
-                Some(entry)
-            }
-        };
-        if back.is_some() {
-            self.stats.returned += 1;
-        }
-        let back = match ticket {
-            Some(ticket) => self.groups.settled(ticket, consumer, back, closes),
-            None => back,
-        };
-        if let Some(entry) = back {
-            self.ready.push_returned(entry);
-        }
-    }
-
-    /// The ready message `consumer` would take next: the first of the ungrouped messages, the
-    /// free groups and the groups it owns.
-    fn candidate(&self, consumer: ConsumerId) -> Option<Lane> {
-        let ungrouped = self.ready.peek().map(|e| e.seq);
-        let grouped = self.groups.next_for(consumer);
-        match (ungrouped, grouped) {
-            (Some(u), Some((g_seq, g))) if g_seq < u => Some(Lane::Group(g)),
-            (Some(_), _) => Some(Lane::Ungrouped),
-            (None, Some((_, g))) => Some(Lane::Group(g)),
-            (None, None) => None,
-        }
-    }
-
-    fn head(&self, lane: Lane) -> Option<&Entry> {
-        match lane {
-            Lane::Ungrouped => self.ready.peek(),
-            Lane::Group(g) => self.groups.head(g),
-        }
-    }
-
-    /// Whether consumer `i` has credit and may take the first message of `lane`.
-    fn may_take(&self, i: usize, lane: Lane) -> bool {
-        let c = &self.consumers[i];
-        let id = c.outbox.consumer();
-        let allowed = match lane {
-            Lane::Ungrouped => true,
-            Lane::Group(g) => self.groups.may_take(g, id),
-        };
-        c.credit() > 0 && allowed && self.head(lane).is_some_and(|e| !e.avoids(id))
-    }
-
-    /// Hands ready messages to consumers with credit, round-robin, then completes drains.
-    ///
-    /// Each consumer in turn takes the first message it may have, so grouped messages waiting
-    /// for a busy owner never hold up the rest. A message that every consumer that could take
-    /// it has refused (`undeliverable-here`) is set aside for this round, with the rest of its
-    /// group, so the messages behind it keep flowing; it returns to its position after.
-    fn dispatch(&mut self, settings: &QueueSettings) {
-        let mut set_aside = Vec::new();
-        let mut set_aside_groups = Vec::new();
-        let mut idle = 0;
-        while idle < self.consumers.len() {
-            if self.ready.is_empty() && self.groups.ready_len() == 0 {
-                break;
-            }
-            let n = self.consumers.len();
-            let i = self.next_consumer % n;
-            let id = self.consumers[i].outbox.consumer();
-            let has_credit = self.consumers[i].credit() > 0;
-            let lane = match has_credit.then(|| self.candidate(id)).flatten() {
-                Some(lane) => lane,
-                None => {
-                    self.next_consumer = i + 1;
-                    idle += 1;
-                    continue;
-                }
-            };
-            if self.may_take(i, lane) {
-                self.deliver(i, lane, settings);
-                self.next_consumer = i + 1;
-                idle = 0;
-                continue;
-            }
-            // This consumer refused the message; another may take it, else it waits.
-            if let Some(j) = (1..n)
-                .map(|k| (i + k) % n)
-                .find(|&j| self.may_take(j, lane))
-            {
-                self.deliver(j, lane, settings);
-                idle = 0;
-                continue;
-            }
-            match lane {
-                Lane::Ungrouped => set_aside.extend(self.ready.pop()),
-                Lane::Group(g) => {
-                    self.groups.set_aside(g);
-                    set_aside_groups.push(g);
-                }
-            }
-        }
-        for entry in set_aside {
-            self.ready.push_returned(entry);
-        }
-        for g in set_aside_groups {
-            self.groups.restore(g);
-        }
-        for c in self.consumers.iter_mut().filter(|c| c.drain) {
-            c.drain = false;
-            c.dispatched = c.dispatched.wrapping_add(c.credit());
-            c.outbox.push(OutItem::DrainDone {
-                delivery_count: c.dispatched,
-            });
-        }
-    }
-
-    /// Sends the first message of `lane` to consumer `i`, which [`State::may_take`] it.
-    fn deliver(&mut self, i: usize, lane: Lane, settings: &QueueSettings) {
-        let id = self.consumers[i].outbox.consumer();
-        let (entry, ticket, first) = match lane {
-            Lane::Ungrouped => match self.ready.pop() {
-                Some(entry) => (entry, None, false),
-                None => return,
-            },
-            Lane::Group(g) => match self.groups.take(g, id) {
-                Some(t) => (t.entry, Some(t.ticket), t.first),
-                None => return,
-            },
-        };
-        let message = match (&settings.group_first_key, first) {
-            (Some(key), true) => entry
-                .message
-                .with_marker(key, settings.group_first_as_property),
-            _ => entry.message.clone(),
-        };
-        let consumer = &mut self.consumers[i];
-        consumer.dispatched = consumer.dispatched.wrapping_add(1);
-        consumer.outbox.push(OutItem::Deliver(Delivery {
-            seq: entry.seq,
-            message,
-            delivery_count: entry.delivery_count,
-        }));
-        self.stats.delivered += 1;
-        self.acquired.insert(
-            entry.seq,
-            Acquired {
-                consumer: id,
-                ticket,
-                entry,
-            },
-        );
     }
 }
 

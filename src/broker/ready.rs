@@ -8,13 +8,30 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::queue::Entry;
+use crate::message::Message;
 
 /// Ready entries ordered by sequence number.
+///
+/// An entry taken out of the middle of `fresh` (it expired, or a scheduled message was
+/// cancelled) leaves a tombstone behind, so the removal is O(log n) instead of a shift of
+/// everything after it; tombstones are dropped when they reach the front, which is never one.
 #[derive(Debug, Default)]
 pub struct ReadyList {
     fresh: VecDeque<Entry>,
     returned: BTreeMap<u64, Entry>,
     bytes: u64,
+    /// Tombstones in `fresh`.
+    dead: usize,
+}
+
+fn tombstone(seq: u64) -> Entry {
+    let mut entry = Entry::new(seq, Message::default());
+    entry.delivery_count = u32::MAX;
+    entry
+}
+
+fn is_tombstone(entry: &Entry) -> bool {
+    entry.delivery_count == u32::MAX && entry.message.is_empty()
 }
 
 impl ReadyList {
@@ -40,6 +57,34 @@ impl ReadyList {
         }
     }
 
+    /// Removes the entry with sequence number `seq`, wherever it is.
+    pub fn remove(&mut self, seq: u64) -> Option<Entry> {
+        if let Some(entry) = self.returned.remove(&seq) {
+            self.bytes -= entry.message.len() as u64;
+            return Some(entry);
+        }
+        let i = self.fresh.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        if is_tombstone(&self.fresh[i]) {
+            return None;
+        }
+        let entry = if i == 0 {
+            self.fresh.pop_front()?
+        } else {
+            self.dead += 1;
+            std::mem::replace(&mut self.fresh[i], tombstone(seq))
+        };
+        self.bytes -= entry.message.len() as u64;
+        self.drop_dead_front();
+        Some(entry)
+    }
+
+    fn drop_dead_front(&mut self) {
+        while self.fresh.front().is_some_and(is_tombstone) {
+            self.fresh.pop_front();
+            self.dead -= 1;
+        }
+    }
+
     /// Removes and returns the entry with the lowest sequence number.
     pub fn pop(&mut self) -> Option<Entry> {
         let from_returned = match (self.fresh.front(), self.returned.first_key_value()) {
@@ -50,7 +95,9 @@ impl ReadyList {
         let entry = if from_returned {
             self.returned.pop_first().map(|(_, e)| e)
         } else {
-            self.fresh.pop_front()
+            let entry = self.fresh.pop_front();
+            self.drop_dead_front();
+            entry
         }?;
         self.bytes -= entry.message.len() as u64;
         Some(entry)
@@ -58,12 +105,12 @@ impl ReadyList {
 
     /// Number of ready entries.
     pub fn len(&self) -> usize {
-        self.fresh.len() + self.returned.len()
+        self.fresh.len() - self.dead + self.returned.len()
     }
 
     /// Whether no entry is ready.
     pub fn is_empty(&self) -> bool {
-        self.fresh.is_empty() && self.returned.is_empty()
+        self.len() == 0
     }
 
     /// Total encoded size of the ready messages.
@@ -77,6 +124,7 @@ impl ReadyList {
         self.fresh.clear();
         self.returned.clear();
         self.bytes = 0;
+        self.dead = 0;
         n
     }
 }
@@ -104,5 +152,29 @@ mod tests {
         let order: Vec<u64> = std::iter::from_fn(|| ready.pop()).map(|e| e.seq).collect();
         assert_eq!(order, vec![1, 2, 3]);
         assert_eq!(ready.bytes(), 0);
+    }
+
+    #[test]
+    fn entries_come_out_of_the_middle_and_the_order_holds() {
+        let mut ready = ReadyList::default();
+        for seq in 1..=6 {
+            ready.push_new(entry(seq));
+        }
+        let second = ready.pop().unwrap();
+        ready.push_returned(second);
+        assert_eq!(ready.remove(4).map(|e| e.seq), Some(4));
+        assert_eq!(ready.remove(4).map(|e| e.seq), None, "gone once");
+        assert_eq!(ready.remove(1).map(|e| e.seq), Some(1));
+        assert_eq!(ready.remove(9).map(|e| e.seq), None);
+        assert_eq!(ready.len(), 4);
+        assert_eq!(ready.bytes(), 4);
+        assert_eq!(ready.remove(2).map(|e| e.seq), Some(2), "a returned entry");
+        assert_eq!(ready.peek().map(|e| e.seq), Some(3));
+        assert_eq!(ready.remove(3).map(|e| e.seq), Some(3));
+        // 4's tombstone is at the front now and must not show.
+        assert_eq!(ready.peek().map(|e| e.seq), Some(5));
+        let order: Vec<u64> = std::iter::from_fn(|| ready.pop()).map(|e| e.seq).collect();
+        assert_eq!(order, vec![5, 6]);
+        assert!(ready.is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! Addresses to nodes: finds or creates the queue an attach or a message names.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 
@@ -27,6 +27,7 @@ pub enum RouteError {
 /// Every queue of the broker, by name.
 #[derive(Debug)]
 pub struct Router {
+    me: Weak<Router>,
     rules: QueueRules,
     queues: DashMap<String, Arc<Queue>>,
     next_id: AtomicU64,
@@ -34,12 +35,14 @@ pub struct Router {
 
 impl Router {
     /// A router with no queues yet; `rules` gives the settings of queues created on demand.
-    pub fn new(rules: QueueRules) -> Router {
-        Router {
+    /// Its queues route dead letters back through it.
+    pub fn new(rules: QueueRules) -> Arc<Router> {
+        Arc::new_cyclic(|me| Router {
+            me: me.clone(),
             rules,
             queues: DashMap::new(),
             next_id: AtomicU64::new(1),
-        }
+        })
     }
 
     /// Declares the queue `name` with `settings` (what the configured patterns say, overridden
@@ -58,7 +61,7 @@ impl Router {
             .or_insert_with(|| {
                 created = true;
                 tracing::info!(queue = name, "queue declared");
-                Queue::new(name.to_string(), settings.clone(), false)
+                Queue::new(name.to_string(), settings.clone(), false, self.me.clone())
             })
             .clone();
         let differ = queue.settings().differences(&settings);
@@ -94,7 +97,7 @@ impl Router {
         }
         let entry = self.queues.entry(address.to_string()).or_insert_with(|| {
             tracing::debug!(queue = address, "queue created on first use");
-            Queue::new(address.to_string(), settings, false)
+            Queue::new(address.to_string(), settings, false, self.me.clone())
         });
         Ok(entry.clone())
     }
@@ -104,7 +107,7 @@ impl Router {
     pub fn create_dynamic(&self) -> Arc<Queue> {
         let name = format!("sluice.dynamic.{}", self.next_id());
         let settings = self.rules.settings_for(&name);
-        let queue = Queue::new(name.clone(), settings, true);
+        let queue = Queue::new(name.clone(), settings, true, self.me.clone());
         self.queues.insert(name, queue.clone());
         queue
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fe2o3_amqp_types::definitions::{AmqpError, Handle, LinkError, Role, SessionError};
-use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
+use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Modified, Rejected};
 use fe2o3_amqp_types::performatives::{Disposition, Performative};
 
 use crate::broker::{ConsumerId, Delivery, OutItem, Outcome, Queue};
@@ -369,6 +369,25 @@ impl Connection {
                 match c.outbox.pop() {
                     None => break None,
                     Some(OutItem::QueueDeleted) => break Some(queue_deleted(&c.queue)),
+                    Some(OutItem::Revoked { seq }) => {
+                        // The visibility timeout ran out: settle the delivery ourselves, so the
+                        // peer knows it is over and its late outcome matches nothing.
+                        let id = unsettled
+                            .iter()
+                            .find(|(_, &(h, s))| h == handle && s == seq)
+                            .map(|(&id, _)| id);
+                        if let Some(id) = id {
+                            unsettled.remove(&id);
+                            let state = DeliveryState::Modified(Modified {
+                                delivery_failed: Some(true),
+                                undeliverable_here: None,
+                                message_annotations: None,
+                            });
+                            let revoked = disposition(Role::Sender, id, id, true, state);
+                            out.push_frame(channel, &Performative::Disposition(revoked), &[]);
+                        }
+                        continue;
+                    }
                     Some(OutItem::DrainDone { delivery_count }) => {
                         c.delivery_count = delivery_count;
                         let mut flow = session_flow(window);
@@ -518,7 +537,13 @@ fn take_range(session: &mut Session, first: u32, last: u32) -> Vec<(u32, u32, u6
 fn to_outcome(state: &DeliveryState) -> Option<Outcome> {
     match state {
         DeliveryState::Accepted(_) => Some(Outcome::Accepted),
-        DeliveryState::Rejected(_) => Some(Outcome::Rejected),
+        DeliveryState::Rejected(r) => Some(Outcome::Rejected {
+            condition: r
+                .error
+                .as_ref()
+                .map(|e| super::condition_name(&e.condition)),
+            description: r.error.as_ref().and_then(|e| e.description.clone()),
+        }),
         DeliveryState::Released(_) => Some(Outcome::Released),
         DeliveryState::Modified(m) => Some(Outcome::Modified {
             delivery_failed: m.delivery_failed.unwrap_or(false),

@@ -25,7 +25,7 @@ struct Harness {
 
 impl Harness {
     fn new(config: &Config) -> Harness {
-        let router = Arc::new(Router::new(config.queues.clone()));
+        let router = Router::new(config.queues.clone());
         let now = Instant::now();
         let peer = PeerInfo {
             addr: "127.0.0.1:1".parse().unwrap(),

@@ -42,7 +42,7 @@ struct Got {
 impl Rig {
     fn new(settings: QueueSettings) -> Rig {
         Rig {
-            queue: Queue::new("q".into(), settings, false),
+            queue: Queue::new("q".into(), settings, false, std::sync::Weak::new()),
             waker: ConnWaker::new(),
             outboxes: HashMap::new(),
             received: HashMap::new(),

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let config = Config::default();
     let mut engine = Connection::new(
         EngineConfig::from(&config),
-        Arc::new(Router::new(config.queues.clone())),
+        Router::new(config.queues.clone()),
         ConnWaker::new(),
         PeerInfo {
             addr: SocketAddr::from(([127, 0, 0, 1], 5672)),

@@ -1,0 +1,210 @@
+//! What happens to a message between its states (DESIGN.md §3): made ready, settled,
+//! returned, expired, dead-lettered, put back by a rewind. These run under the queue's lock,
+//! called from the operations in [`super::queue`].
+
+use crate::config::QueueSettings;
+use crate::message::Message;
+
+use super::consumer::ConsumerId;
+use super::dead_letter::{self, DeadReason};
+use super::groups::closes_group;
+use super::queue::{Acquired, Entry, Outcome, State};
+
+impl State {
+    /// Puts a message that has become ready into its lane: its group's, or the ungrouped one.
+    pub(super) fn make_ready(&mut self, mut entry: Entry) {
+        let seq = entry.seq;
+        entry.group = self.groups.group_of(&entry.message);
+        let group = entry.group;
+        let ungrouped = match group {
+            Some(g) => self.groups.push_new(g, entry),
+            None => Some(entry),
+        };
+        let placed_in = if let Some(entry) = ungrouped {
+            self.ready.push_new(entry);
+            None
+        } else {
+            group
+        };
+        self.schedule.moved(seq, placed_in);
+    }
+
+    /// Puts a consumed message back at its original position (a rewind).
+    pub(super) fn put_back(&mut self, mut entry: Entry) {
+        let seq = entry.seq;
+        entry.group = self.groups.group_of(&entry.message);
+        let group = entry.group;
+        let ungrouped = match group {
+            Some(g) => self.groups.push_back(g, entry),
+            None => Some(entry),
+        };
+        let placed_in = if let Some(entry) = ungrouped {
+            self.ready.push_returned(entry);
+            None
+        } else {
+            group
+        };
+        self.schedule.moved(seq, placed_in);
+    }
+
+    pub(super) fn settle_one(
+        &mut self,
+        consumer: ConsumerId,
+        seq: u64,
+        outcome: Outcome,
+        queue: &str,
+        now: i64,
+    ) {
+        match self.acquired.get(&seq) {
+            Some(a) if a.consumer == consumer => {}
+            // Unknown, or not this consumer's to settle (a late outcome after a redelivery).
+            _ => return,
+        }
+        let Some(Acquired {
+            ticket,
+            visible_until,
+            mut entry,
+            ..
+        }) = self.acquired.remove(&seq)
+        else {
+            return;
+        };
+        if visible_until != 0 {
+            self.schedule.unwatch_visibility(seq, visible_until);
+        }
+        let consumed = matches!(outcome, Outcome::Accepted | Outcome::Rejected { .. });
+        let closes = consumed && ticket.is_some() && closes_group(&entry.message);
+        let back = match outcome {
+            Outcome::Accepted => {
+                self.stats.acked += 1;
+                self.schedule.forget(seq);
+                self.retention.keep(entry, now);
+                None
+            }
+            Outcome::Rejected {
+                condition,
+                description,
+            } => {
+                self.stats.rejected += 1;
+                self.schedule.forget(seq);
+                let why = DeadReason::Rejected {
+                    condition,
+                    description,
+                };
+                self.dead_letter(entry, why, queue, now);
+                None
+            }
+            Outcome::Released => Some(entry),
+            Outcome::Modified {
+                delivery_failed,
+                undeliverable_here,
+            } => {
+                if delivery_failed {
+                    entry.delivery_count = entry.delivery_count.saturating_add(1);
+                }
+                if undeliverable_here && !entry.avoids(consumer) {
+                    let mut avoid = entry.avoid.take().map(Vec::from).unwrap_or_default();
+                    avoid.push(consumer);
+                    entry.avoid = Some(avoid.into_boxed_slice());
+                }
+                Some(entry)
+            }
+        };
+        let back = back.and_then(|entry| self.returning(entry, queue, now));
+        let back = match ticket {
+            Some(ticket) => self.groups.settled(ticket, consumer, back, closes),
+            None => back,
+        };
+        if let Some(entry) = back {
+            self.ready.push_returned(entry);
+        }
+    }
+
+    /// A message coming back from a consumer: to the queue, or, past its delivery attempts or
+    /// its expiry, to the dead-letter address.
+    fn returning(&mut self, entry: Entry, queue: &str, now: i64) -> Option<Entry> {
+        self.stats.returned += 1;
+        let max = self.settings.max_delivery_attempts;
+        if max > 0 && entry.delivery_count >= max {
+            self.schedule.forget(entry.seq);
+            self.dead_letter(entry, DeadReason::DeliveryLimit, queue, now);
+            return None;
+        }
+        if self.schedule.expiry(entry.seq).is_some_and(|at| at <= now) {
+            self.expire(entry, queue, now);
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// The message `seq` expired: wherever it waits, it leaves the queue. One out with a
+    /// consumer is dealt with when it comes back (it may yet be accepted).
+    pub(super) fn expire_seq(&mut self, seq: u64, queue: &str, now: i64) {
+        if self.acquired.contains_key(&seq) {
+            return;
+        }
+        let entry = match self.schedule.cancel(seq) {
+            Some(entry) => Some(entry),
+            None => match self.schedule.expiry_group(seq) {
+                Some(g) => self.groups.remove(g, seq),
+                None => self.ready.remove(seq),
+            },
+        };
+        self.schedule.forget(seq);
+        if let Some(entry) = entry {
+            self.expire(entry, queue, now);
+        }
+    }
+
+    /// An expired message: dead-lettered when the queue has an address for it, else dropped;
+    /// counted either way.
+    pub(super) fn expire(&mut self, entry: Entry, queue: &str, now: i64) {
+        self.stats.expired += 1;
+        self.schedule.forget(entry.seq);
+        self.dead_letter(entry, DeadReason::Expired, queue, now);
+    }
+
+    /// Queues `entry` for the dead-letter address, annotated with why; without an address the
+    /// message is dropped (the caller counted it).
+    fn dead_letter(&mut self, entry: Entry, why: DeadReason, queue: &str, now: i64) {
+        if self.settings.dead_letter_address.is_none() {
+            return;
+        }
+        self.stats.dead_lettered += 1;
+        self.dead
+            .push(dead_letter::annotate(&entry, &why, queue, now));
+    }
+}
+
+/// When `message` becomes ready: its delivery time, its delay after `now`, or the queue's
+/// default delay; None for at once.
+pub(super) fn due_of(message: &Message, now: i64, settings: &QueueSettings) -> Option<i64> {
+    if let Some(t) = message.delivery_time_ms() {
+        return Some(t);
+    }
+    if let Some(t) = message.scheduled_enqueue_time_ms() {
+        return Some(t);
+    }
+    if let Some(delay) = message.delivery_delay_ms() {
+        return Some(now.saturating_add(delay.max(0)));
+    }
+    let default = i64::try_from(settings.default_delay).unwrap_or(i64::MAX);
+    (default > 0).then(|| now.saturating_add(default))
+}
+
+/// When `message`, which arrived at `arrived`, expires: the earlier of its header ttl and its
+/// absolute-expiry-time, else the queue's default ttl; None for never.
+pub(super) fn expiry_of(message: &Message, arrived: i64, settings: &QueueSettings) -> Option<i64> {
+    let ttl = message
+        .header()
+        .ttl_ms
+        .map(|ttl| arrived.saturating_add(i64::from(ttl)));
+    let absolute = message.absolute_expiry_time_ms().filter(|&t| t > 0);
+    match (ttl, absolute) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b).or_else(|| {
+            let default = i64::try_from(settings.default_ttl).unwrap_or(i64::MAX);
+            (default > 0).then(|| arrived.saturating_add(default))
+        }),
+    }
+}

@@ -1,0 +1,188 @@
+//! What a queue must do at a given time (DESIGN.md §3): delayed messages becoming ready,
+//! messages expiring, and acquired messages whose visibility timeout runs out.
+//!
+//! Each kind of deadline is an ordered set keyed by (time, sequence number), so scheduling,
+//! cancelling and firing cost O(log n) per message, and the queue's one timer only ever
+//! sleeps until [`Schedule::next`]. Nothing here runs on its own: the queue asks for what is
+//! due.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::int_map::IntMap;
+
+use super::groups::GroupId;
+use super::queue::Entry;
+
+/// Something that fell due.
+#[derive(Debug)]
+pub enum Due {
+    /// A delayed message whose time has come.
+    Delayed(Entry),
+    /// The message with this sequence number expired (wherever it is now).
+    Expired(u64),
+    /// The delivery of this message, acquired with this deadline, ran out of time.
+    Invisible(u64, i64),
+}
+
+/// One scheduled message, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduledInfo {
+    /// Its id for cancelling (the queue's sequence number until it becomes ready).
+    pub id: u64,
+    /// When it becomes ready, in ms since the Unix epoch.
+    pub due_ms: i64,
+    /// Its encoded size.
+    pub bytes: usize,
+}
+
+/// Where an expiring message waits, so that it can be found when it expires.
+#[derive(Debug, Clone, Copy)]
+struct Expiry {
+    at: i64,
+    group: Option<GroupId>,
+}
+
+/// A queue's deadlines.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    delayed: BTreeMap<(i64, u64), Entry>,
+    delayed_due: IntMap<u64, i64>,
+    delayed_bytes: u64,
+    expiries: BTreeSet<(i64, u64)>,
+    expiry_of: IntMap<u64, Expiry>,
+    visibility: BTreeSet<(i64, u64)>,
+}
+
+impl Schedule {
+    /// Holds `entry` back until `due`.
+    pub fn delay(&mut self, due: i64, entry: Entry) {
+        self.delayed_bytes += entry.message.len() as u64;
+        self.delayed_due.insert(entry.seq, due);
+        self.delayed.insert((due, entry.seq), entry);
+    }
+
+    /// Takes a delayed message out of the schedule (cancelled, or expired before it was due).
+    pub fn cancel(&mut self, seq: u64) -> Option<Entry> {
+        let due = self.delayed_due.remove(&seq)?;
+        let entry = self.delayed.remove(&(due, seq))?;
+        self.delayed_bytes -= entry.message.len() as u64;
+        Some(entry)
+    }
+
+    /// Delayed messages.
+    pub fn delayed_len(&self) -> usize {
+        self.delayed.len()
+    }
+
+    /// Encoded bytes of the delayed messages.
+    pub fn delayed_bytes(&self) -> u64 {
+        self.delayed_bytes
+    }
+
+    /// The first `limit` delayed messages, earliest due first.
+    pub fn scheduled(&self, limit: usize) -> Vec<ScheduledInfo> {
+        self.delayed
+            .iter()
+            .take(limit)
+            .map(|(&(due_ms, id), e)| ScheduledInfo {
+                id,
+                due_ms,
+                bytes: e.message.len(),
+            })
+            .collect()
+    }
+
+    /// Drops every delayed message; returns how many.
+    pub fn clear_delayed(&mut self) -> usize {
+        let n = self.delayed.len();
+        for seq in self.delayed_due.keys() {
+            if let Some(e) = self.expiry_of.remove(seq) {
+                self.expiries.remove(&(e.at, *seq));
+            }
+        }
+        self.delayed.clear();
+        self.delayed_due.clear();
+        self.delayed_bytes = 0;
+        n
+    }
+
+    /// Message `seq` expires at `at`; it waits in `group`'s lane (or the ungrouped one).
+    pub fn expire_at(&mut self, seq: u64, at: i64, group: Option<GroupId>) {
+        if let Some(old) = self.expiry_of.insert(seq, Expiry { at, group }) {
+            self.expiries.remove(&(old.at, seq));
+        }
+        self.expiries.insert((at, seq));
+    }
+
+    /// When message `seq` expires, if it does.
+    pub fn expiry(&self, seq: u64) -> Option<i64> {
+        self.expiry_of.get(&seq).map(|e| e.at)
+    }
+
+    /// The lane message `seq` waits in, as recorded with its expiry.
+    pub fn expiry_group(&self, seq: u64) -> Option<GroupId> {
+        self.expiry_of.get(&seq).and_then(|e| e.group)
+    }
+
+    /// Message `seq`, which expires, now waits in `group`'s lane.
+    pub fn moved(&mut self, seq: u64, group: Option<GroupId>) {
+        if let Some(e) = self.expiry_of.get_mut(&seq) {
+            e.group = group;
+        }
+    }
+
+    /// Message `old` became ready as `new` (a delayed message is numbered anew when due, so it
+    /// takes its place among the ready ones by due time).
+    pub fn renumber(&mut self, old: u64, new: u64) {
+        if let Some(e) = self.expiry_of.remove(&old) {
+            self.expiries.remove(&(e.at, old));
+            self.expiries.insert((e.at, new));
+            self.expiry_of.insert(new, e);
+        }
+    }
+
+    /// Message `seq` is gone (consumed, dead-lettered, dropped): forget its expiry.
+    pub fn forget(&mut self, seq: u64) {
+        if let Some(e) = self.expiry_of.remove(&seq) {
+            self.expiries.remove(&(e.at, seq));
+        }
+    }
+
+    /// The delivery of `seq` must be settled by `deadline`.
+    pub fn watch_visibility(&mut self, seq: u64, deadline: i64) {
+        self.visibility.insert((deadline, seq));
+    }
+
+    /// The delivery of `seq` with `deadline` was settled in time.
+    pub fn unwatch_visibility(&mut self, seq: u64, deadline: i64) {
+        self.visibility.remove(&(deadline, seq));
+    }
+
+    /// The earliest deadline of any kind.
+    pub fn next(&self) -> Option<i64> {
+        let delayed = self.delayed.first_key_value().map(|(&(t, _), _)| t);
+        let expiry = self.expiries.first().map(|&(t, _)| t);
+        let visibility = self.visibility.first().map(|&(t, _)| t);
+        [delayed, expiry, visibility].into_iter().flatten().min()
+    }
+
+    /// The earliest thing due at `now`, if any. Expiries come first at equal times, so a
+    /// message due and expired at once is never made ready.
+    pub fn pop_due(&mut self, now: i64) -> Option<Due> {
+        if let Some(&(at, seq)) = self.expiries.first().filter(|&&(at, _)| at <= now) {
+            self.expiries.remove(&(at, seq));
+            return Some(Due::Expired(seq));
+        }
+        if let Some((&(due, seq), _)) = self.delayed.first_key_value().filter(|(k, _)| k.0 <= now) {
+            let entry = self.delayed.remove(&(due, seq))?;
+            self.delayed_due.remove(&seq);
+            self.delayed_bytes -= entry.message.len() as u64;
+            return Some(Due::Delayed(entry));
+        }
+        if let Some(&(deadline, seq)) = self.visibility.first().filter(|&&(t, _)| t <= now) {
+            self.visibility.remove(&(deadline, seq));
+            return Some(Due::Invisible(seq, deadline));
+        }
+        None
+    }
+}
