@@ -318,7 +318,13 @@ impl Connection {
                 .then_some((self.config.idle_timeout_ms / 2).max(1)),
             outgoing_locales: None,
             incoming_locales: None,
-            offered_capabilities: Some(Array(vec![Symbol::from("ANONYMOUS-RELAY")])),
+            // ANONYMOUS-RELAY: a sender without a target routes by properties.to.
+            // DELAYED_DELIVERY: x-opt-delivery-time / -delay are honoured (Qpid JMS checks it
+            // before it sends a delivery delay).
+            offered_capabilities: Some(Array(vec![
+                Symbol::from("ANONYMOUS-RELAY"),
+                Symbol::from("DELAYED_DELIVERY"),
+            ])),
             desired_capabilities: None,
             properties: Some(properties),
         };

@@ -222,6 +222,12 @@ fn open_is_answered_with_our_limits_and_half_the_idle_timeout() {
     };
     assert_eq!(open.max_frame_size.0, config.max_frame_size);
     assert_eq!(open.idle_time_out, Some(5_000));
+    let offered: Vec<&str> = open
+        .offered_capabilities
+        .iter()
+        .flat_map(|caps| caps.0.iter().map(|c| c.as_str()))
+        .collect();
+    assert_eq!(offered, ["ANONYMOUS-RELAY", "DELAYED_DELIVERY"]);
 }
 
 #[test]
