@@ -2,37 +2,49 @@
 //! clock.
 //!
 //! Message times (delivery-time, absolute-expiry-time) are wall-clock, while deadlines are
-//! slept on with tokio's timer. Reading the time as "the wall clock at the first reading, plus
-//! tokio's elapsed time since" makes the two agree, and lets tests pause and advance tokio's
-//! clock to drive every deadline without sleeping.
+//! slept on with tokio's timer. Reading the time as "the wall clock at a fixed real instant,
+//! plus tokio's time since that instant" makes the two agree, and lets tests pause and advance
+//! tokio's clock to drive every deadline without sleeping. The fixed instant is a real one
+//! (never a paused runtime's), so runtimes with clocks of their own, as parallel tests have,
+//! each see a consistent clock.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-static BASE: OnceLock<(i64, Instant)> = OnceLock::new();
+static BASE: OnceLock<(i64, std::time::Instant)> = OnceLock::new();
 
 fn base() -> (i64, Instant) {
-    *BASE.get_or_init(|| {
+    let (epoch, at) = *BASE.get_or_init(|| {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        (epoch, Instant::now())
-    })
+        (epoch, std::time::Instant::now())
+    });
+    (epoch, Instant::from_std(at))
 }
 
 /// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     let (epoch, at) = base();
-    let elapsed = Instant::now().saturating_duration_since(at).as_millis();
-    epoch.saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
+    let now = Instant::now();
+    // A paused runtime's clock may read before the base instant: signed nanoseconds rounded
+    // down, so every millisecond boundary falls in the same place on both sides of the base.
+    let nanos = match now.checked_duration_since(at) {
+        Some(ahead) => i128::try_from(ahead.as_nanos()).unwrap_or(i128::MAX),
+        None => -i128::try_from(at.duration_since(now).as_nanos()).unwrap_or(i128::MAX),
+    };
+    let millis = i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(i64::MAX);
+    epoch.saturating_add(millis)
 }
 
 /// The tokio instant at which the clock reads `ms` (now, if that is past).
 pub fn instant_at(ms: i64) -> Instant {
-    let (epoch, at) = base();
-    let offset = u64::try_from(ms.saturating_sub(epoch)).unwrap_or(0);
-    let when = at + Duration::from_millis(offset);
-    when.max(Instant::now())
+    let wait = ms.saturating_sub(now_ms());
+    let now = Instant::now();
+    match u64::try_from(wait) {
+        Ok(wait) => now + Duration::from_millis(wait),
+        Err(_) => now,
+    }
 }

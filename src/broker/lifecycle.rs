@@ -202,9 +202,12 @@ pub(super) fn expiry_of(message: &Message, arrived: i64, settings: &QueueSetting
     let absolute = message.absolute_expiry_time_ms().filter(|&t| t > 0);
     match (ttl, absolute) {
         (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b).or_else(|| {
-            let default = i64::try_from(settings.default_ttl).unwrap_or(i64::MAX);
-            (default > 0).then(|| arrived.saturating_add(default))
-        }),
+        (a, b) => a.or(b).or_else(|| default_expiry(arrived, settings)),
     }
+}
+
+/// When a message that arrived at `arrived` expires by the queue's `default_ttl` alone.
+pub(super) fn default_expiry(arrived: i64, settings: &QueueSettings) -> Option<i64> {
+    let default = i64::try_from(settings.default_ttl).unwrap_or(i64::MAX);
+    (default > 0).then(|| arrived.saturating_add(default))
 }

@@ -15,7 +15,7 @@ use crate::message::Message;
 use super::clock::now_ms;
 use super::consumer::{lock, ConsumerId, OutItem, Outbox};
 use super::groups::{GroupId, GroupInfo, GroupTable, Ticket};
-use super::lifecycle::{due_of, expiry_of};
+use super::lifecycle::{default_expiry, due_of, expiry_of};
 use super::ready::ReadyList;
 use super::rewind::{Retention, RewindError};
 use super::router::Router;
@@ -263,6 +263,17 @@ impl Queue {
     /// (`x-opt-delivery-time`, `x-opt-delivery-delay`, `x-opt-scheduled-enqueue-time`, or the
     /// queue's `default_delay`). One that has already expired is never made ready.
     pub fn enqueue(&self, messages: impl IntoIterator<Item = Message>) {
+        self.enqueue_as(messages, false);
+    }
+
+    /// Appends messages dead-lettered by another queue. Their own delivery times and expiry
+    /// were spent where they came from: here they are ready at once and expire only by this
+    /// queue's `default_ttl` (as RabbitMQ drops the per-message TTL of a dead letter).
+    pub fn enqueue_dead_letters(&self, messages: impl IntoIterator<Item = Message>) {
+        self.enqueue_as(messages, true);
+    }
+
+    fn enqueue_as(&self, messages: impl IntoIterator<Item = Message>, dead_letters: bool) {
         let mut st = lock(&self.state);
         let now = now_ms();
         for message in messages {
@@ -270,12 +281,19 @@ impl Queue {
             let seq = st.next_seq;
             st.next_seq += 1;
             let entry = Entry::new(seq, message);
-            let expires = expiry_of(&entry.message, now, &self.settings);
+            let expires = if dead_letters {
+                default_expiry(now, &self.settings)
+            } else {
+                expiry_of(&entry.message, now, &self.settings)
+            };
             if expires.is_some_and(|at| at <= now) {
                 st.expire(entry, &self.name, now);
                 continue;
             }
-            match due_of(&entry.message, now, &self.settings) {
+            let due = (!dead_letters)
+                .then(|| due_of(&entry.message, now, &self.settings))
+                .flatten();
+            match due {
                 Some(due) if due > now => {
                     if let Some(at) = expires {
                         st.schedule.expire_at(seq, at, None);
@@ -595,7 +613,7 @@ impl Queue {
             .ok_or_else(|| "the broker is stopping".to_owned())
             .and_then(|router| router.queue(address).map_err(|e| e.to_string()));
         match target {
-            Ok(queue) => queue.enqueue(dead),
+            Ok(queue) => queue.enqueue_dead_letters(dead),
             Err(e) => tracing::error!(
                 queue = %self.name,
                 dead_letter_address = %address,

@@ -1,12 +1,14 @@
 //! What a queue must do at a given time (DESIGN.md §3): delayed messages becoming ready,
 //! messages expiring, and acquired messages whose visibility timeout runs out.
 //!
-//! Each kind of deadline is an ordered set keyed by (time, sequence number), so scheduling,
-//! cancelling and firing cost O(log n) per message, and the queue's one timer only ever
-//! sleeps until [`Schedule::next`]. Nothing here runs on its own: the queue asks for what is
-//! due.
+//! Delayed messages wait in buckets, one per due millisecond, in an ordered map: scheduling is
+//! a lookup among the distinct due times plus an append, firing pops from the front, and a
+//! million messages due within a minute share sixty thousand buckets, so the cost per message
+//! stays flat. Expiry and visibility deadlines are ordered sets keyed by (time, sequence
+//! number): O(log n) per message. The queue's one timer only ever sleeps until
+//! [`Schedule::next`]; nothing here runs on its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::int_map::IntMap;
 
@@ -40,13 +42,16 @@ pub struct ScheduledInfo {
 struct Expiry {
     at: i64,
     group: Option<GroupId>,
+    /// Its due time while it is delayed.
+    due: Option<i64>,
 }
 
 /// A queue's deadlines.
 #[derive(Debug, Default)]
 pub struct Schedule {
-    delayed: BTreeMap<(i64, u64), Entry>,
-    delayed_due: IntMap<u64, i64>,
+    /// Delayed messages by due time, each bucket in enqueue order.
+    delayed: BTreeMap<i64, VecDeque<Entry>>,
+    delayed_len: usize,
     delayed_bytes: u64,
     expiries: BTreeSet<(i64, u64)>,
     expiry_of: IntMap<u64, Expiry>,
@@ -57,21 +62,41 @@ impl Schedule {
     /// Holds `entry` back until `due`.
     pub fn delay(&mut self, due: i64, entry: Entry) {
         self.delayed_bytes += entry.message.len() as u64;
-        self.delayed_due.insert(entry.seq, due);
-        self.delayed.insert((due, entry.seq), entry);
+        self.delayed_len += 1;
+        if let Some(e) = self.expiry_of.get_mut(&entry.seq) {
+            e.due = Some(due);
+        }
+        self.delayed.entry(due).or_default().push_back(entry);
     }
 
     /// Takes a delayed message out of the schedule (cancelled, or expired before it was due).
+    /// Knowing its due time (an expiring message's) finds it in its bucket; otherwise (an
+    /// administrator's cancel) every bucket is searched.
     pub fn cancel(&mut self, seq: u64) -> Option<Entry> {
-        let due = self.delayed_due.remove(&seq)?;
-        let entry = self.delayed.remove(&(due, seq))?;
+        let due = match self.expiry_of.get(&seq).and_then(|e| e.due) {
+            Some(due) => due,
+            None => {
+                *self
+                    .delayed
+                    .iter()
+                    .find(|(_, bucket)| bucket.iter().any(|e| e.seq == seq))?
+                    .0
+            }
+        };
+        let bucket = self.delayed.get_mut(&due)?;
+        let i = bucket.iter().position(|e| e.seq == seq)?;
+        let entry = bucket.remove(i)?;
+        if bucket.is_empty() {
+            self.delayed.remove(&due);
+        }
+        self.delayed_len -= 1;
         self.delayed_bytes -= entry.message.len() as u64;
         Some(entry)
     }
 
     /// Delayed messages.
     pub fn delayed_len(&self) -> usize {
-        self.delayed.len()
+        self.delayed_len
     }
 
     /// Encoded bytes of the delayed messages.
@@ -83,32 +108,38 @@ impl Schedule {
     pub fn scheduled(&self, limit: usize) -> Vec<ScheduledInfo> {
         self.delayed
             .iter()
-            .take(limit)
-            .map(|(&(due_ms, id), e)| ScheduledInfo {
-                id,
-                due_ms,
-                bytes: e.message.len(),
+            .flat_map(|(&due_ms, bucket)| {
+                bucket.iter().map(move |e| ScheduledInfo {
+                    id: e.seq,
+                    due_ms,
+                    bytes: e.message.len(),
+                })
             })
+            .take(limit)
             .collect()
     }
 
     /// Drops every delayed message; returns how many.
     pub fn clear_delayed(&mut self) -> usize {
-        let n = self.delayed.len();
-        for seq in self.delayed_due.keys() {
-            if let Some(e) = self.expiry_of.remove(seq) {
-                self.expiries.remove(&(e.at, *seq));
-            }
+        let n = self.delayed_len;
+        let seqs: Vec<u64> = self.delayed.values().flatten().map(|e| e.seq).collect();
+        for seq in seqs {
+            self.forget(seq);
         }
         self.delayed.clear();
-        self.delayed_due.clear();
+        self.delayed_len = 0;
         self.delayed_bytes = 0;
         n
     }
 
     /// Message `seq` expires at `at`; it waits in `group`'s lane (or the ungrouped one).
     pub fn expire_at(&mut self, seq: u64, at: i64, group: Option<GroupId>) {
-        if let Some(old) = self.expiry_of.insert(seq, Expiry { at, group }) {
+        let expiry = Expiry {
+            at,
+            group,
+            due: None,
+        };
+        if let Some(old) = self.expiry_of.insert(seq, expiry) {
             self.expiries.remove(&(old.at, seq));
         }
         self.expiries.insert((at, seq));
@@ -128,6 +159,7 @@ impl Schedule {
     pub fn moved(&mut self, seq: u64, group: Option<GroupId>) {
         if let Some(e) = self.expiry_of.get_mut(&seq) {
             e.group = group;
+            e.due = None;
         }
     }
 
@@ -160,7 +192,7 @@ impl Schedule {
 
     /// The earliest deadline of any kind.
     pub fn next(&self) -> Option<i64> {
-        let delayed = self.delayed.first_key_value().map(|(&(t, _), _)| t);
+        let delayed = self.delayed.first_key_value().map(|(&t, _)| t);
         let expiry = self.expiries.first().map(|&(t, _)| t);
         let visibility = self.visibility.first().map(|&(t, _)| t);
         [delayed, expiry, visibility].into_iter().flatten().min()
@@ -173,11 +205,16 @@ impl Schedule {
             self.expiries.remove(&(at, seq));
             return Some(Due::Expired(seq));
         }
-        if let Some((&(due, seq), _)) = self.delayed.first_key_value().filter(|(k, _)| k.0 <= now) {
-            let entry = self.delayed.remove(&(due, seq))?;
-            self.delayed_due.remove(&seq);
-            self.delayed_bytes -= entry.message.len() as u64;
-            return Some(Due::Delayed(entry));
+        if let Some(mut bucket) = self.delayed.first_entry().filter(|b| *b.key() <= now) {
+            let entry = bucket.get_mut().pop_front();
+            if bucket.get().is_empty() {
+                bucket.remove();
+            }
+            if let Some(entry) = entry {
+                self.delayed_len -= 1;
+                self.delayed_bytes -= entry.message.len() as u64;
+                return Some(Due::Delayed(entry));
+            }
         }
         if let Some(&(deadline, seq)) = self.visibility.first().filter(|&&(t, _)| t <= now) {
             self.visibility.remove(&(deadline, seq));

@@ -460,3 +460,28 @@ fn delay_and_expiry_settings_resolve_per_queue() {
         (0, 0, 0)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delayed_message_that_expires_before_it_is_due_never_becomes_ready() {
+    let mut rig = Rig::new("dead_letter_address = \"dlq\"");
+    rig.attach(1);
+    let send = Send {
+        delay_ms: Some(5_000),
+        ttl_ms: Some(1_000),
+        ..Send::default()
+    };
+    rig.send("too-late", send);
+    rig.send(
+        "kept",
+        Send {
+            delay_ms: Some(5_000),
+            ..Send::default()
+        },
+    );
+    rig.advance(1_000).await;
+    let stats = rig.queue.stats();
+    assert_eq!((stats.delayed, stats.expired), (1, 1));
+    rig.advance(4_000).await;
+    assert_eq!(bodies(&rig.fetch(1, 10)), ["kept"]);
+    assert_eq!(body(&rig.dead_letters()[0]), "too-late");
+}
