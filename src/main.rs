@@ -42,8 +42,8 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
-    /// Manage a running broker through its admin API: list, purge, declare, delete queues;
-    /// list and close connections.
+    /// Manage a running broker through its admin API: list, purge, declare, delete and rewind
+    /// queues; list and cancel scheduled messages; list and close connections.
     Ctl(ctl::CtlArgs),
 }
 

@@ -17,6 +17,7 @@ use crate::broker::{ConnectionEntry, ConsumerInfo, GroupInfo, Queue, RouteError,
 use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
 
 use super::rates::Rate;
+use super::time::rfc3339_ms;
 use super::{AdminState, ApiError};
 
 /// How long a connection task may take to describe itself.
@@ -43,6 +44,10 @@ pub struct QueueView {
     rejected: u64,
     expired: u64,
     dead_lettered: u64,
+    timed_out: u64,
+    cancelled: u64,
+    rewound: u64,
+    retained: usize,
     rates: Rate,
     settings: Value,
 }
@@ -52,6 +57,9 @@ pub struct QueueView {
 pub struct QueueDetail {
     #[serde(flatten)]
     queue: QueueView,
+    /// The earliest time a rewind can go back to (RFC 3339), or null when rewind is off.
+    rewind_earliest: Option<String>,
+    rewind_earliest_ms: Option<i64>,
     consumers_detail: Vec<ConsumerInfo>,
     groups_detail: Vec<GroupInfo>,
 }
@@ -245,7 +253,7 @@ pub async fn close_connection(
     Ok((StatusCode::ACCEPTED, Json(json!({ "closing": entry.id }))).into_response())
 }
 
-fn find_queue(state: &AdminState, name: &str) -> Result<Arc<Queue>, ApiError> {
+pub(super) fn find_queue(state: &AdminState, name: &str) -> Result<Arc<Queue>, ApiError> {
     state.router.get(name).ok_or_else(|| no_queue(name))
 }
 
@@ -282,14 +290,21 @@ fn queue_view(state: &AdminState, queue: &Queue) -> QueueView {
         rejected: s.rejected,
         expired: s.expired,
         dead_lettered: s.dead_lettered,
+        timed_out: s.timed_out,
+        cancelled: s.cancelled,
+        rewound: s.rewound,
+        retained: s.retained,
         rates: state.rates.queue(queue.name()),
         settings: settings_json(queue.settings()),
     }
 }
 
 fn queue_detail(state: &AdminState, queue: &Queue) -> QueueDetail {
+    let earliest = queue.rewind_earliest();
     QueueDetail {
         queue: queue_view(state, queue),
+        rewind_earliest: earliest.map(rfc3339_ms),
+        rewind_earliest_ms: earliest,
         consumers_detail: queue.consumers(),
         groups_detail: queue.groups(),
     }
@@ -334,6 +349,13 @@ fn settings_json(s: &QueueSettings) -> Value {
             GroupBuckets::Off => 0,
             GroupBuckets::Hashed(n) => i64::from(n),
         },
+        "default_delay": s.default_delay,
+        "default_ttl": s.default_ttl,
+        "visibility_timeout": s.visibility_timeout,
+        "dead_letter_address": s.dead_letter_address,
+        "max_delivery_attempts": s.max_delivery_attempts,
+        "rewind_seconds": s.rewind_seconds,
+        "rewind_max_bytes": s.rewind_max_bytes,
     })
 }
 

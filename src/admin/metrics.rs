@@ -13,7 +13,7 @@ use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
 use super::{AdminState, ApiError};
 
 /// Per-queue gauges and counters: (name, help, is_counter).
-const QUEUE_METRICS: [(&str, &str, bool); 13] = [
+const QUEUE_METRICS: [(&str, &str, bool); 17] = [
     (
         "sluice_queue_messages_ready",
         "Messages ready for delivery.",
@@ -58,6 +58,26 @@ const QUEUE_METRICS: [(&str, &str, bool); 13] = [
         "sluice_queue_dead_lettered_total",
         "Messages moved to a dead-letter address.",
         true,
+    ),
+    (
+        "sluice_queue_timed_out_total",
+        "Deliveries taken back when the visibility timeout ran out.",
+        true,
+    ),
+    (
+        "sluice_queue_cancelled_total",
+        "Delayed messages cancelled before they were due.",
+        true,
+    ),
+    (
+        "sluice_queue_rewound_total",
+        "Messages made ready again by a rewind.",
+        true,
+    ),
+    (
+        "sluice_queue_messages_retained",
+        "Consumed messages kept for rewind.",
+        false,
     ),
 ];
 
@@ -134,6 +154,10 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
             s.rejected,
             s.expired,
             s.dead_lettered,
+            s.timed_out,
+            s.cancelled,
+            s.rewound,
+            s.retained as u64,
         ];
         for (family, value) in queue_families.iter().zip(values) {
             family.set(&[queue.name()], value)?;

@@ -9,6 +9,7 @@ mod auth;
 mod console;
 mod metrics;
 mod rates;
+mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,6 +65,12 @@ pub async fn serve(
         )
         .route("/api/queues/{name}/purge", post(api::purge))
         .route("/api/queues/{name}/reset-groups", post(api::reset_groups))
+        .route("/api/queues/{name}/rewind", post(time::rewind))
+        .route("/api/queues/{name}/scheduled", get(time::scheduled))
+        .route(
+            "/api/queues/{name}/scheduled/{id}",
+            delete(time::cancel_scheduled),
+        )
         .route("/api/connections", get(api::connections))
         .route(
             "/api/connections/{id}",

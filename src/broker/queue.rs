@@ -450,12 +450,13 @@ impl Queue {
     }
 
     /// Makes every consumed message still kept for rewind and enqueued at or after `t_ms`
-    /// ready again, in its original order, with delivery-count + 1. Returns how many.
+    /// ready again, in its original order, with delivery-count + 1. Returns how many became
+    /// ready (one that has expired meanwhile is dead-lettered or dropped instead).
     pub fn rewind(&self, t_ms: i64) -> Result<usize, RewindError> {
         let mut st = lock(&self.state);
         let now = now_ms();
         let entries = st.retention.take_from(t_ms, now)?;
-        let n = entries.len();
+        let mut n = 0;
         for mut entry in entries {
             entry.delivery_count = entry.delivery_count.saturating_add(1);
             let at = st.retention.enqueued_at(entry.seq).unwrap_or(now);
@@ -467,6 +468,7 @@ impl Queue {
                 st.schedule.expire_at(entry.seq, expires, None);
             }
             st.stats.rewound += 1;
+            n += 1;
             st.put_back(entry);
         }
         tracing::info!(queue = %self.name, t_ms, messages = n, "queue rewound");

@@ -16,15 +16,16 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Limit on an answer's body; far above what a broker with many thousand queues answers.
 const BODY_LIMIT: u64 = 256 * 1024 * 1024;
 
-/// An HTTP method; a PUT carries a JSON body.
+/// An HTTP method; a PUT carries a JSON body, and so may a POST.
 pub(super) enum Method {
     Get,
     Post,
+    PostJson(String),
     Put(String),
     Delete,
 }
 
-/// A successful answer.
+/// An answer: successful from [`Client::call`], any status from [`Client::send`].
 pub(super) struct Answer {
     pub(super) status: u16,
     pub(super) body: String,
@@ -34,6 +35,16 @@ impl Answer {
     pub(super) fn json(&self) -> Result<Value, Failure> {
         serde_json::from_str(&self.body)
             .map_err(|e| Failure::Failed(format!("the admin API answered with no JSON: {e}")))
+    }
+
+    /// What an error answer means: its status and the API's message.
+    pub(super) fn failure(&self) -> Failure {
+        Failure::Failed(self.error())
+    }
+
+    /// An error answer's status and the API's message, as `sluice ctl` prints them.
+    pub(super) fn error(&self) -> String {
+        format!("{}: {}", self.status, api_error(&self.body))
     }
 }
 
@@ -96,11 +107,24 @@ impl Client {
 
     /// Sends a request to `path`; a 2xx answer is Ok, anything else the API's error.
     pub(super) fn call(&self, method: Method, path: &str) -> Result<Answer, Failure> {
+        let answer = self.send(method, path)?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer);
+        }
+        Err(answer.failure())
+    }
+
+    /// Sends a request to `path`; any answer is Ok, only a failure to get one is not.
+    pub(super) fn send(&self, method: Method, path: &str) -> Result<Answer, Failure> {
         let url = format!("{}{path}", self.base);
         let sent = match method {
             Method::Get => self.authorize(self.agent.get(&url)).call(),
             Method::Delete => self.authorize(self.agent.delete(&url)).call(),
             Method::Post => self.authorize(self.agent.post(&url)).send_empty(),
+            Method::PostJson(body) => self
+                .authorize(self.agent.post(&url))
+                .content_type("application/json")
+                .send(body),
             Method::Put(body) => self
                 .authorize(self.agent.put(&url))
                 .content_type("application/json")
@@ -114,10 +138,7 @@ impl Client {
             .limit(BODY_LIMIT)
             .read_to_string()
             .map_err(|e| self.transport_failure(e))?;
-        if (200..300).contains(&status) {
-            return Ok(Answer { status, body });
-        }
-        Err(Failure::Failed(format!("{status}: {}", api_error(&body))))
+        Ok(Answer { status, body })
     }
 
     fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {

@@ -16,7 +16,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
 use client::{Client, Method};
-use table::{Column, ConnectionColumn, QueueColumn, CONNECTION_DEFAULT, QUEUE_DEFAULT};
+use table::{
+    Column, ConnectionColumn, QueueColumn, CONNECTION_DEFAULT, QUEUE_DEFAULT, SCHEDULED_COLUMNS,
+};
 
 /// Arguments of `sluice ctl`.
 #[derive(Debug, Args)]
@@ -26,7 +28,8 @@ Exit status: 0 done; 1 the broker was not reachable or refused (its error is pri
 Examples:
   sluice ctl list-queues --columns name,ready,unacked,deliver_rate
   sluice ctl --admin http://10.0.0.5:8672 --user ops purge orders
-  sluice ctl declare orders --set group_key=JMSXGroupID --set max_message_size=1048576")]
+  sluice ctl declare orders --set group_key=JMSXGroupID --set max_message_size=1048576
+  sluice ctl rewind orders --to 2026-11-23T17:20:00Z")]
 pub struct CtlArgs {
     /// Base URL of the admin API [env: SLUICE_ADMIN] [default: http://127.0.0.1:8672].
     #[arg(long, value_name = "URL", global = true)]
@@ -89,6 +92,42 @@ enum Verb {
         /// (`key='"123"'` for a string of digits).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
         settings: Vec<(String, Value)>,
+    },
+    /// Make the consumed messages enqueued since a time ready again (needs rewind_seconds).
+    ///
+    /// Every message the queue still keeps for rewind that was enqueued at or after `--to`
+    /// becomes ready again, in its original order, with its delivery-count + 1. A time before
+    /// the queue's window (rewind_seconds, bounded by rewind_max_bytes) is refused with the
+    /// earliest time that can be served.
+    Rewind {
+        /// The queue's name.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        queue: String,
+        /// An RFC 3339 time such as `2026-11-23T17:20:00Z` (UTC when it has no offset), or seconds
+        /// since the Unix epoch such as `1763918400` or `1763918400.5`.
+        #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
+        to: Value,
+    },
+    /// List a queue's delayed messages as a table (or JSON), earliest due first.
+    ListScheduled {
+        /// The queue's name.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        queue: String,
+        /// How many to list at most.
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// `table`, or `json` for the API's array as it is.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Cancel a delayed message before it is due: it is dropped.
+    CancelScheduled {
+        /// The queue's name.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        queue: String,
+        /// The message's id, as list-scheduled shows it.
+        id: u64,
     },
     /// Close an AMQP connection (with amqp:connection:forced).
     CloseConnection {
@@ -181,6 +220,46 @@ fn execute(client: &Client, verb: &Verb) -> Result<String, Failure> {
                 format!("{queue} already exists with these settings\n")
             })
         }
+        Verb::Rewind { queue, to } => {
+            let body = serde_json::json!({ "to": to }).to_string();
+            let path = format!("/api/queues/{}/rewind", encode_segment(queue));
+            let answer = client.send(Method::PostJson(body), &path)?;
+            if !(200..300).contains(&answer.status) {
+                let earliest = answer.json().ok().and_then(|error| {
+                    error
+                        .get("earliest")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+                return Err(match earliest {
+                    // The API's message, then the earliest time on a line of its own for scripts.
+                    Some(earliest) => Failure::Failed(format!(
+                        "{}\nsluice ctl: earliest: {earliest}",
+                        answer.error()
+                    )),
+                    None => answer.failure(),
+                });
+            }
+            let rewound = count(&answer.json()?, "rewound");
+            Ok(format!("rewound {} of {queue}\n", messages(rewound)))
+        }
+        Verb::ListScheduled {
+            queue,
+            limit,
+            format,
+        } => {
+            let path = format!(
+                "/api/queues/{}/scheduled?limit={limit}",
+                encode_segment(queue)
+            );
+            let body = client.call(Method::Get, &path)?.body;
+            list(&body, *format, &[], &SCHEDULED_COLUMNS)
+        }
+        Verb::CancelScheduled { queue, id } => {
+            let path = format!("/api/queues/{}/scheduled/{id}", encode_segment(queue));
+            client.call(Method::Delete, &path)?;
+            Ok(format!("cancelled scheduled message {id} of {queue}\n"))
+        }
         Verb::CloseConnection { id } => {
             client.call(Method::Delete, &format!("/api/connections/{id}"))?;
             Ok(format!("closing connection {id}\n"))
@@ -240,6 +319,22 @@ fn parse_setting(arg: &str) -> Result<(String, Value), String> {
     Ok((key.to_owned(), value))
 }
 
+/// `--to` of `rewind`: epoch seconds become a JSON number, anything else goes as a string
+/// for the broker to read as RFC 3339 (one parser, the broker's, decides what is a time).
+fn parse_time(arg: &str) -> Result<Value, String> {
+    let arg = arg.trim();
+    if arg.is_empty() {
+        return Err("expected an RFC 3339 time or seconds since the Unix epoch".to_owned());
+    }
+    if let Ok(seconds) = arg.parse::<i64>() {
+        return Ok(Value::from(seconds));
+    }
+    match arg.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() => Ok(Value::from(seconds)),
+        _ => Ok(Value::from(arg)),
+    }
+}
+
 /// Percent-encodes one path segment: unreserved characters (RFC 3986) stay, every other byte
 /// of the UTF-8 becomes `%XX`.
 fn encode_segment(segment: &str) -> String {
@@ -266,6 +361,20 @@ mod tests {
         assert_eq!(encode_segment("orders/eu"), "orders%2Feu");
         assert_eq!(encode_segment("a b?c#d%e"), "a%20b%3Fc%23d%25e");
         assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn rewind_times_are_numbers_or_strings() {
+        let parsed = |s| parse_time(s).unwrap();
+        assert_eq!(parsed("1763918400"), json!(1763918400));
+        assert_eq!(parsed("1763918400.5"), json!(1763918400.5));
+        assert_eq!(parsed("-1"), json!(-1));
+        assert_eq!(
+            parsed(" 2026-11-23T17:20:00Z "),
+            json!("2026-11-23T17:20:00Z")
+        );
+        assert_eq!(parsed("inf"), json!("inf"));
+        assert!(parse_time(" ").is_err());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub(super) enum QueueColumn {
     Rejected,
     Expired,
     DeadLettered,
+    TimedOut,
+    Cancelled,
+    Rewound,
+    Retained,
     EnqueueRate,
     DeliverRate,
     AckRate,
@@ -43,6 +47,15 @@ pub(super) enum ConnectionColumn {
     Links,
     BytesIn,
     BytesOut,
+}
+
+/// A column of `list-scheduled`: a field of the objects of `GET /api/queues/{name}/scheduled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub(super) enum ScheduledColumn {
+    Id,
+    Due,
+    Bytes,
 }
 
 /// What a table needs of a column type.
@@ -89,6 +102,12 @@ impl Column for ConnectionColumn {
     }
 }
 
+impl Column for ScheduledColumn {
+    fn numeric(self) -> bool {
+        !matches!(self, ScheduledColumn::Due)
+    }
+}
+
 pub(super) const QUEUE_DEFAULT: [QueueColumn; 4] = [
     QueueColumn::Name,
     QueueColumn::Ready,
@@ -103,6 +122,12 @@ pub(super) const CONNECTION_DEFAULT: [ConnectionColumn; 6] = [
     ConnectionColumn::ContainerId,
     ConnectionColumn::Sessions,
     ConnectionColumn::Links,
+];
+
+pub(super) const SCHEDULED_COLUMNS: [ScheduledColumn; 3] = [
+    ScheduledColumn::Id,
+    ScheduledColumn::Due,
+    ScheduledColumn::Bytes,
 ];
 
 /// An aligned text table: a header row, one row per object, numbers right-aligned, two
@@ -175,5 +200,18 @@ mod tests {
              a        1234        0       0.0  -\n"
         );
         assert_eq!(table(&[], &columns[..2]), "name  ready\n");
+    }
+
+    #[test]
+    fn scheduled_messages_show_id_due_and_bytes() {
+        let rows = [json!({
+            "id": 1042, "due": "2026-11-23T17:21:00.000Z", "due_ms": 1763918460000_i64,
+            "bytes": 212
+        })];
+        assert_eq!(
+            table(&rows, &SCHEDULED_COLUMNS),
+            "  id  due                       bytes\n\
+             1042  2026-11-23T17:21:00.000Z    212\n"
+        );
     }
 }
