@@ -13,13 +13,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-static BASE: OnceLock<(i64, std::time::Instant)> = OnceLock::new();
+static BASE: OnceLock<(i128, std::time::Instant)> = OnceLock::new();
 
-fn base() -> (i64, Instant) {
+/// The wall clock in nanoseconds since the epoch at a real instant. Kept in nanoseconds, so
+/// `now_ms` rounds down once, as a client reading the system clock in milliseconds does.
+fn base() -> (i128, Instant) {
     let (epoch, at) = *BASE.get_or_init(|| {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
         (epoch, std::time::Instant::now())
     });
     (epoch, Instant::from_std(at))
@@ -35,8 +37,8 @@ pub fn now_ms() -> i64 {
         Some(ahead) => i128::try_from(ahead.as_nanos()).unwrap_or(i128::MAX),
         None => -i128::try_from(at.duration_since(now).as_nanos()).unwrap_or(i128::MAX),
     };
-    let millis = i64::try_from(nanos.div_euclid(1_000_000)).unwrap_or(i64::MAX);
-    epoch.saturating_add(millis)
+    let millis = epoch.saturating_add(nanos).div_euclid(1_000_000);
+    i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
 /// The tokio instant at which the clock reads `ms` (now, if that is past).

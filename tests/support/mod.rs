@@ -7,3 +7,4 @@ pub mod groups;
 pub mod http;
 pub mod proton;
 pub mod raw;
+pub mod time;
