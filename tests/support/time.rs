@@ -312,3 +312,25 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let since = at.duration_since(UNIX_EPOCH).ok()?;
     i64::try_from(since.as_millis()).ok()
 }
+
+/// How much earlier than its due time a message may arrive: the broker reads its clock in
+/// whole milliseconds, and a wall-clock due time (`x-opt-delivery-time`) is compared with a
+/// clock that may differ from the test's by a few.
+pub const EARLY: Duration = Duration::from_millis(20);
+/// How much later than its due time a message must have arrived.
+pub const LATE: Duration = Duration::from_secs(1);
+
+/// Checks that something due `delay` after `start` happened in time: not before, and at most
+/// [`LATE`] after.
+#[track_caller]
+pub fn assert_due(start: Instant, delay: Duration, what: &str) {
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed + EARLY >= delay,
+        "{what} came after {elapsed:?}, before its delay of {delay:?}"
+    );
+    assert!(
+        elapsed <= delay + LATE,
+        "{what} came after {elapsed:?}, more than {LATE:?} past its delay of {delay:?}"
+    );
+}
