@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod consumer;
 pub mod dead_letter;
+pub mod delayed;
 mod dispatch;
 pub mod groups;
 mod lifecycle;

@@ -1,17 +1,16 @@
 //! What a queue must do at a given time (DESIGN.md §3): delayed messages becoming ready,
 //! messages expiring, and acquired messages whose visibility timeout runs out.
 //!
-//! Delayed messages wait in buckets, one per due millisecond, in an ordered map: scheduling is
-//! a lookup among the distinct due times plus an append, firing pops from the front, and a
-//! million messages due within a minute share sixty thousand buckets, so the cost per message
-//! stays flat. Expiry and visibility deadlines are ordered sets keyed by (time, sequence
-//! number): O(log n) per message. The queue's one timer only ever sleeps until
-//! [`Schedule::next`]; nothing here runs on its own.
+//! Delayed messages wait in [`Delayed`], built so that a million cost each what a thousand
+//! do. Expiry and visibility deadlines are ordered sets keyed by (time, sequence number):
+//! O(log n) per message. The queue's one timer only ever sleeps until [`Schedule::next`];
+//! nothing here runs on its own.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use crate::int_map::IntMap;
 
+use super::delayed::Delayed;
 use super::groups::GroupId;
 use super::queue::Entry;
 
@@ -49,10 +48,7 @@ struct Expiry {
 /// A queue's deadlines.
 #[derive(Debug, Default)]
 pub struct Schedule {
-    /// Delayed messages by due time, each bucket in enqueue order.
-    delayed: BTreeMap<i64, VecDeque<Entry>>,
-    delayed_len: usize,
-    delayed_bytes: u64,
+    delayed: Delayed,
     expiries: BTreeSet<(i64, u64)>,
     expiry_of: IntMap<u64, Expiry>,
     visibility: BTreeSet<(i64, u64)>,
@@ -61,75 +57,40 @@ pub struct Schedule {
 impl Schedule {
     /// Holds `entry` back until `due`.
     pub fn delay(&mut self, due: i64, entry: Entry) {
-        self.delayed_bytes += entry.message.len() as u64;
-        self.delayed_len += 1;
         if let Some(e) = self.expiry_of.get_mut(&entry.seq) {
             e.due = Some(due);
         }
-        self.delayed.entry(due).or_default().push_back(entry);
+        self.delayed.push(due, entry);
     }
 
     /// Takes a delayed message out of the schedule (cancelled, or expired before it was due).
-    /// Knowing its due time (an expiring message's) finds it in its bucket; otherwise (an
-    /// administrator's cancel) every bucket is searched.
     pub fn cancel(&mut self, seq: u64) -> Option<Entry> {
-        let due = match self.expiry_of.get(&seq).and_then(|e| e.due) {
-            Some(due) => due,
-            None => {
-                *self
-                    .delayed
-                    .iter()
-                    .find(|(_, bucket)| bucket.iter().any(|e| e.seq == seq))?
-                    .0
-            }
-        };
-        let bucket = self.delayed.get_mut(&due)?;
-        let i = bucket.iter().position(|e| e.seq == seq)?;
-        let entry = bucket.remove(i)?;
-        if bucket.is_empty() {
-            self.delayed.remove(&due);
-        }
-        self.delayed_len -= 1;
-        self.delayed_bytes -= entry.message.len() as u64;
-        Some(entry)
+        let due = self.expiry_of.get(&seq).and_then(|e| e.due);
+        self.delayed.remove(seq, due)
     }
 
     /// Delayed messages.
     pub fn delayed_len(&self) -> usize {
-        self.delayed_len
+        self.delayed.len()
     }
 
     /// Encoded bytes of the delayed messages.
     pub fn delayed_bytes(&self) -> u64 {
-        self.delayed_bytes
+        self.delayed.bytes()
     }
 
     /// The first `limit` delayed messages, earliest due first.
     pub fn scheduled(&self, limit: usize) -> Vec<ScheduledInfo> {
-        self.delayed
-            .iter()
-            .flat_map(|(&due_ms, bucket)| {
-                bucket.iter().map(move |e| ScheduledInfo {
-                    id: e.seq,
-                    due_ms,
-                    bytes: e.message.len(),
-                })
-            })
-            .take(limit)
-            .collect()
+        self.delayed.list(limit)
     }
 
     /// Drops every delayed message; returns how many.
     pub fn clear_delayed(&mut self) -> usize {
-        let n = self.delayed_len;
-        let seqs: Vec<u64> = self.delayed.values().flatten().map(|e| e.seq).collect();
-        for seq in seqs {
+        let seqs = self.delayed.clear();
+        for &seq in &seqs {
             self.forget(seq);
         }
-        self.delayed.clear();
-        self.delayed_len = 0;
-        self.delayed_bytes = 0;
-        n
+        seqs.len()
     }
 
     /// Message `seq` expires at `at`; it waits in `group`'s lane (or the ungrouped one).
@@ -192,7 +153,7 @@ impl Schedule {
 
     /// The earliest deadline of any kind.
     pub fn next(&self) -> Option<i64> {
-        let delayed = self.delayed.first_key_value().map(|(&t, _)| t);
+        let delayed = self.delayed.next_due();
         let expiry = self.expiries.first().map(|&(t, _)| t);
         let visibility = self.visibility.first().map(|&(t, _)| t);
         [delayed, expiry, visibility].into_iter().flatten().min()
@@ -205,16 +166,8 @@ impl Schedule {
             self.expiries.remove(&(at, seq));
             return Some(Due::Expired(seq));
         }
-        if let Some(mut bucket) = self.delayed.first_entry().filter(|b| *b.key() <= now) {
-            let entry = bucket.get_mut().pop_front();
-            if bucket.get().is_empty() {
-                bucket.remove();
-            }
-            if let Some(entry) = entry {
-                self.delayed_len -= 1;
-                self.delayed_bytes -= entry.message.len() as u64;
-                return Some(Due::Delayed(entry));
-            }
+        if let Some(entry) = self.delayed.pop_due(now) {
+            return Some(Due::Delayed(entry));
         }
         if let Some(&(deadline, seq)) = self.visibility.first().filter(|&&(t, _)| t <= now) {
             self.visibility.remove(&(deadline, seq));
