@@ -50,3 +50,32 @@ pub fn instant_at(ms: i64) -> Instant {
         Err(_) => now,
     }
 }
+
+/// The time, read at most once and only when needed: most operations on most messages never
+/// look at the clock, and reading it costs more than the rest of a dispatch.
+#[derive(Debug, Default)]
+pub struct Now(std::cell::Cell<Option<i64>>);
+
+impl Now {
+    /// A time that is read from the clock on first use.
+    pub fn lazy() -> Now {
+        Now::default()
+    }
+
+    /// A time fixed at `ms`.
+    pub fn at(ms: i64) -> Now {
+        Now(std::cell::Cell::new(Some(ms)))
+    }
+
+    /// The time, in ms since the Unix epoch.
+    pub fn get(&self) -> i64 {
+        match self.0.get() {
+            Some(ms) => ms,
+            None => {
+                let ms = now_ms();
+                self.0.set(Some(ms));
+                ms
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 use crate::config::QueueSettings;
 use crate::message::Message;
 
+use super::clock::Now;
 use super::consumer::ConsumerId;
 use super::dead_letter::{self, DeadReason};
 use super::groups::closes_group;
@@ -53,7 +54,7 @@ impl State {
         seq: u64,
         outcome: Outcome,
         queue: &str,
-        now: i64,
+        now: &Now,
     ) {
         match self.acquired.get(&seq) {
             Some(a) if a.consumer == consumer => {}
@@ -78,7 +79,9 @@ impl State {
             Outcome::Accepted => {
                 self.stats.acked += 1;
                 self.schedule.forget(seq);
-                self.retention.keep(entry, now);
+                if self.retention.is_on() {
+                    self.retention.keep(entry, now.get());
+                }
                 None
             }
             Outcome::Rejected {
@@ -122,7 +125,7 @@ impl State {
 
     /// A message coming back from a consumer: to the queue, or, past its delivery attempts or
     /// its expiry, to the dead-letter address.
-    fn returning(&mut self, entry: Entry, queue: &str, now: i64) -> Option<Entry> {
+    fn returning(&mut self, entry: Entry, queue: &str, now: &Now) -> Option<Entry> {
         self.stats.returned += 1;
         let max = self.settings.max_delivery_attempts;
         if max > 0 && entry.delivery_count >= max {
@@ -130,7 +133,11 @@ impl State {
             self.dead_letter(entry, DeadReason::DeliveryLimit, queue, now);
             return None;
         }
-        if self.schedule.expiry(entry.seq).is_some_and(|at| at <= now) {
+        if self
+            .schedule
+            .expiry(entry.seq)
+            .is_some_and(|at| at <= now.get())
+        {
             self.expire(entry, queue, now);
             return None;
         }
@@ -139,7 +146,7 @@ impl State {
 
     /// The message `seq` expired: wherever it waits, it leaves the queue. One out with a
     /// consumer is dealt with when it comes back (it may yet be accepted).
-    pub(super) fn expire_seq(&mut self, seq: u64, queue: &str, now: i64) {
+    pub(super) fn expire_seq(&mut self, seq: u64, queue: &str, now: &Now) {
         if self.acquired.contains_key(&seq) {
             return;
         }
@@ -158,7 +165,7 @@ impl State {
 
     /// An expired message: dead-lettered when the queue has an address for it, else dropped;
     /// counted either way.
-    pub(super) fn expire(&mut self, entry: Entry, queue: &str, now: i64) {
+    pub(super) fn expire(&mut self, entry: Entry, queue: &str, now: &Now) {
         self.stats.expired += 1;
         self.schedule.forget(entry.seq);
         self.dead_letter(entry, DeadReason::Expired, queue, now);
@@ -166,19 +173,19 @@ impl State {
 
     /// Queues `entry` for the dead-letter address, annotated with why; without an address the
     /// message is dropped (the caller counted it).
-    fn dead_letter(&mut self, entry: Entry, why: DeadReason, queue: &str, now: i64) {
+    fn dead_letter(&mut self, entry: Entry, why: DeadReason, queue: &str, now: &Now) {
         if self.settings.dead_letter_address.is_none() {
             return;
         }
         self.stats.dead_lettered += 1;
         self.dead
-            .push(dead_letter::annotate(&entry, &why, queue, now));
+            .push(dead_letter::annotate(&entry, &why, queue, now.get()));
     }
 }
 
 /// When `message` becomes ready: its delivery time, its delay after `now`, or the queue's
 /// default delay; None for at once.
-pub(super) fn due_of(message: &Message, now: i64, settings: &QueueSettings) -> Option<i64> {
+pub(super) fn due_of(message: &Message, now: &Now, settings: &QueueSettings) -> Option<i64> {
     if let Some(t) = message.delivery_time_ms() {
         return Some(t);
     }
@@ -186,19 +193,19 @@ pub(super) fn due_of(message: &Message, now: i64, settings: &QueueSettings) -> O
         return Some(t);
     }
     if let Some(delay) = message.delivery_delay_ms() {
-        return Some(now.saturating_add(delay.max(0)));
+        return Some(now.get().saturating_add(delay.max(0)));
     }
     let default = i64::try_from(settings.default_delay).unwrap_or(i64::MAX);
-    (default > 0).then(|| now.saturating_add(default))
+    (default > 0).then(|| now.get().saturating_add(default))
 }
 
 /// When `message`, which arrived at `arrived`, expires: the earlier of its header ttl and its
 /// absolute-expiry-time, else the queue's default ttl; None for never.
-pub(super) fn expiry_of(message: &Message, arrived: i64, settings: &QueueSettings) -> Option<i64> {
+pub(super) fn expiry_of(message: &Message, arrived: &Now, settings: &QueueSettings) -> Option<i64> {
     let ttl = message
         .header()
         .ttl_ms
-        .map(|ttl| arrived.saturating_add(i64::from(ttl)));
+        .map(|ttl| arrived.get().saturating_add(i64::from(ttl)));
     let absolute = message.absolute_expiry_time_ms().filter(|&t| t > 0);
     match (ttl, absolute) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -207,7 +214,7 @@ pub(super) fn expiry_of(message: &Message, arrived: i64, settings: &QueueSetting
 }
 
 /// When a message that arrived at `arrived` expires by the queue's `default_ttl` alone.
-pub(super) fn default_expiry(arrived: i64, settings: &QueueSettings) -> Option<i64> {
+pub(super) fn default_expiry(arrived: &Now, settings: &QueueSettings) -> Option<i64> {
     let default = i64::try_from(settings.default_ttl).unwrap_or(i64::MAX);
-    (default > 0).then(|| arrived.saturating_add(default))
+    (default > 0).then(|| arrived.get().saturating_add(default))
 }

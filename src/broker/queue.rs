@@ -12,7 +12,7 @@ use crate::config::QueueSettings;
 use crate::int_map::IntMap;
 use crate::message::Message;
 
-use super::clock::now_ms;
+use super::clock::{now_ms, Now};
 use super::consumer::{lock, ConsumerId, OutItem, Outbox};
 use super::groups::{GroupId, GroupInfo, GroupTable, Ticket};
 use super::lifecycle::{default_expiry, due_of, expiry_of};
@@ -275,33 +275,35 @@ impl Queue {
 
     fn enqueue_as(&self, messages: impl IntoIterator<Item = Message>, dead_letters: bool) {
         let mut st = lock(&self.state);
-        let now = now_ms();
+        let now = Now::lazy();
         for message in messages {
             st.stats.enqueued += 1;
             let seq = st.next_seq;
             st.next_seq += 1;
             let entry = Entry::new(seq, message);
             let expires = if dead_letters {
-                default_expiry(now, &self.settings)
+                default_expiry(&now, &self.settings)
             } else {
-                expiry_of(&entry.message, now, &self.settings)
+                expiry_of(&entry.message, &now, &self.settings)
             };
-            if expires.is_some_and(|at| at <= now) {
-                st.expire(entry, &self.name, now);
+            if expires.is_some_and(|at| at <= now.get()) {
+                st.expire(entry, &self.name, &now);
                 continue;
             }
             let due = (!dead_letters)
-                .then(|| due_of(&entry.message, now, &self.settings))
+                .then(|| due_of(&entry.message, &now, &self.settings))
                 .flatten();
             match due {
-                Some(due) if due > now => {
+                Some(due) if due > now.get() => {
                     if let Some(at) = expires {
                         st.schedule.expire_at(seq, at, None);
                     }
                     st.schedule.delay(due, entry);
                 }
                 _ => {
-                    st.retention.enqueued(seq, now);
+                    if st.retention.is_on() {
+                        st.retention.enqueued(seq, now.get());
+                    }
                     if let Some(at) = expires {
                         st.schedule.expire_at(seq, at, None);
                     }
@@ -346,9 +348,9 @@ impl Queue {
     /// ignored, so a late or repeated settlement can never settle a message twice.
     pub fn settle(&self, consumer: ConsumerId, outcomes: impl IntoIterator<Item = (u64, Outcome)>) {
         let mut st = lock(&self.state);
-        let now = now_ms();
+        let now = Now::lazy();
         for (seq, outcome) in outcomes {
-            st.settle_one(consumer, seq, outcome, &self.name, now);
+            st.settle_one(consumer, seq, outcome, &self.name, &now);
         }
         self.finish(st);
     }
@@ -382,7 +384,7 @@ impl Queue {
             .map(|(seq, _)| *seq)
             .collect();
         held.sort_unstable();
-        let now = now_ms();
+        let now = Now::lazy();
         for seq in held {
             let outcome = if unsent.contains(&seq) {
                 Outcome::Released
@@ -392,7 +394,7 @@ impl Queue {
                     undeliverable_here: false,
                 }
             };
-            st.settle_one(consumer, seq, outcome, &self.name, now);
+            st.settle_one(consumer, seq, outcome, &self.name, &now);
         }
         st.groups.release_consumer(consumer);
         self.finish(st);
@@ -405,6 +407,7 @@ impl Queue {
     pub fn tick(&self) -> Option<i64> {
         let mut st = lock(&self.state);
         let now = now_ms();
+        let at = Now::at(now);
         while let Some(due) = st.schedule.pop_due(now) {
             match due {
                 Due::Delayed(mut entry) => {
@@ -415,7 +418,7 @@ impl Queue {
                     st.retention.enqueued(seq, now);
                     st.make_ready(entry);
                 }
-                Due::Expired(seq) => st.expire_seq(seq, &self.name, now),
+                Due::Expired(seq) => st.expire_seq(seq, &self.name, &at),
                 Due::Invisible(seq, deadline) => {
                     let Some(a) = st.acquired.get(&seq) else {
                         continue;
@@ -437,7 +440,7 @@ impl Queue {
                         delivery_failed: true,
                         undeliverable_here: false,
                     };
-                    st.settle_one(consumer, seq, outcome, &self.name, now);
+                    st.settle_one(consumer, seq, outcome, &self.name, &at);
                 }
             }
         }
@@ -459,10 +462,10 @@ impl Queue {
         let mut n = 0;
         for mut entry in entries {
             entry.delivery_count = entry.delivery_count.saturating_add(1);
-            let at = st.retention.enqueued_at(entry.seq).unwrap_or(now);
-            if let Some(expires) = expiry_of(&entry.message, at, &self.settings) {
+            let at = Now::at(st.retention.enqueued_at(entry.seq).unwrap_or(now));
+            if let Some(expires) = expiry_of(&entry.message, &at, &self.settings) {
                 if expires <= now {
-                    st.expire(entry, &self.name, now);
+                    st.expire(entry, &self.name, &Now::at(now));
                     continue;
                 }
                 st.schedule.expire_at(entry.seq, expires, None);

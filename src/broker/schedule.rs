@@ -108,6 +108,9 @@ impl Schedule {
 
     /// When message `seq` expires, if it does.
     pub fn expiry(&self, seq: u64) -> Option<i64> {
+        if self.expiry_of.is_empty() {
+            return None;
+        }
         self.expiry_of.get(&seq).map(|e| e.at)
     }
 
@@ -118,6 +121,10 @@ impl Schedule {
 
     /// Message `seq`, which expires, now waits in `group`'s lane.
     pub fn moved(&mut self, seq: u64, group: Option<GroupId>) {
+        // Most queues expire nothing: skip even the hash of the lookup.
+        if self.expiry_of.is_empty() {
+            return;
+        }
         if let Some(e) = self.expiry_of.get_mut(&seq) {
             e.group = group;
             e.due = None;
@@ -136,6 +143,9 @@ impl Schedule {
 
     /// Message `seq` is gone (consumed, dead-lettered, dropped): forget its expiry.
     pub fn forget(&mut self, seq: u64) {
+        if self.expiry_of.is_empty() {
+            return;
+        }
         if let Some(e) = self.expiry_of.remove(&seq) {
             self.expiries.remove(&(e.at, seq));
         }
