@@ -14,7 +14,6 @@ use fe2o3_amqp::types::messaging::{Message, MessageAnnotations, Properties};
 use fe2o3_amqp::types::primitives::{Symbol, Value as AmqpValue};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use serde_json::{json, Value};
-use sluice::config::User;
 use sluice::BrokerHandle;
 use support::broker::{start, test_config};
 use support::http::{get_json, request};
@@ -846,18 +845,7 @@ async fn metrics_count_timeouts_cancels_rewinds_and_retained_messages() {
 #[tokio::test]
 async fn with_users_configured_only_admins_may_call_the_api() {
     let mut config = test_config();
-    config.users = vec![
-        User {
-            name: "ops".into(),
-            password: "pw".into(),
-            roles: vec!["admin".into()],
-        },
-        User {
-            name: "app".into(),
-            password: "pw".into(),
-            roles: vec![],
-        },
-    ];
+    config.users = support::broker::ops_and_app_users("pw", "pw");
     let (broker, _url) = start(config).await;
     let admin = broker.admin_addr().unwrap();
     let basic = |user: &str, pw: &str| {

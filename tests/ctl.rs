@@ -13,7 +13,6 @@ use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::types::messaging::{Message, MessageAnnotations};
 use fe2o3_amqp::types::primitives::{Symbol, Value as AmqpValue};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use sluice::config::User;
 use sluice::BrokerHandle;
 use support::broker::{assert_closed_with_connection_forced, start, test_config};
 use support::groups::{grouped, Client, Q};
@@ -740,18 +739,7 @@ async fn bad_usage_exits_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_comes_from_flags_or_the_environment() {
     let mut config = test_config();
-    config.users = vec![
-        User {
-            name: "ops".into(),
-            password: "s3cret".into(),
-            roles: vec!["admin".into()],
-        },
-        User {
-            name: "app".into(),
-            password: "app".into(),
-            roles: vec![],
-        },
-    ];
+    config.users = support::broker::ops_and_app_users("s3cret", "app");
     let (broker, _url) = start(config).await;
     let header = "name  ready  unacked  consumers\n";
 

@@ -13,37 +13,35 @@ use super::queue::{Acquired, Entry, Outcome, State};
 
 impl State {
     /// Puts a message that has become ready into its lane: its group's, or the ungrouped one.
-    pub(super) fn make_ready(&mut self, mut entry: Entry) {
-        let seq = entry.seq;
-        entry.group = self.groups.group_of(&entry.message);
-        let group = entry.group;
-        let ungrouped = match group {
-            Some(g) => self.groups.push_new(g, entry),
-            None => Some(entry),
-        };
-        let placed_in = if let Some(entry) = ungrouped {
-            self.ready.push_new(entry);
-            None
-        } else {
-            group
-        };
-        self.schedule.moved(seq, placed_in);
+    pub(super) fn make_ready(&mut self, entry: Entry) {
+        self.place(entry, false);
     }
 
     /// Puts a consumed message back at its original position (a rewind).
-    pub(super) fn put_back(&mut self, mut entry: Entry) {
+    pub(super) fn put_back(&mut self, entry: Entry) {
+        self.place(entry, true);
+    }
+
+    /// Places `entry` at the tail of its lane, or at its original position when `back`.
+    fn place(&mut self, mut entry: Entry, back: bool) {
         let seq = entry.seq;
         entry.group = self.groups.group_of(&entry.message);
         let group = entry.group;
-        let ungrouped = match group {
-            Some(g) => self.groups.push_back(g, entry),
-            None => Some(entry),
+        let ungrouped = match (group, back) {
+            (Some(g), false) => self.groups.push_new(g, entry),
+            (Some(g), true) => self.groups.push_back(g, entry),
+            (None, _) => Some(entry),
         };
-        let placed_in = if let Some(entry) = ungrouped {
-            self.ready.push_returned(entry);
-            None
-        } else {
-            group
+        let placed_in = match ungrouped {
+            Some(entry) if back => {
+                self.ready.push_returned(entry);
+                None
+            }
+            Some(entry) => {
+                self.ready.push_new(entry);
+                None
+            }
+            None => group,
         };
         self.schedule.moved(seq, placed_in);
     }

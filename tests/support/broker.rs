@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sluice::config::User;
 use sluice::{Broker, BrokerHandle, Config};
 
 /// A config listening on ephemeral loopback ports (AMQP and admin), otherwise the embedded
@@ -13,6 +14,34 @@ pub fn test_config() -> Config {
     };
     config.admin.listen = "127.0.0.1:0".parse().expect("loopback address");
     config
+}
+
+/// Starts a broker whose configuration is `toml` (usually `[queues.*]` tables), on ephemeral
+/// loopback ports like [`test_config`].
+pub async fn start_with_toml(toml: &str) -> BrokerHandle {
+    let config = Config::from_toml(toml, "test.toml").expect("valid test config");
+    let config = Config {
+        listen: test_config().listen,
+        admin: test_config().admin,
+        ..config
+    };
+    start(config).await.0
+}
+
+/// Two accounts: `ops` with the admin role and `app` without, with these passwords.
+pub fn ops_and_app_users(ops_password: &str, app_password: &str) -> Vec<User> {
+    vec![
+        User {
+            name: "ops".into(),
+            password: ops_password.into(),
+            roles: vec!["admin".into()],
+        },
+        User {
+            name: "app".into(),
+            password: app_password.into(),
+            roles: vec![],
+        },
+    ]
 }
 
 /// Starts a broker with `config`; returns it and its `amqp://` URL.

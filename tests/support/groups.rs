@@ -11,9 +11,7 @@ use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Message, Properties};
 use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use sluice::{BrokerHandle, Config};
-
-use super::broker::{start, test_config};
+use sluice::BrokerHandle;
 
 /// How long a test waits for something that must happen.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -29,13 +27,7 @@ pub type Msg = Message<AmqpValue<String>>;
 
 /// Starts a broker on an ephemeral loopback port with `queue_toml` as its configuration.
 pub async fn broker(queue_toml: &str) -> BrokerHandle {
-    let config = Config::from_toml(queue_toml, "test.toml").expect("valid test config");
-    let config = Config {
-        listen: test_config().listen,
-        admin: test_config().admin,
-        ..config
-    };
-    start(config).await.0
+    super::broker::start_with_toml(queue_toml).await
 }
 
 /// One connection with one session: a sender to [`Q`], and receivers added on demand. All

@@ -18,10 +18,9 @@ use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use fe2o3_amqp_types::definitions::{Handle, ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp_types::messaging::{DeliveryState, Source, Target, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Disposition, Flow, Performative};
-use sluice::{BrokerHandle, Config, QueueStats};
+use sluice::{BrokerHandle, QueueStats};
 use tokio::time::Instant;
 
-use super::broker::{start, test_config};
 use super::http::{request, Answer};
 
 /// How long a test waits for something that must happen (only a failing test waits this long).
@@ -35,13 +34,7 @@ pub type Msg = Message<AmqpValue<String>>;
 /// Starts a broker on ephemeral loopback ports (AMQP and admin) with `queues_toml` (its
 /// `[queues.*]` tables) as configuration.
 pub async fn broker(queues_toml: &str) -> BrokerHandle {
-    let config = Config::from_toml(queues_toml, "time-test.toml").expect("valid test config");
-    let config = Config {
-        listen: test_config().listen,
-        admin: test_config().admin,
-        ..config
-    };
-    start(config).await.0
+    super::broker::start_with_toml(queues_toml).await
 }
 
 /// Now, in milliseconds since the Unix epoch (the wall clock message times are written in).
