@@ -544,6 +544,7 @@ impl Queue {
             st.ready.clear() + st.groups.purge() + st.schedule.clear_delayed() + st.acquired.len();
         st.acquired.clear();
         st.schedule = Schedule::default();
+        st.retention = Retention::new(0, 0);
         for c in std::mem::take(&mut st.consumers) {
             c.outbox.drain_all();
             c.outbox.push(OutItem::QueueDeleted);

@@ -111,7 +111,10 @@ impl Retention {
         if t < earliest_ms {
             return Err(RewindError::TooEarly { earliest_ms });
         }
-        let Some(&(first, _)) = self.times.iter().find(|&&(_, ms)| ms >= t) else {
+        let Some(&(first, _)) = self
+            .times
+            .get(self.times.partition_point(|&(_, ms)| ms < t))
+        else {
             return Ok(Vec::new());
         };
         let taken = self.kept.split_off(&first);
@@ -122,15 +125,11 @@ impl Retention {
     /// Drops what is past the window or over the byte bound.
     pub fn prune(&mut self, now: i64) {
         let cutoff = now.saturating_sub(self.window_ms);
-        // The first sequence number enqueued at or after the cutoff.
-        let keep_from = self
-            .times
-            .iter()
-            .find(|&&(_, ms)| ms >= cutoff)
-            .map_or(u64::MAX, |&(seq, _)| seq);
-        while self.times.front().is_some_and(|&(_, ms)| ms < cutoff) {
-            self.times.pop_front();
-        }
+        // The first sequence number enqueued at or after the cutoff (the steps are in time
+        // order: a binary search, since this runs for every consumed message).
+        let stale = self.times.partition_point(|&(_, ms)| ms < cutoff);
+        let keep_from = self.times.get(stale).map_or(u64::MAX, |&(seq, _)| seq);
+        self.times.drain(..stale);
         while let Some(entry) = self.kept.first_entry().filter(|e| *e.key() < keep_from) {
             let entry = entry.remove();
             self.bytes -= entry.message.len() as u64;
