@@ -10,6 +10,7 @@ pub mod delayed;
 mod dispatch;
 pub mod groups;
 mod lifecycle;
+pub mod persist;
 pub mod queue;
 pub mod ready;
 pub mod registry;
