@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod int_map;
 pub mod message;
+pub mod store;
 pub mod transport;
 
 use std::net::SocketAddr;

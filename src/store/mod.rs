@@ -1,0 +1,48 @@
+//! The journal: where durable queues persist their changes (DESIGN.md §5, issue 7).
+//!
+//! This module knows records and bytes, not AMQP: a record is a kind and an opaque payload,
+//! which the queue layer (`broker::persist`) encodes and decodes.
+//!
+//! ```text
+//!  record    [len u32][crc32c u32][kind u8][payload]        record.rs
+//!     │ appended, many per write, one fdatasync per batch
+//!     ▼
+//!  segment   00000000000000000001.seg: [header][record]...[zeros]   segment.rs
+//!     │ full → synced, next one created, directory synced
+//!     ▼
+//!  journal   dir/ *.seg in sequence order
+//!     │ at start
+//!     ▼
+//!  recovery  every record in order with its (segment, offset); torn tail of the last
+//!            segment truncated; any other damage stops the start (repair on request)
+//!                                                                 recovery.rs
+//! ```
+//!
+//! Everything touches the disk through [`fs::Fs`], so that [`fs::SimFs`] can stand in for
+//! it in tests and lose power at any point.
+//!
+//! # What is durable when
+//!
+//! - A record is durable once a [`SegmentWriter::sync`] that follows its
+//!   [`SegmentWriter::append`] has returned Ok (fdatasync of its segment). Before that, a
+//!   crash may keep it whole, keep part of it (a torn tail, truncated at recovery), or lose
+//!   it; an acceptance must therefore wait for the sync.
+//! - A segment's existence is durable once its creation returns: header synced, then the
+//!   directory synced. Deleting one syncs the directory.
+//! - Every segment but the last was synced before the next one was created, so it is whole;
+//!   damage in it is corruption, never a crash.
+//! - A failed sync is never retried (the file is poisoned, see [`fs`]): the writer fences
+//!   itself, and what is on disk is found out by the next recovery.
+
+pub mod fs;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+
+pub use fs::{FaultOp, Fs, FsFile, RealFs, SimFs};
+pub use record::{RecordKind, RecordTooLarge, MAX_PAYLOAD_LEN, MAX_RECORD_LEN};
+pub use recovery::{
+    recover, recover_with, repair, Recovered, RecoveredRecord, RecoveryError, RecoverySummary,
+    Repaired, TruncatedTail,
+};
+pub use segment::{RecordPos, SegmentWriter, StoreError, DEFAULT_SEGMENT_SIZE};

@@ -1,0 +1,250 @@
+//! One record of the journal, as bytes on disk.
+//!
+//! ```text
+//! [len: u32 LE][crc32c: u32 LE][kind: u8][payload: len - 1 bytes]
+//! ```
+//!
+//! `len` counts the kind byte and the payload; the CRC32C covers the same bytes (kind and
+//! payload). A record therefore takes `8 + len` bytes on disk ([`encoded_len`]).
+//!
+//! Two rules make the format safe to read after a crash:
+//!
+//! - **A zero `len` is the end of the written data.** Segments are preallocated, so past the
+//!   last record a segment reads as zeros; `len` is never 0 for a real record (the kind byte
+//!   is always there), so a zero length cannot be mistaken for one.
+//! - **`len` is bounded** by [`MAX_RECORD_LEN`], so a damaged length cannot make a reader
+//!   allocate or skip gigabytes: a larger value is reported as corruption.
+//!
+//! [`decode`] judges one record from the bytes in front of it and nothing else. Whether a bad
+//! record is the torn tail of a crash or corruption in the middle of the journal depends on
+//! what follows it; that is decided by the segment scan (`segment::scan_records`), which
+//! documents the rule.
+
+use bytes::{BufMut, BytesMut};
+
+/// Bytes in front of the kind and payload: the length and the CRC.
+pub const RECORD_HEADER_LEN: usize = 8;
+
+/// The largest `len` (kind byte plus payload) a record may have: 256 MiB. Anything larger
+/// in a length field is damage, not data. The broker's largest message must stay below it.
+pub const MAX_RECORD_LEN: u32 = 256 * 1024 * 1024;
+
+/// The largest payload a record can carry.
+pub const MAX_PAYLOAD_LEN: usize = MAX_RECORD_LEN as usize - 1;
+
+/// What a record says happened. The store knows the kinds but not what the payloads mean:
+/// those are opaque bytes written and read back by the queue layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// A message entered a queue.
+    Enqueue = 1,
+    /// A message was settled (consumed) and leaves its queue.
+    Settle = 2,
+    /// A message moved to a dead-letter queue.
+    DeadLetter = 3,
+    /// A delayed message became due.
+    Due = 4,
+    /// A queue was rewound.
+    Rewind = 5,
+    /// A durable queue was declared.
+    QueueDeclare = 6,
+    /// A durable queue was deleted.
+    QueueDelete = 7,
+}
+
+impl RecordKind {
+    /// Every kind, in the order of their numbers.
+    pub const ALL: [RecordKind; 7] = [
+        RecordKind::Enqueue,
+        RecordKind::Settle,
+        RecordKind::DeadLetter,
+        RecordKind::Due,
+        RecordKind::Rewind,
+        RecordKind::QueueDeclare,
+        RecordKind::QueueDelete,
+    ];
+
+    /// The kind numbered `n`, if there is one.
+    pub fn from_u8(n: u8) -> Option<RecordKind> {
+        RecordKind::ALL.get(usize::from(n).wrapping_sub(1)).copied()
+    }
+
+    /// Its number on disk.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A payload too large for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a journal record of {len} payload bytes is larger than the largest allowed ({MAX_PAYLOAD_LEN})")]
+pub struct RecordTooLarge {
+    /// The payload length asked for.
+    pub len: usize,
+}
+
+/// Bytes a record with `payload_len` bytes of payload takes on disk.
+pub fn encoded_len(payload_len: usize) -> usize {
+    RECORD_HEADER_LEN + 1 + payload_len
+}
+
+/// The CRC32C a record stores: over the kind byte, then the payload.
+pub fn checksum(kind: u8, payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload)
+}
+
+/// Appends one record to `buf`; returns the bytes it took ([`encoded_len`]).
+pub fn encode(
+    kind: RecordKind,
+    payload: &[u8],
+    buf: &mut BytesMut,
+) -> Result<usize, RecordTooLarge> {
+    if payload.len() > MAX_PAYLOAD_LEN {
+        return Err(RecordTooLarge { len: payload.len() });
+    }
+    let total = encoded_len(payload.len());
+    buf.reserve(total);
+    // Cannot truncate: payload.len() < MAX_RECORD_LEN, checked above.
+    buf.put_u32_le((payload.len() + 1) as u32);
+    buf.put_u32_le(checksum(kind.as_u8(), payload));
+    buf.put_u8(kind.as_u8());
+    buf.put_slice(payload);
+    Ok(total)
+}
+
+/// What the bytes at the front of a slice hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole record with a good CRC.
+    Record {
+        /// Its kind.
+        kind: RecordKind,
+        /// Its payload, borrowed from the input.
+        payload: &'a [u8],
+        /// Bytes it takes: the next record starts this far on.
+        len_on_disk: usize,
+    },
+    /// No record here: the slice is empty or starts with a zero length — the end of the
+    /// written data in a preallocated segment. (Kept apart from [`Decoded::Torn`], which the
+    /// design first grouped it with, because the normal end of a segment is not damage; the
+    /// scan still checks that only zeros follow.)
+    End,
+    /// The slice ends before the record does: fewer bytes than the header needs, or than its
+    /// length says. This is what a write cut short by a crash leaves at the end of a file.
+    Torn(Torn),
+    /// A record that cannot be right whatever follows it: a length out of bounds, a CRC
+    /// mismatch, or a kind this version does not know under a good CRC.
+    Corrupt(Corrupt),
+}
+
+/// How a record is cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Torn {
+    /// Fewer than [`RECORD_HEADER_LEN`] bytes, not all zero.
+    #[error("incomplete record header ({available} of {RECORD_HEADER_LEN} bytes)")]
+    Header {
+        /// Bytes present.
+        available: usize,
+    },
+    /// The header says more bytes than there are.
+    #[error("incomplete record ({available} of {needed} bytes)")]
+    Frame {
+        /// Bytes the record takes, header included.
+        needed: usize,
+        /// Bytes present.
+        available: usize,
+    },
+}
+
+/// Why a complete-looking record is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Corrupt {
+    /// The length field is larger than [`MAX_RECORD_LEN`].
+    #[error("impossible record length {len} (the largest is {MAX_RECORD_LEN})")]
+    Length {
+        /// The length read.
+        len: u32,
+    },
+    /// The CRC stored does not match the bytes.
+    #[error("CRC mismatch (stored {stored:#010x}, computed {computed:#010x}) over a record of length {len}")]
+    Crc {
+        /// The record's length field.
+        len: u32,
+        /// The CRC in the header.
+        stored: u32,
+        /// The CRC of the kind and payload read.
+        computed: u32,
+    },
+    /// The CRC is good but the kind is unknown: written by a newer sluice, or a bug.
+    #[error("unknown record kind {kind} under a good CRC (written by a newer version of sluice?)")]
+    Kind {
+        /// The kind byte.
+        kind: u8,
+    },
+}
+
+impl Corrupt {
+    /// Bytes the damaged record claims, header included, when its length is believable.
+    pub fn claimed_len(&self) -> Option<usize> {
+        match *self {
+            Corrupt::Length { .. } => None,
+            Corrupt::Crc { len, .. } => Some(RECORD_HEADER_LEN + len as usize),
+            Corrupt::Kind { .. } => None,
+        }
+    }
+}
+
+/// Reads the record at the front of `buf`. Never reads past `buf`, never allocates.
+pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    if buf.len() < 4 {
+        return if buf.iter().all(|&b| b == 0) {
+            Decoded::End
+        } else {
+            Decoded::Torn(Torn::Header {
+                available: buf.len(),
+            })
+        };
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if len == 0 {
+        return Decoded::End;
+    }
+    if len > MAX_RECORD_LEN {
+        return Decoded::Corrupt(Corrupt::Length { len });
+    }
+    if buf.len() < RECORD_HEADER_LEN {
+        return Decoded::Torn(Torn::Header {
+            available: buf.len(),
+        });
+    }
+    let needed = RECORD_HEADER_LEN + len as usize;
+    if buf.len() < needed {
+        return Decoded::Torn(Torn::Frame {
+            needed,
+            available: buf.len(),
+        });
+    }
+    let stored = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let kind = buf[RECORD_HEADER_LEN];
+    let payload = &buf[RECORD_HEADER_LEN + 1..needed];
+    let computed = checksum(kind, payload);
+    if computed != stored {
+        return Decoded::Corrupt(Corrupt::Crc {
+            len,
+            stored,
+            computed,
+        });
+    }
+    match RecordKind::from_u8(kind) {
+        Some(kind) => Decoded::Record {
+            kind,
+            payload,
+            len_on_disk: needed,
+        },
+        None => Decoded::Corrupt(Corrupt::Kind { kind }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! Reading the journal back at start, and repairing it on request.
+//!
+//! [`recover`] reads every segment in order, checks every CRC, and yields the records in the
+//! order they were written, each with its position (a later compaction refers to records by
+//! it). The only damage it mends by itself is the one a crash is expected to leave: a torn
+//! record at the end of the last segment, which it truncates with a warning (or, when a crash
+//! interrupted the creation of the last segment before its header was synced, the empty
+//! segment, which it removes). Anything else stops the start with
+//! [`RecoveryError::Corrupt`], naming the file and offset; [`repair`] truncates the journal
+//! there when the operator asks for it. The rule for telling the two apart is
+//! [`scan_records`](super::segment::scan_records)'s.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::fs::Fs;
+use super::record::{encoded_len, RecordKind};
+use super::segment::{
+    last_nonzero, list_segments, parse_segment_file_name, scan_segment, segment_path, RecordPos,
+    ScanEnd, SEGMENT_HEADER_LEN,
+};
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredRecord {
+    /// Where it is.
+    pub pos: RecordPos,
+    /// Its kind.
+    pub kind: RecordKind,
+    /// Its payload: a zero-copy slice of the segment read, which it keeps in memory; copy it
+    /// to keep a payload long without keeping its whole segment.
+    pub payload: Bytes,
+}
+
+/// A torn tail that recovery cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncatedTail {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Where it now ends (0: the file was removed, as its header never made it to disk).
+    pub offset: u64,
+    /// Non-zero bytes dropped.
+    pub dropped_bytes: u64,
+    /// What was wrong with the torn record.
+    pub reason: String,
+}
+
+/// What recovery found, besides the records.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecoverySummary {
+    /// The segments read, ascending (without one removed as never created).
+    pub segments: Vec<u64>,
+    /// Where the data ends: the writer appends here. None when there is no segment.
+    pub tail: Option<RecordPos>,
+    /// The torn tail cut off, if there was one.
+    pub truncated: Option<TruncatedTail>,
+    /// Records read.
+    pub records: u64,
+    /// Bytes those records take on disk.
+    pub bytes: u64,
+    /// How long recovery took.
+    pub elapsed: Duration,
+}
+
+/// The journal as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Every record, in the order written.
+    pub records: Vec<RecoveredRecord>,
+    /// The rest of what recovery found.
+    pub summary: RecoverySummary,
+}
+
+/// Why the journal could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// A file-system call failed.
+    #[error("journal: cannot {op} {}: {source}", file.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        file: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Damage a crash cannot explain.
+    #[error(
+        "journal corrupt: {file} at offset {offset}: {reason}. sluice will not start, rather than \
+         silently drop records that may have been acknowledged. To start anyway, losing every \
+         record from this point on (the rest of this segment and all later segments), run \
+         `sluice repair`: it truncates the journal at {file} offset {offset}. Copy the data \
+         directory first if you may want to look at what is dropped.",
+        file = file.display()
+    )]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io_err<'a>(
+    op: &'static str,
+    file: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RecoveryError + 'a {
+    move |source| RecoveryError::Io {
+        op,
+        file: file.to_owned(),
+        source,
+    }
+}
+
+/// Reads the journal in `dir` back: every record in order, or why not. Truncates a torn tail
+/// of the last segment (and logs it); logs the time taken.
+pub fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, RecoveryError> {
+    let mut records = Vec::new();
+    let summary = recover_with(fs, dir, |r| records.push(r))?;
+    Ok(Recovered { records, summary })
+}
+
+/// As [`recover`], passing each record to `visit` instead of collecting them, so that the
+/// caller can rebuild its state without holding every record twice. When it returns an error,
+/// the records visited so far must be thrown away.
+pub fn recover_with(
+    fs: &dyn Fs,
+    dir: &Path,
+    mut visit: impl FnMut(RecoveredRecord),
+) -> Result<RecoverySummary, RecoveryError> {
+    let started = Instant::now();
+    let seqs = list_segments(fs, dir).map_err(io_err("list", dir))?;
+    let mut summary = RecoverySummary::default();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let last = i + 1 == seqs.len();
+        let path = segment_path(dir, seq);
+        let data = Bytes::from(fs.read(&path).map_err(io_err("read", &path))?);
+        let end = scan_segment(&data, seq, |offset, kind, payload| {
+            summary.records += 1;
+            summary.bytes += encoded_len(payload.len()) as u64;
+            visit(RecoveredRecord {
+                pos: RecordPos {
+                    segment: seq,
+                    offset,
+                },
+                kind,
+                payload,
+            });
+        });
+        let (offset, reason) = match end {
+            ScanEnd::Clean { offset } => {
+                summary.segments.push(seq);
+                summary.tail = Some(RecordPos {
+                    segment: seq,
+                    offset,
+                });
+                continue;
+            }
+            ScanEnd::Torn { offset, reason } if last => (offset, reason),
+            ScanEnd::Torn { offset, reason } => {
+                let reason = format!(
+                    "{reason}; this is not the last segment, so it was complete and synced before \
+                     the next one was created"
+                );
+                return Err(RecoveryError::Corrupt {
+                    file: path,
+                    offset,
+                    reason,
+                });
+            }
+            ScanEnd::Corrupt { offset, reason } => {
+                return Err(RecoveryError::Corrupt {
+                    file: path,
+                    offset,
+                    reason,
+                });
+            }
+        };
+        let dropped_bytes = last_nonzero(&data[offset as usize..]).map_or(0, |p| p as u64 + 1);
+        tracing::warn!(
+            file = %path.display(),
+            offset,
+            dropped_bytes,
+            %reason,
+            "journal: truncating a record torn by a crash at the end of the last segment"
+        );
+        if offset < SEGMENT_HEADER_LEN {
+            fs.remove(&path).map_err(io_err("remove", &path))?;
+            fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+        } else {
+            let file = fs.open(&path).map_err(io_err("open", &path))?;
+            file.set_len(offset).map_err(io_err("truncate", &path))?;
+            file.sync_data().map_err(io_err("sync", &path))?;
+            summary.segments.push(seq);
+            summary.tail = Some(RecordPos {
+                segment: seq,
+                offset,
+            });
+        }
+        summary.truncated = Some(TruncatedTail {
+            file: path,
+            offset,
+            dropped_bytes,
+            reason,
+        });
+    }
+    summary.elapsed = started.elapsed();
+    tracing::info!(
+        dir = %dir.display(),
+        segments = summary.segments.len(),
+        records = summary.records,
+        bytes = summary.bytes,
+        elapsed_ms = summary.elapsed.as_secs_f64() * 1e3,
+        "journal recovered"
+    );
+    Ok(summary)
+}
+
+/// What [`repair`] dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    /// The segment truncated.
+    pub file: PathBuf,
+    /// Where it now ends (0: it was removed).
+    pub offset: u64,
+    /// Non-zero bytes dropped from it.
+    pub dropped_bytes: u64,
+    /// The later segments deleted.
+    pub deleted_segments: Vec<PathBuf>,
+    /// Their total size.
+    pub deleted_bytes: u64,
+}
+
+/// Truncates the journal at `offset` of segment `file` (as named by
+/// [`RecoveryError::Corrupt`]; only its file name is used, looked up in `dir`) and deletes
+/// every later segment. Offset 0 removes the segment itself; an offset inside the segment
+/// header is refused. Every record from there on is lost: this is the operator's decision.
+///
+/// Crash-safe by order: the later segments are removed and the directory synced before the
+/// truncation, so a crash midway leaves the damage in place and the repair can be run again,
+/// never a journal whose later segments outlive the cut.
+pub fn repair(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &Path,
+    offset: u64,
+) -> Result<Repaired, RecoveryError> {
+    let invalid = |msg: String| RecoveryError::Io {
+        op: "repair",
+        file: file.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, msg),
+    };
+    let seq = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_segment_file_name)
+        .ok_or_else(|| invalid("not a journal segment file name".into()))?;
+    let path = segment_path(dir, seq);
+    let data = fs.read(&path).map_err(io_err("read", &path))?;
+    if offset > data.len() as u64 {
+        return Err(invalid(format!(
+            "offset {offset} is past the end ({})",
+            data.len()
+        )));
+    }
+    if offset != 0 && offset < SEGMENT_HEADER_LEN {
+        return Err(invalid(format!(
+            "offset {offset} is inside the segment header; 0 removes the whole segment"
+        )));
+    }
+    let dropped_bytes = last_nonzero(&data[offset as usize..]).map_or(0, |p| p as u64 + 1);
+    let later: Vec<u64> = list_segments(fs, dir)
+        .map_err(io_err("list", dir))?
+        .into_iter()
+        .filter(|&s| s > seq)
+        .collect();
+    let mut deleted_segments = Vec::new();
+    let mut deleted_bytes = 0;
+    for &s in later.iter().rev() {
+        let p = segment_path(dir, s);
+        let f = fs.open(&p).map_err(io_err("open", &p))?;
+        deleted_bytes += f.len().map_err(io_err("stat", &p))?;
+        drop(f);
+        fs.remove(&p).map_err(io_err("remove", &p))?;
+        deleted_segments.push(p);
+    }
+    deleted_segments.reverse();
+    fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+    if offset == 0 {
+        fs.remove(&path).map_err(io_err("remove", &path))?;
+        fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+    } else {
+        let f = fs.open(&path).map_err(io_err("open", &path))?;
+        f.set_len(offset).map_err(io_err("truncate", &path))?;
+        f.sync_data().map_err(io_err("sync", &path))?;
+    }
+    tracing::warn!(
+        file = %path.display(),
+        offset,
+        dropped_bytes,
+        deleted_segments = deleted_segments.len(),
+        deleted_bytes,
+        "journal repaired: truncated"
+    );
+    Ok(Repaired {
+        file: path,
+        offset,
+        dropped_bytes,
+        deleted_segments,
+        deleted_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests;
