@@ -35,11 +35,13 @@
 //!   itself, and what is on disk is found out by the next recovery.
 
 pub mod fs;
+pub mod journal;
 pub mod record;
 pub mod recovery;
 pub mod segment;
 
 pub use fs::{FaultOp, Fs, FsFile, RealFs, SimFs};
+pub use journal::{Journal, JournalStats, SyncMode};
 pub use record::{RecordKind, RecordTooLarge, MAX_PAYLOAD_LEN, MAX_RECORD_LEN};
 pub use recovery::{
     recover, recover_with, repair, Recovered, RecoveredRecord, RecoveryError, RecoverySummary,
