@@ -7,18 +7,16 @@
 //! two first keys, an O(log groups) lookup that never looks at the messages waiting behind
 //! groups owned by other consumers, however many there are.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
 
 use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
 use crate::int_map::IntMap;
-use crate::message::{Message, PropertyValue};
+use crate::message::Message;
 
 use super::consumer::ConsumerId;
 use super::queue::Entry;
-use super::ready::ReadyList;
 
 /// A group's slot in its queue's table; stored in every entry of the group (4 bytes, which
 /// fit in the padding an [`Entry`] already has).
@@ -82,68 +80,6 @@ struct Group {
 enum Name {
     Id(Box<str>),
     Bucket(u32),
-}
-
-/// A group's ready messages. Most groups hold one message at a time, so the first sits inline
-/// in the group: no allocation for it, and it shares cache lines with the group's state.
-#[derive(Debug, Default)]
-struct Lane {
-    /// The lowest-sequence ready message; None only when the lane is empty.
-    first: Option<Entry>,
-    /// The others, all after `first`.
-    rest: ReadyList,
-}
-
-impl Lane {
-    fn push_new(&mut self, entry: Entry) {
-        match self.first {
-            None => self.first = Some(entry),
-            Some(_) => self.rest.push_new(entry),
-        }
-    }
-
-    fn push_returned(&mut self, entry: Entry) {
-        match &mut self.first {
-            Some(first) if entry.seq < first.seq => {
-                let later = std::mem::replace(first, entry);
-                self.rest.push_returned(later);
-            }
-            Some(_) => self.rest.push_returned(entry),
-            None => self.first = Some(entry),
-        }
-    }
-
-    fn peek(&self) -> Option<&Entry> {
-        self.first.as_ref()
-    }
-
-    fn pop(&mut self) -> Option<Entry> {
-        let first = self.first.take();
-        self.first = self.rest.pop();
-        first
-    }
-
-    fn remove(&mut self, seq: u64) -> Option<Entry> {
-        match &self.first {
-            Some(first) if first.seq == seq => self.pop(),
-            _ => self.rest.remove(seq),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-
-    fn clear(&mut self) -> usize {
-        let n = self.len();
-        self.first = None;
-        self.rest.clear();
-        n
-    }
 }
 
 /// The groups of one queue.
@@ -648,38 +584,12 @@ fn slot_index(g: GroupId) -> usize {
     g.get() as usize - 1
 }
 
-/// The message's group id under `key`; integer ids (some clients send numbers) are used by
-/// their decimal form.
-fn group_id<'m>(key: &GroupKey, message: &'m Message) -> Option<Cow<'m, str>> {
-    match key {
-        GroupKey::GroupId => message.group_id().map(Cow::Borrowed),
-        GroupKey::Property(name) => match message.application_property(name)? {
-            PropertyValue::Str(s) => Some(Cow::Borrowed(s)),
-            PropertyValue::Int(n) => Some(Cow::Owned(n.to_string())),
-            _ => None,
-        },
-    }
-}
+mod key;
+mod lane;
 
-/// Whether consuming `message` closes its group: a negative group sequence, as
-/// `properties.group-sequence` read as a signed 32-bit number (Qpid JMS sends -1 as
-/// 0xFFFFFFFF) or as the `JMSXGroupSeq` application property.
-pub fn closes_group(message: &Message) -> bool {
-    if message.group_sequence().is_some_and(|s| (s as i32) < 0) {
-        return true;
-    }
-    matches!(
-        message.application_property("JMSXGroupSeq"),
-        Some(PropertyValue::Int(n)) if n < 0
-    )
-}
-
-/// FNV-1a: a fixed hash, so an id lands in the same bucket in every run and on every machine.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+pub use key::closes_group;
+use key::{fnv1a, group_id};
+use lane::Lane;
 
 #[cfg(test)]
 mod tests;

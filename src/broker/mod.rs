@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod delayed;
 mod dispatch;
+pub mod entry;
 pub mod groups;
 mod lifecycle;
 pub mod persist;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod rewind;
 pub mod router;
 pub mod schedule;
+pub mod stats;
 pub mod timer;
 
 pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};

@@ -14,130 +14,15 @@ use crate::message::Message;
 
 use super::clock::{now_ms, Now};
 use super::consumer::{lock, ConsumerId, OutItem, Outbox};
+pub use super::entry::{Entry, Outcome};
 use super::groups::{GroupId, GroupInfo, GroupTable, Ticket};
 use super::lifecycle::{default_expiry, due_of, expiry_of};
 use super::ready::ReadyList;
 use super::rewind::{Retention, RewindError};
 use super::router::Router;
 use super::schedule::{Due, Schedule, ScheduledInfo};
+pub use super::stats::{ConsumerInfo, QueueStats};
 use super::timer::Timer;
-
-/// What the consumer decided about a delivery (AMQP 1.0 §3.4 outcomes, in broker terms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Processed: the message is consumed.
-    Accepted,
-    /// Not processed: back to the queue at its original position, delivery-count unchanged.
-    Released,
-    /// Not processed, with instructions.
-    Modified {
-        /// The attempt counts as a failed delivery: delivery-count + 1.
-        delivery_failed: bool,
-        /// Do not deliver it to this consumer again.
-        undeliverable_here: bool,
-    },
-    /// Invalid: dead-lettered when the queue has a dead-letter address, else dropped and counted.
-    Rejected {
-        /// The error condition the consumer gave, e.g. `amqp:not-allowed`.
-        condition: Option<String>,
-        /// Its description.
-        description: Option<String>,
-    },
-}
-
-/// A message in a queue with the state the queue keeps about it.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Enqueue sequence number: the queue's order, and the key a consumer settles by.
-    pub seq: u64,
-    /// The message as received.
-    pub message: Message,
-    /// Failed deliveries so far (starts at the header's delivery-count).
-    pub delivery_count: u32,
-    /// The message's group, if it has one; sits in padding the entry has anyway.
-    pub(super) group: Option<GroupId>,
-    /// Consumers that said `undeliverable-here` for this message; boxed because almost no
-    /// message has any, and every queued message pays for this field.
-    pub(super) avoid: Option<Box<[ConsumerId]>>,
-}
-
-impl Entry {
-    /// Whether `consumer` refused this message (`undeliverable-here`).
-    pub(super) fn avoids(&self, consumer: ConsumerId) -> bool {
-        self.avoid.as_ref().is_some_and(|a| a.contains(&consumer))
-    }
-
-    /// Forgets which consumers refused the message (it starts a new life after a rewind).
-    pub(super) fn clear_avoid(&mut self) {
-        self.avoid = None;
-    }
-
-    /// A fresh entry for `message` at `seq`.
-    pub fn new(seq: u64, message: Message) -> Entry {
-        let delivery_count = message.header().delivery_count;
-        Entry {
-            seq,
-            message,
-            delivery_count,
-            group: None,
-            avoid: None,
-        }
-    }
-}
-
-/// Counters and gauges of one queue, as the admin API and tests read them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Messages ready for delivery.
-    pub ready: usize,
-    /// Messages delivered and not yet settled.
-    pub unacked: usize,
-    /// Attached consumers.
-    pub consumers: usize,
-    /// Message groups tracked (with an owner, ready messages or unsettled messages).
-    pub groups: usize,
-    /// Encoded bytes of the ready messages.
-    pub ready_bytes: u64,
-    /// Messages ever enqueued.
-    pub enqueued: u64,
-    /// Deliveries made (redeliveries included).
-    pub delivered: u64,
-    /// Messages consumed (accepted, or sent pre-settled).
-    pub acked: u64,
-    /// Deliveries returned to the queue (released, modified, or unsettled at detach).
-    pub returned: u64,
-    /// Messages rejected by a consumer and dropped.
-    pub rejected: u64,
-    /// Messages scheduled for later delivery.
-    pub delayed: usize,
-    /// Messages that expired before they were consumed (dead-lettered or dropped).
-    pub expired: u64,
-    /// Messages handed to the dead-letter address (rejected, expired, over their attempts).
-    pub dead_lettered: u64,
-    /// Deliveries taken back because the visibility timeout ran out.
-    pub timed_out: u64,
-    /// Delayed messages cancelled before they were due.
-    pub cancelled: u64,
-    /// Messages made ready again by a rewind.
-    pub rewound: u64,
-    /// Consumed messages kept for rewind.
-    pub retained: usize,
-}
-
-/// One consumer of a queue, as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ConsumerInfo {
-    /// The consumer's broker-wide id (group owners are named by it).
-    pub id: ConsumerId,
-    /// The receiving link's name.
-    pub link: String,
-    /// The registry id of its connection.
-    pub connection: u64,
-    /// Deliveries it may still receive.
-    pub credit: u32,
-    /// Deliveries it holds unsettled.
-    pub unacked: usize,
-}
 
 #[derive(Debug)]
 pub(super) struct Consumer {
@@ -641,16 +526,5 @@ impl State {
         self.consumers
             .iter_mut()
             .find(|c| c.outbox.consumer() == id)
-    }
-}
-
-#[cfg(test)]
-mod size {
-    #[test]
-    fn a_queue_entry_stays_small() {
-        // Every queued message pays for its entry (DESIGN.md §6 bounds memory per queued
-        // message); the group id fits in padding the entry had anyway.
-        let size = std::mem::size_of::<super::Entry>();
-        assert!(size <= 128, "Entry is {size} bytes");
     }
 }

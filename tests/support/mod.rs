@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests; each test binary uses only some of them.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod broker;
 pub mod browser;
+pub mod ctl;
 pub mod groups;
 pub mod http;
 pub mod proton;

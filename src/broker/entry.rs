@@ -1,0 +1,81 @@
+//! A message as a queue holds it ([`Entry`]), and what a consumer can decide about it
+//! ([`Outcome`]).
+
+use crate::message::Message;
+
+use super::consumer::ConsumerId;
+use super::groups::GroupId;
+
+/// What the consumer decided about a delivery (AMQP 1.0 §3.4 outcomes, in broker terms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed: the message is consumed.
+    Accepted,
+    /// Not processed: back to the queue at its original position, delivery-count unchanged.
+    Released,
+    /// Not processed, with instructions.
+    Modified {
+        /// The attempt counts as a failed delivery: delivery-count + 1.
+        delivery_failed: bool,
+        /// Do not deliver it to this consumer again.
+        undeliverable_here: bool,
+    },
+    /// Invalid: dead-lettered when the queue has a dead-letter address, else dropped and counted.
+    Rejected {
+        /// The error condition the consumer gave, e.g. `amqp:not-allowed`.
+        condition: Option<String>,
+        /// Its description.
+        description: Option<String>,
+    },
+}
+
+/// A message in a queue with the state the queue keeps about it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Enqueue sequence number: the queue's order, and the key a consumer settles by.
+    pub seq: u64,
+    /// The message as received.
+    pub message: Message,
+    /// Failed deliveries so far (starts at the header's delivery-count).
+    pub delivery_count: u32,
+    /// The message's group, if it has one; sits in padding the entry has anyway.
+    pub(super) group: Option<GroupId>,
+    /// Consumers that said `undeliverable-here` for this message; boxed because almost no
+    /// message has any, and every queued message pays for this field.
+    pub(super) avoid: Option<Box<[ConsumerId]>>,
+}
+
+impl Entry {
+    /// Whether `consumer` refused this message (`undeliverable-here`).
+    pub(super) fn avoids(&self, consumer: ConsumerId) -> bool {
+        self.avoid.as_ref().is_some_and(|a| a.contains(&consumer))
+    }
+
+    /// Forgets which consumers refused the message (it starts a new life after a rewind).
+    pub(super) fn clear_avoid(&mut self) {
+        self.avoid = None;
+    }
+
+    /// A fresh entry for `message` at `seq`.
+    pub fn new(seq: u64, message: Message) -> Entry {
+        let delivery_count = message.header().delivery_count;
+        Entry {
+            seq,
+            message,
+            delivery_count,
+            group: None,
+            avoid: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_queue_entry_stays_small() {
+        // Every queued message pays for its entry (DESIGN.md §6 bounds memory per queued
+        // message); the group id fits in padding the entry had anyway.
+        let size = std::mem::size_of::<super::Entry>();
+        assert!(size <= 128, "Entry is {size} bytes");
+    }
+}

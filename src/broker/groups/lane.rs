@@ -1,0 +1,66 @@
+//! The ready messages of one group.
+
+use super::super::queue::Entry;
+use super::super::ready::ReadyList;
+
+/// A group's ready messages. Most groups hold one message at a time, so the first sits inline
+/// in the group: no allocation for it, and it shares cache lines with the group's state.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    /// The lowest-sequence ready message; None only when the lane is empty.
+    first: Option<Entry>,
+    /// The others, all after `first`.
+    rest: ReadyList,
+}
+
+impl Lane {
+    pub(super) fn push_new(&mut self, entry: Entry) {
+        match self.first {
+            None => self.first = Some(entry),
+            Some(_) => self.rest.push_new(entry),
+        }
+    }
+
+    pub(super) fn push_returned(&mut self, entry: Entry) {
+        match &mut self.first {
+            Some(first) if entry.seq < first.seq => {
+                let later = std::mem::replace(first, entry);
+                self.rest.push_returned(later);
+            }
+            Some(_) => self.rest.push_returned(entry),
+            None => self.first = Some(entry),
+        }
+    }
+
+    pub(super) fn peek(&self) -> Option<&Entry> {
+        self.first.as_ref()
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Entry> {
+        let first = self.first.take();
+        self.first = self.rest.pop();
+        first
+    }
+
+    pub(super) fn remove(&mut self, seq: u64) -> Option<Entry> {
+        match &self.first {
+            Some(first) if first.seq == seq => self.pop(),
+            _ => self.rest.remove(seq),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub(super) fn clear(&mut self) -> usize {
+        let n = self.len();
+        self.first = None;
+        self.rest.clear();
+        n
+    }
+}
