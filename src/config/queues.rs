@@ -1,0 +1,231 @@
+//! The per-queue settings of `[queues."pattern"]` tables: the keys, their defaults, how they
+//! are read, and how the tables that match a queue merge into its settings.
+
+use super::document::{child, Node, Source, Value};
+use super::pattern::Pattern;
+use super::ConfigError;
+
+/// Declares the per-queue keys once: each line yields a field of [`QueueSettings`]
+/// with its default, an optional override read from `[queues."pattern"]` with the
+/// named `Source` method, and the key-wise merge. Adding a key is adding a line.
+macro_rules! queue_settings {
+    ($( $(#[$doc:meta])* $key:ident: $ty:ty = $default:expr, read by $read:ident; )*) => {
+        /// Settings in force for one queue, after merging the `[queues."pattern"]`
+        /// tables that match its name (see [`QueueRules::settings_for`]).
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct QueueSettings {
+            $( $(#[$doc])* pub $key: $ty, )*
+        }
+
+        impl Default for QueueSettings {
+            /// The settings of a queue no pattern matches.
+            fn default() -> QueueSettings {
+                QueueSettings { $( $key: $default, )* }
+            }
+        }
+
+        impl QueueSettings {
+            /// The keys whose values differ between `self` and `other`, each with both values:
+            /// `max_message_size (is 1024, asked 2048)`.
+            pub fn differences(&self, other: &QueueSettings) -> Vec<String> {
+                let mut keys = Vec::new();
+                $(
+                    if self.$key != other.$key {
+                        keys.push(format!(
+                            "{} (is {:?}, asked {:?})",
+                            stringify!($key),
+                            self.$key,
+                            other.$key
+                        ));
+                    }
+                )*
+                keys
+            }
+        }
+
+        /// The keys one `[queues."pattern"]` table sets.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        struct QueueOverrides {
+            $( $key: Option<$ty>, )*
+        }
+
+        impl QueueOverrides {
+            const KEYS: &'static [&'static str] = &[$( stringify!($key) ),*];
+
+            fn read(src: &Source, table: &[(String, Node)], path: &str) -> Result<Self, ConfigError> {
+                let mut overrides = QueueOverrides::default();
+                for (key, node) in table {
+                    match key.as_str() {
+                        $( stringify!($key) => overrides.$key = Some(src.$read(node, &child(path, key))?), )*
+                        _ => {}
+                    }
+                }
+                Ok(overrides)
+            }
+
+            /// Keeps the keys `self` sets and takes the rest from `fallback`.
+            fn or(self, fallback: &QueueOverrides) -> QueueOverrides {
+                QueueOverrides { $( $key: self.$key.or_else(|| fallback.$key.clone()), )* }
+            }
+
+            fn resolve(self) -> QueueSettings {
+                let defaults = QueueSettings::default();
+                QueueSettings { $( $key: self.$key.unwrap_or(defaults.$key), )* }
+            }
+        }
+    };
+}
+
+/// Where a queue reads a message's group id from (`group_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupKey {
+    /// The AMQP `properties.group-id` field (`"group-id"`; JMS maps JMSXGroupID to it).
+    GroupId,
+    /// A string application property of this name, such as `ourGroupID`.
+    Property(String),
+}
+
+/// When a consumer's hold on a group ends (`group_release`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRelease {
+    /// `"on-ack"`: once the owner holds no unsettled message of the group (Qpid shared groups).
+    OnAck,
+    /// `"on-close"`: only when the owner detaches (Artemis).
+    OnClose,
+}
+
+/// How a queue tracks groups (`group_buckets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBuckets {
+    /// `-1`: every group id is its own group.
+    Exact,
+    /// `0`: grouping is off; every message is ungrouped.
+    Off,
+    /// `N`: ids are hashed into N groups, so memory stays bounded however many ids there are.
+    Hashed(u32),
+}
+
+queue_settings! {
+    /// Create the queue when a link attaches to a name that does not exist yet.
+    auto_create: bool = true, read by boolean;
+    /// Keep the queue and its messages in the store across restarts.
+    durable: bool = true, read by boolean;
+    /// Largest message accepted, in bytes; 0 means unlimited.
+    max_message_size: u64 = 64 * 1024 * 1024, read by size;
+    /// Where the group id is read: `"group-id"` or the name of an application property.
+    group_key: GroupKey = GroupKey::GroupId, read by group_key;
+    /// When a consumer's ownership of a group ends: `"on-ack"` or `"on-close"`.
+    group_release: GroupRelease = GroupRelease::OnAck, read by group_release;
+    /// Mark the first message of a group given to a new owner with this key = true.
+    group_first_key: Option<String> = None, read by optional_symbol;
+    /// Put the first-for-consumer marker in the application properties too (for JMS).
+    group_first_as_property: bool = false, read by boolean;
+    /// Reset group ownership whenever a consumer attaches, so groups spread out.
+    group_rebalance: bool = false, read by boolean;
+    /// After such a reset, hold grouped messages until every in-flight one is settled.
+    group_rebalance_pause_dispatch: bool = false, read by boolean;
+    /// `-1` tracks every group id, `0` turns grouping off, `N` hashes ids into N buckets.
+    group_buckets: GroupBuckets = GroupBuckets::Exact, read by group_buckets;
+    /// Milliseconds a message without a delivery-time or delay annotation waits before it
+    /// becomes ready, so a queue can buffer for producers that cannot annotate; 0 = none.
+    default_delay: u64 = 0, read by duration_ms;
+    /// Milliseconds a message without a header ttl or absolute-expiry-time may stay, so a
+    /// queue nobody drains does not grow forever; 0 = none.
+    default_ttl: u64 = 0, read by duration_ms;
+    /// Milliseconds a consumer may hold an acquired message unsettled before it is released
+    /// to others, so a stuck consumer cannot hide messages; 0 = none.
+    visibility_timeout: u64 = 0, read by duration_ms;
+    /// The queue that receives rejected, expired and over-delivered messages instead of
+    /// losing them; none when absent.
+    dead_letter_address: Option<String> = None, read by optional_queue_name;
+    /// Dead-letter a message once its delivery-count reaches this, so a poison message
+    /// cannot loop forever; 0 = unlimited.
+    max_delivery_attempts: u32 = 0, read by count;
+    /// Seconds after enqueue that consumed messages stay available for rewind; 0 = off.
+    rewind_seconds: u64 = 0, read by seconds;
+    /// Bound on the bytes kept for rewind per queue, so retention cannot exhaust memory.
+    rewind_max_bytes: u64 = 64 * 1024 * 1024, read by size;
+}
+
+/// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueRules {
+    rules: Vec<(Pattern, QueueOverrides)>,
+}
+
+impl QueueRules {
+    /// Settings for the queue named `queue`. Every `[queues."pattern"]` table whose
+    /// pattern matches contributes its keys; where several set the same key, the most
+    /// specific pattern wins, and keys no matching table sets take their defaults.
+    ///
+    /// Patterns are words separated by `.`: `*` matches exactly one word, `#` zero or
+    /// more (`orders.#` matches `orders` and `orders.eu.x`), anything else itself.
+    /// Specificity: a pattern without wildcards beats any with; otherwise compare word
+    /// by word from the left, a literal word beating `*` beating `#`; if still tied,
+    /// the longer pattern wins. So `orders.eu` > `orders.*` > `orders.#` > `#`.
+    pub fn settings_for(&self, queue: &str) -> QueueSettings {
+        self.overrides_for(queue).resolve()
+    }
+
+    /// Settings for the queue named `queue` when it is declared with the keys of `declared`,
+    /// TOML text of one `[queues."name"]` table's body (`key = value` lines): those keys win
+    /// over every configured pattern, the rest resolve as [`QueueRules::settings_for`] does.
+    /// Errors are checked as in broker.toml and name `origin`.
+    pub fn settings_with(
+        &self,
+        queue: &str,
+        declared: &str,
+        origin: &str,
+    ) -> Result<QueueSettings, ConfigError> {
+        let src = Source {
+            origin,
+            text: declared,
+        };
+        let root: Node = toml::from_str(declared).map_err(|e| ConfigError::Syntax {
+            at: src.location(e.span().map_or(0, |s| s.start)),
+            message: e.message().trim().replace('\n', ": "),
+        })?;
+        let table = src.table(&root, "", "the declared settings", QueueOverrides::KEYS)?;
+        let overrides = QueueOverrides::read(&src, table, "")?;
+        let configured = self.overrides_for(queue);
+        Ok(overrides.or(&configured).resolve())
+    }
+
+    fn overrides_for(&self, queue: &str) -> QueueOverrides {
+        let mut matching: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|(p, _)| p.matches(queue))
+            .collect();
+        matching.sort_by(|(a, _), (b, _)| b.cmp_specificity(a));
+        matching
+            .into_iter()
+            .fold(QueueOverrides::default(), |merged, (_, overrides)| {
+                merged.or(overrides)
+            })
+    }
+
+    pub(super) fn read(src: &Source, node: &Node) -> Result<QueueRules, ConfigError> {
+        let Value::Table(tables) = &node.value else {
+            return Err(src.invalid(
+                node,
+                "queues",
+                format!("expected a table, found {}", node.describe()),
+            ));
+        };
+        let mut rules = Vec::new();
+        for (text, table) in tables {
+            let path = child("queues", text);
+            let pattern =
+                Pattern::parse(text).map_err(|message| src.invalid(table, &path, message))?;
+            let label = format!("[{path}]");
+            let overrides = QueueOverrides::read(
+                src,
+                src.table(table, &path, &label, QueueOverrides::KEYS)?,
+                &path,
+            )?;
+            rules.push((pattern, overrides));
+        }
+        Ok(QueueRules { rules })
+    }
+}
