@@ -31,6 +31,9 @@
 //!   directory synced. Deleting one syncs the directory.
 //! - Every segment but the last was synced before the next one was created, so it is whole;
 //!   damage in it is corruption, never a crash.
+//! - The first record after each sync is marked as a batch start. Damage in the last segment
+//!   with no marked record after it is debris of the batch in flight (never acknowledged) and
+//!   is truncated; damage before a marked record had been synced, and stops the start.
 //! - A failed sync is never retried (the file is poisoned, see [`fs`]): the writer fences
 //!   itself, and what is on disk is found out by the next recovery.
 

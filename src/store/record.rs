@@ -94,10 +94,26 @@ pub fn checksum(kind: u8, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload)
 }
 
+/// Set in the kind byte of the first record written after a sync: everything before it was
+/// on disk when it was written. Recovery uses it to tell crash debris (damage with no batch
+/// start after it: the batch in flight) from corruption (damage before a later batch, which
+/// could only have been written after the damaged data was synced). The CRC covers it.
+pub const BATCH_START: u8 = 0x80;
+
 /// Appends one record to `buf`; returns the bytes it took ([`encoded_len`]).
 pub fn encode(
     kind: RecordKind,
     payload: &[u8],
+    buf: &mut BytesMut,
+) -> Result<usize, RecordTooLarge> {
+    encode_with(kind, payload, false, buf)
+}
+
+/// [`encode`], marking the record as the first of a batch when `batch_start`.
+pub fn encode_with(
+    kind: RecordKind,
+    payload: &[u8],
+    batch_start: bool,
     buf: &mut BytesMut,
 ) -> Result<usize, RecordTooLarge> {
     if payload.len() > MAX_PAYLOAD_LEN {
@@ -106,9 +122,10 @@ pub fn encode(
     let total = encoded_len(payload.len());
     buf.reserve(total);
     // Cannot truncate: payload.len() < MAX_RECORD_LEN, checked above.
+    let kind_byte = kind.as_u8() | if batch_start { BATCH_START } else { 0 };
     buf.put_u32_le((payload.len() + 1) as u32);
-    buf.put_u32_le(checksum(kind.as_u8(), payload));
-    buf.put_u8(kind.as_u8());
+    buf.put_u32_le(checksum(kind_byte, payload));
+    buf.put_u8(kind_byte);
     buf.put_slice(payload);
     Ok(total)
 }
@@ -124,6 +141,8 @@ pub enum Decoded<'a> {
         payload: &'a [u8],
         /// Bytes it takes: the next record starts this far on.
         len_on_disk: usize,
+        /// It is the first record of a batch ([`BATCH_START`]).
+        batch_start: bool,
     },
     /// No record here: the slice is empty or starts with a zero length — the end of the
     /// written data in a preallocated segment. (Kept apart from [`Decoded::Torn`], which the
@@ -236,11 +255,12 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
             computed,
         });
     }
-    match RecordKind::from_u8(kind) {
-        Some(kind) => Decoded::Record {
-            kind,
+    match RecordKind::from_u8(kind & !BATCH_START) {
+        Some(k) => Decoded::Record {
+            kind: k,
             payload,
             len_on_disk: needed,
+            batch_start: kind & BATCH_START != 0,
         },
         None => Decoded::Corrupt(Corrupt::Kind { kind }),
     }

@@ -280,6 +280,8 @@ pub struct SegmentWriter {
     buf: BytesMut,
     /// Whether the segment has writes not yet synced.
     unsynced: bool,
+    /// A record was appended since the last sync (the next one does not start a batch).
+    in_batch: bool,
     fenced: Option<String>,
 }
 
@@ -306,6 +308,7 @@ impl SegmentWriter {
             segment,
             buf: BytesMut::new(),
             unsynced: false,
+            in_batch: false,
             fenced: None,
         })
     }
@@ -362,7 +365,8 @@ impl SegmentWriter {
             self.fence(rolled)?;
         }
         let pos = self.next_pos();
-        record::encode(kind, payload, &mut self.buf)?;
+        let batch_start = !std::mem::replace(&mut self.in_batch, true);
+        record::encode_with(kind, payload, batch_start, &mut self.buf)?;
         Ok(pos)
     }
 
@@ -403,6 +407,8 @@ impl SegmentWriter {
             self.fence(synced)?;
             self.unsynced = false;
         }
+        // Everything appended so far is on disk: the next record starts a batch.
+        self.in_batch = false;
         Ok(())
     }
 }

@@ -41,7 +41,8 @@ fn every_kind_round_trips() {
             Decoded::Record {
                 kind,
                 payload: b"payload",
-                len_on_disk: bytes.len()
+                len_on_disk: bytes.len(),
+                batch_start: false,
             }
         );
     }
@@ -56,7 +57,8 @@ fn empty_payload_round_trips() {
         Decoded::Record {
             kind: RecordKind::QueueDelete,
             payload: b"",
-            len_on_disk: 9
+            len_on_disk: 9,
+            batch_start: false,
         }
     );
 }
@@ -72,6 +74,7 @@ fn huge_payload_round_trips() {
             kind,
             payload: p,
             len_on_disk,
+            ..
         } => {
             assert_eq!(kind, RecordKind::Enqueue);
             assert_eq!(len_on_disk, bytes.len());
@@ -190,7 +193,7 @@ proptest! {
         let mut rest = &buf[..];
         for (kind, payload) in &records {
             match decode(rest) {
-                Decoded::Record { kind: k, payload: p, len_on_disk } => {
+                Decoded::Record { kind: k, payload: p, len_on_disk, .. } => {
                     prop_assert_eq!(k, *kind);
                     prop_assert_eq!(p, payload.as_slice());
                     rest = &rest[len_on_disk..];
@@ -226,4 +229,28 @@ proptest! {
             prop_assert!(false, "damage at {} went unnoticed", at);
         }
     }
+}
+
+#[test]
+fn the_batch_mark_travels_in_the_kind_byte_under_the_crc() {
+    let mut buf = BytesMut::new();
+    encode_with(RecordKind::Settle, b"x", true, &mut buf).unwrap();
+    assert_eq!(
+        buf[RECORD_HEADER_LEN],
+        RecordKind::Settle.as_u8() | BATCH_START
+    );
+    assert!(matches!(
+        decode(&buf),
+        Decoded::Record {
+            kind: RecordKind::Settle,
+            batch_start: true,
+            ..
+        }
+    ));
+    // Clearing the mark breaks the CRC: it cannot be lost or gained silently.
+    buf[RECORD_HEADER_LEN] &= !BATCH_START;
+    assert!(matches!(
+        decode(&buf),
+        Decoded::Corrupt(Corrupt::Crc { .. })
+    ));
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{io_err, segment_path, StoreError, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_VERSION};
 use crate::store::fs::Fs;
-use crate::store::record::{self, Decoded, RecordKind, RECORD_HEADER_LEN};
+use crate::store::record::{self, Decoded, RecordKind, BATCH_START, RECORD_HEADER_LEN};
 
 /// How the records of a segment end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,29 +60,43 @@ pub(crate) fn last_nonzero(data: &[u8]) -> Option<usize> {
     None
 }
 
+/// The offset in `data` of a whole, CRC-checked record marked as the start of a batch, if
+/// one lies anywhere in it (every offset is tried; the zeros after the data are not).
+fn later_batch_start(data: &[u8]) -> Option<usize> {
+    let end = last_nonzero(data)? + 1;
+    let data = &data[..end];
+    (0..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&off| {
+        // The flag in the kind byte is the cheap filter; the CRC decides.
+        data[off + RECORD_HEADER_LEN] & BATCH_START != 0
+            && matches!(
+                record::decode(&data[off..]),
+                Decoded::Record {
+                    batch_start: true,
+                    ..
+                }
+            )
+    })
+}
+
 /// Reads the records of `data` from `start`, passing each (offset, kind, payload) to
 /// `visit`, and tells how they end. Payloads are zero-copy slices of `data`.
 ///
-/// The rule telling a torn tail from corruption: a bad record (too short for its header or
-/// length, a length out of bounds, a CRC mismatch) is **torn** only if nothing but zeros
-/// follows it up to the end of the file — after the end its length claims, when that length
-/// is believable (≤ 256 MiB), otherwise after its header. A crash only cuts short the last
-/// write; what follows it is preallocated space. If non-zero bytes follow, the bad record is
-/// **corrupt**: the data after it may have been synced and acknowledged, and the journal
-/// must not silently drop it. A zero length ends the data the same way: only if zeros
-/// follow. An unknown kind under a good CRC is always corrupt: a crash cannot write a
-/// complete frame with a good checksum.
+/// The rule telling a torn tail from corruption uses the batch marks ([`BATCH_START`]): the
+/// first record written after each sync carries one, so every byte before a marked record was
+/// on disk when that record was written. Damage (a record too short for its header or
+/// length, a length out of bounds, a CRC mismatch, or a zero length with data after it) is
+/// therefore **torn** — debris of the batch in flight when the power went, which nobody was
+/// told is durable — when no whole marked record follows it anywhere; and **corrupt** when
+/// one does, since then the damaged bytes had been synced and may have been acknowledged.
+/// A power cut can persist the sectors of the last batch in any order, so a hole with whole
+/// records of the same batch after it is crash debris too, and is truncated. An unknown kind
+/// under a good CRC is always corrupt: a crash cannot write a complete frame with a good
+/// checksum.
 ///
-/// A power loss during the fsync of a batch can also leave a hole in one record of the batch
-/// and a later record whole (the disk may persist the batch's sectors in any order). That
-/// reads as corruption: safe, since none of the batch was acknowledged, but the start stops
-/// until `sluice repair`. Telling it apart would need batch boundaries on disk (say a flag on
-/// the first record after each sync: damage inside the last batch is then crash debris).
-///
-/// Known limit: damage to the last records of the last segment that leaves only zeros after
-/// it (say a flipped bit in the final record) looks exactly like a torn write and is
-/// truncated with a warning; without a sync marker in the format no reader can tell them
-/// apart.
+/// A false "corrupt" (message bytes that happen to form a marked record after a torn tail)
+/// stops the start until `sluice repair`, which loses nothing; a false "torn" would need
+/// synced data damaged with no later batch written, which a crash cannot do (the known limit:
+/// media damage to the last synced batch, with nothing written after it, reads as torn).
 pub fn scan_records(
     data: &Bytes,
     start: usize,
@@ -91,55 +105,45 @@ pub fn scan_records(
     let mut off = start;
     loop {
         let at = off as u64;
-        match record::decode(&data[off..]) {
+        let damage = match record::decode(&data[off..]) {
             Decoded::Record {
                 kind,
                 payload,
                 len_on_disk,
+                ..
             } => {
                 visit(at, kind, data.slice_ref(payload));
                 off += len_on_disk;
+                continue;
             }
             Decoded::End => {
-                return match first_nonzero(&data[off..]) {
-                    None => ScanEnd::Clean { offset: at },
-                    Some(p) => ScanEnd::Corrupt {
-                        offset: at,
-                        reason: format!(
-                            "a zero record length (the end of the data) followed by more data at \
-                             offset {}",
-                            off + p
-                        ),
-                    },
-                };
+                if first_nonzero(&data[off..]).is_none() {
+                    return ScanEnd::Clean { offset: at };
+                }
+                "a zero record length (the end of the data) followed by more data".to_owned()
             }
-            Decoded::Torn(torn) => {
-                return ScanEnd::Torn {
-                    offset: at,
-                    reason: format!("{torn} at the end of the file"),
-                };
-            }
+            Decoded::Torn(torn) => format!("{torn} at the end of the file"),
             Decoded::Corrupt(bad @ record::Corrupt::Kind { .. }) => {
                 return ScanEnd::Corrupt {
                     offset: at,
                     reason: bad.to_string(),
                 };
             }
-            Decoded::Corrupt(bad) => {
-                let claimed = bad.claimed_len().unwrap_or(RECORD_HEADER_LEN);
-                let end = (off + claimed).min(data.len());
-                return match first_nonzero(&data[end..]) {
-                    None => ScanEnd::Torn {
-                        offset: at,
-                        reason: format!("{bad}, only zeros after it"),
-                    },
-                    Some(p) => ScanEnd::Corrupt {
-                        offset: at,
-                        reason: format!("{bad}, followed by more data at offset {}", end + p),
-                    },
-                };
-            }
-        }
+            Decoded::Corrupt(bad) => bad.to_string(),
+        };
+        return match later_batch_start(&data[off + 1..]) {
+            None => ScanEnd::Torn {
+                offset: at,
+                reason: format!("{damage}, with no later batch after it"),
+            },
+            Some(p) => ScanEnd::Corrupt {
+                offset: at,
+                reason: format!(
+                    "{damage}, before a batch written later (at offset {})",
+                    off + 1 + p
+                ),
+            },
+        };
     }
 }
 
