@@ -8,9 +8,9 @@ use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::{Connection, Receiver, Session};
 use serde_json::{json, Value};
 use support::admin::{
-    broker, consume, eventually, now_ms, queue_named, rewind, rfc3339, scrape, send, send_delayed,
-    WAIT,
+    broker, consume, eventually, queue_named, rewind, scrape, send, send_delayed, WAIT,
 };
+use support::clock::{now_ms, rfc3339};
 use support::http::{get_json, request};
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use fe2o3_amqp::{Connection, Session};
 use support::broker::{start, test_config};
+use support::clock::{now_ms, rfc3339};
 use support::ctl::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +131,12 @@ async fn scheduled_messages_are_listed_and_cancelled() {
         .unwrap();
     let mut session = Session::begin(&mut conn).await.unwrap();
     let sent_at = now_ms();
-    fill_delayed(&mut session, "later", &[120_000, 60_000]).await;
+    support::admin::send_delayed(
+        &mut session,
+        "later",
+        &[("later-0", 120_000), ("later-1", 60_000)],
+    )
+    .await;
 
     let table = ok(&ctl(&broker, &["list-scheduled", "later"]).await);
     let lines: Vec<Vec<&str>> = table

@@ -10,9 +10,10 @@ use std::time::Duration;
 use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody};
 use fe2o3_amqp::types::messaging::Modified;
 use fe2o3_amqp::types::primitives::{Symbol, Value};
+use support::clock::now_ms;
 use support::time::{
     annotated, annotation, assert_due, broker, delivery_count, eventually, expiring_at, in_ms,
-    nothing_within, now_ms, recv, recv_within, send, text, with_ttl, Client, QUIET, WAIT,
+    nothing_within, recv, recv_within, send, text, with_ttl, Client, QUIET, WAIT,
 };
 use tokio::time::Instant;
 

@@ -17,12 +17,12 @@ use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState};
 use fe2o3_amqp_types::performatives::{Open, Performative};
 use serde_json::json;
+use support::clock::{now_ms, rfc3339};
 use support::http::{get_json, request};
 use support::raw::{amqp_frame, begin, close, RawPeer, AMQP_HEADER};
 use support::time::{
     annotated, assert_due, attach_receiver, broker, delivery_count, eventually, in_ms, link_flow,
-    nothing_within, now_ms, parse_rfc3339, recv, rewind, rfc3339, send, settle, text, Client,
-    QUIET,
+    nothing_within, parse_rfc3339, recv, rewind, send, settle, text, Client, QUIET,
 };
 use tokio::time::Instant;
 

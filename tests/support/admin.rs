@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::types::messaging::{Message, MessageAnnotations, Properties};
@@ -106,18 +106,6 @@ pub async fn consume(
     }
     receiver.close().await.unwrap();
     got
-}
-
-/// Milliseconds since the Unix epoch, by the wall clock.
-pub fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    i64::try_from(since.as_millis()).unwrap()
-}
-
-/// `ms` since the Unix epoch as RFC 3339.
-pub fn rfc3339(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap());
-    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// `POST /api/queues/{queue}/rewind` with `body`.

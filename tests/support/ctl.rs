@@ -3,12 +3,10 @@
 #![allow(dead_code)]
 
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fe2o3_amqp::link::delivery::Delivery;
 use fe2o3_amqp::link::receiver::CreditMode;
-use fe2o3_amqp::types::messaging::{Message, MessageAnnotations};
-use fe2o3_amqp::types::primitives::{Symbol, Value as AmqpValue};
 use fe2o3_amqp::{Receiver, Sender};
 use sluice::BrokerHandle;
 use tokio::net::TcpSocket;
@@ -130,33 +128,6 @@ pub async fn take_unsettled(
     (receiver, got)
 }
 
-/// Sends one message per delay to `address`, with message annotation `x-opt-delivery-delay`
-/// (a long, in ms), and waits for each to be accepted.
-pub async fn fill_delayed(
-    session: &mut fe2o3_amqp::session::SessionHandle<()>,
-    address: &str,
-    delays_ms: &[i64],
-) {
-    let mut sender = Sender::attach(session, format!("{address}-delayed-sender"), address)
-        .await
-        .unwrap();
-    for (i, &delay) in delays_ms.iter().enumerate() {
-        let annotations = MessageAnnotations::builder()
-            .insert(Symbol::from("x-opt-delivery-delay"), AmqpValue::Long(delay))
-            .build();
-        let message = Message::builder()
-            .message_annotations(annotations)
-            .value(format!("{address}-delayed-{i}"))
-            .build();
-        let outcome = tokio::time::timeout(STEP, sender.send(message))
-            .await
-            .expect("send timed out")
-            .unwrap();
-        assert!(outcome.is_accepted(), "{outcome:?}");
-    }
-    sender.close().await.unwrap();
-}
-
 /// Polls the broker until `queue`'s stats satisfy `check`, for up to [`STEP`].
 pub async fn until_stats(
     broker: &BrokerHandle,
@@ -172,18 +143,6 @@ pub async fn until_stats(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Milliseconds since the Unix epoch, by the wall clock.
-pub fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    i64::try_from(since.as_millis()).unwrap()
-}
-
-/// `ms` since the Unix epoch as RFC 3339.
-pub fn rfc3339(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap());
-    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// A loopback port that refuses connections for as long as the socket lives: bound, so no one

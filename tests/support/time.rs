@@ -5,7 +5,7 @@
 //! delivery), and the admin API's rewind and scheduled-message endpoints.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::Delivery;
@@ -21,6 +21,7 @@ use fe2o3_amqp_types::performatives::{Attach, Disposition, Flow, Performative};
 use sluice::{BrokerHandle, QueueStats};
 use tokio::time::Instant;
 
+use super::clock::now_ms;
 use super::http::{request, Answer};
 
 /// How long a test waits for something that must happen (only a failing test waits this long).
@@ -35,14 +36,6 @@ pub type Msg = Message<AmqpValue<String>>;
 /// `[queues.*]` tables) as configuration.
 pub async fn broker(queues_toml: &str) -> BrokerHandle {
     super::broker::start_with_toml(queues_toml).await
-}
-
-/// Now, in milliseconds since the Unix epoch (the wall clock message times are written in).
-pub fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970");
-    i64::try_from(since.as_millis()).expect("fits")
 }
 
 /// The timestamp `ms` milliseconds from now.
@@ -291,12 +284,6 @@ pub async fn rewind(admin: SocketAddr, queue: &str, to: serde_json::Value) -> An
     let body = serde_json::json!({ "to": to }).to_string();
     let path = format!("/api/queues/{queue}/rewind");
     request(admin, "POST", &path, Some(&body), None).await
-}
-
-/// RFC 3339 text for `ms` since the epoch, with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).expect("after 1970"));
-    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// An RFC 3339 time from the admin API as ms since the epoch.
