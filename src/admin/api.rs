@@ -14,7 +14,6 @@ use tokio::sync::oneshot;
 
 use crate::broker::registry::Request;
 use crate::broker::{ConnectionEntry, ConsumerInfo, GroupInfo, Queue, RouteError, SessionInfo};
-use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
 
 use super::rates::Rate;
 use super::time::rfc3339_ms;
@@ -295,7 +294,7 @@ fn queue_view(state: &AdminState, queue: &Queue) -> QueueView {
         rewound: s.rewound,
         retained: s.retained,
         rates: state.rates.queue(queue.name()),
-        settings: settings_json(queue.settings()),
+        settings: queue.settings().to_json(),
     }
 }
 
@@ -324,39 +323,6 @@ fn connection_view(entry: &ConnectionEntry) -> ConnectionView {
         bytes_in,
         bytes_out,
     }
-}
-
-/// The settings as broker.toml spells them.
-fn settings_json(s: &QueueSettings) -> Value {
-    json!({
-        "auto_create": s.auto_create,
-        "durable": s.durable,
-        "max_message_size": s.max_message_size,
-        "group_key": match &s.group_key {
-            GroupKey::GroupId => "group-id",
-            GroupKey::Property(name) => name.as_str(),
-        },
-        "group_release": match s.group_release {
-            GroupRelease::OnAck => "on-ack",
-            GroupRelease::OnClose => "on-close",
-        },
-        "group_first_key": s.group_first_key,
-        "group_first_as_property": s.group_first_as_property,
-        "group_rebalance": s.group_rebalance,
-        "group_rebalance_pause_dispatch": s.group_rebalance_pause_dispatch,
-        "group_buckets": match s.group_buckets {
-            GroupBuckets::Exact => -1,
-            GroupBuckets::Off => 0,
-            GroupBuckets::Hashed(n) => i64::from(n),
-        },
-        "default_delay": s.default_delay,
-        "default_ttl": s.default_ttl,
-        "visibility_timeout": s.visibility_timeout,
-        "dead_letter_address": s.dead_letter_address,
-        "max_delivery_attempts": s.max_delivery_attempts,
-        "rewind_seconds": s.rewind_seconds,
-        "rewind_max_bytes": s.rewind_max_bytes,
-    })
 }
 
 /// Declared settings as the body of a `[queues."name"]` table, so they are checked exactly as

@@ -25,6 +25,13 @@ macro_rules! queue_settings {
         }
 
         impl QueueSettings {
+            /// The settings as broker.toml spells them, key by key (the admin API shows them).
+            pub fn to_json(&self) -> serde_json::Value {
+                let mut map = serde_json::Map::new();
+                $( map.insert(stringify!($key).to_owned(), SettingValue::to_json(&self.$key)); )*
+                serde_json::Value::Object(map)
+            }
+
             /// The keys whose values differ between `self` and `other`, each with both values:
             /// `max_message_size (is 1024, asked 2048)`.
             pub fn differences(&self, other: &QueueSettings) -> Vec<String> {
@@ -103,6 +110,63 @@ pub enum GroupBuckets {
     Off,
     /// `N`: ids are hashed into N groups, so memory stays bounded however many ids there are.
     Hashed(u32),
+}
+
+/// A setting's value as broker.toml would write it.
+trait SettingValue {
+    fn to_json(&self) -> serde_json::Value;
+}
+
+impl SettingValue for bool {
+    fn to_json(&self) -> serde_json::Value {
+        (*self).into()
+    }
+}
+
+impl SettingValue for u32 {
+    fn to_json(&self) -> serde_json::Value {
+        (*self).into()
+    }
+}
+
+impl SettingValue for u64 {
+    fn to_json(&self) -> serde_json::Value {
+        (*self).into()
+    }
+}
+
+impl SettingValue for Option<String> {
+    fn to_json(&self) -> serde_json::Value {
+        self.clone().into()
+    }
+}
+
+impl SettingValue for GroupKey {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            GroupKey::GroupId => "group-id".into(),
+            GroupKey::Property(name) => name.as_str().into(),
+        }
+    }
+}
+
+impl SettingValue for GroupRelease {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            GroupRelease::OnAck => "on-ack".into(),
+            GroupRelease::OnClose => "on-close".into(),
+        }
+    }
+}
+
+impl SettingValue for GroupBuckets {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            GroupBuckets::Exact => (-1).into(),
+            GroupBuckets::Off => 0.into(),
+            GroupBuckets::Hashed(n) => (*n).into(),
+        }
+    }
 }
 
 queue_settings! {
