@@ -11,73 +11,114 @@ use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
 
 use super::{AdminState, ApiError};
+use crate::broker::QueueStats;
 
-/// Per-queue gauges and counters: (name, help, is_counter).
-const QUEUE_METRICS: [(&str, &str, bool); 17] = [
+/// A per-queue metric: its name, help, whether it is a counter, and how to read it.
+type QueueMetric = (&'static str, &'static str, bool, fn(&QueueStats) -> u64);
+
+/// Per-queue gauges and counters, each with the statistic it reports.
+const QUEUE_METRICS: [QueueMetric; 17] = [
     (
         "sluice_queue_messages_ready",
         "Messages ready for delivery.",
         false,
+        |s| s.ready as u64,
     ),
     (
         "sluice_queue_messages_unacked",
         "Messages delivered and not yet settled.",
         false,
+        |s| s.unacked as u64,
     ),
     (
         "sluice_queue_messages_delayed",
         "Messages scheduled for later delivery.",
         false,
+        |s| s.delayed as u64,
     ),
-    ("sluice_queue_consumers", "Attached consumers.", false),
-    ("sluice_queue_groups", "Message groups tracked.", false),
+    (
+        "sluice_queue_consumers",
+        "Attached consumers.",
+        false,
+        |s| s.consumers as u64,
+    ),
+    (
+        "sluice_queue_groups",
+        "Message groups tracked.",
+        false,
+        |s| s.groups as u64,
+    ),
     (
         "sluice_queue_bytes_ready",
         "Encoded bytes of the ready messages.",
         false,
+        |s| s.ready_bytes,
     ),
-    ("sluice_queue_enqueued_total", "Messages enqueued.", true),
+    (
+        "sluice_queue_enqueued_total",
+        "Messages enqueued.",
+        true,
+        |s| s.enqueued,
+    ),
     (
         "sluice_queue_delivered_total",
         "Deliveries made, redeliveries included.",
         true,
+        |s| s.delivered,
     ),
-    ("sluice_queue_acked_total", "Messages consumed.", true),
+    (
+        "sluice_queue_acked_total",
+        "Messages consumed.",
+        true,
+        |s| s.acked,
+    ),
     (
         "sluice_queue_redelivered_total",
         "Deliveries returned to the queue.",
         true,
+        |s| s.returned,
     ),
     (
         "sluice_queue_rejected_total",
         "Messages rejected by a consumer.",
         true,
+        |s| s.rejected,
     ),
-    ("sluice_queue_expired_total", "Messages that expired.", true),
+    (
+        "sluice_queue_expired_total",
+        "Messages that expired.",
+        true,
+        |s| s.expired,
+    ),
     (
         "sluice_queue_dead_lettered_total",
         "Messages moved to a dead-letter address.",
         true,
+        |s| s.dead_lettered,
     ),
     (
         "sluice_queue_timed_out_total",
         "Deliveries taken back when the visibility timeout ran out.",
         true,
+        |s| s.timed_out,
     ),
     (
         "sluice_queue_cancelled_total",
         "Delayed messages cancelled before they were due.",
         true,
+        |s| s.cancelled,
     ),
     (
         "sluice_queue_rewound_total",
         "Messages made ready again by a rewind.",
         true,
+        |s| s.rewound,
     ),
     (
         "sluice_queue_messages_retained",
         "Consumed messages kept for rewind.",
         false,
+        |s| s.retained as u64,
     ),
 ];
 
@@ -136,31 +177,12 @@ impl Family {
 fn render(state: &AdminState) -> prometheus::Result<String> {
     let queue_families = QUEUE_METRICS
         .iter()
-        .map(|(name, help, counter)| Family::new(name, help, *counter, &["queue"]))
+        .map(|(name, help, counter, _)| Family::new(name, help, *counter, &["queue"]))
         .collect::<prometheus::Result<Vec<_>>>()?;
     for queue in state.router.queues() {
         let s = queue.stats();
-        let values = [
-            s.ready as u64,
-            s.unacked as u64,
-            s.delayed as u64,
-            s.consumers as u64,
-            s.groups as u64,
-            s.ready_bytes,
-            s.enqueued,
-            s.delivered,
-            s.acked,
-            s.returned,
-            s.rejected,
-            s.expired,
-            s.dead_lettered,
-            s.timed_out,
-            s.cancelled,
-            s.rewound,
-            s.retained as u64,
-        ];
-        for (family, value) in queue_families.iter().zip(values) {
-            family.set(&[queue.name()], value)?;
+        for (family, (.., read)) in queue_families.iter().zip(&QUEUE_METRICS) {
+            family.set(&[queue.name()], read(&s))?;
         }
     }
     let connections = state.registry.all();
