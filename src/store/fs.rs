@@ -53,6 +53,9 @@ pub trait Fs: Send + Sync + fmt::Debug {
 
     /// Makes the creations and removals of files in `dir` durable (fsync of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Bytes an unprivileged writer may still use on the file system holding `dir`: the
+    /// journal refuses to start a segment below its free-space floor.
+    fn available_space(&self, dir: &Path) -> io::Result<u64>;
 }
 
 /// An open file.
@@ -169,6 +172,20 @@ impl Fs for RealFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn available_space(&self, dir: &Path) -> io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs reads the NUL-terminated path and writes only into `stat`, which is
+        // a plain C struct for which all zeros is a valid value.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+        Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
     }
 }
 

@@ -1,46 +1,66 @@
-//! The group-commit writer (DESIGN.md §5): one thread owns the journal's [`SegmentWriter`];
-//! every queue hands it records with a completion, and it writes whatever has accumulated
-//! with one write and one fdatasync, then completes them all. The next batch starts as soon
-//! as the previous sync returns: no fixed timer, so a lone producer waits one sync and a
-//! thousand share one.
+//! The group-commit journal (DESIGN.md §5).
 //!
-//! Not wired to the queues yet (issue 7 in progress).
+//! Appending is a short critical section on the caller's thread: the record is encoded into
+//! the journal's buffer and its position (segment and offset) is decided there and then, so
+//! the caller learns at once which segment holds it, and records from every queue are
+//! ordered as they were appended. One writer thread takes whatever has accumulated, writes it
+//! with one write per segment and one fdatasync, then completes the appends that asked to be
+//! told. The next batch starts as soon as the previous sync returns: no fixed timer, so a
+//! lone producer waits one sync and a thousand share one.
+//!
+//! The journal also counts, per segment, the records that still matter ("live": a message
+//! not yet consumed). The oldest segments with none left are deleted; an old segment that is
+//! mostly dead is offered for compaction (its owners append its live records again, after
+//! which it is dead too).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 
 use super::fs::Fs;
-use super::record::{RecordKind, MAX_PAYLOAD_LEN};
-use super::segment::{RecordPos, SegmentWriter, StoreError};
+use super::record::{self, RecordKind, RecordTooLarge};
+use super::segment::{
+    delete_segment, RecordPos, Segment, StoreError, MIN_SEGMENT_SIZE, SEGMENT_HEADER_LEN,
+};
+use super::{Completion, Done, Store};
 
 /// When the journal calls fdatasync (`[storage] sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
     /// Once per batch of everything that arrived during the previous sync (the default).
     Batch,
-    /// Once per request: no sharing, for comparison and for the cautious.
+    /// Once per append that waits for it: no sharing, for comparison and for the cautious.
     Always,
     /// Never: records reach the page cache only. Unsafe: a power loss loses acknowledged
     /// messages.
     Never,
 }
 
-/// What a request's records became: the journal's error is shared by every request of the
-/// failed batch, so it travels as text.
-pub type Completion = Result<(), String>;
+/// How the journal is laid out and when it syncs.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// When to fdatasync.
+    pub sync: SyncMode,
+    /// Bytes each segment is preallocated to.
+    pub segment_size: u64,
+    /// No new segment is started while the file system has less free space than this: the
+    /// appends that need one are refused (and the store says why) until space comes back.
+    pub min_free_bytes: u64,
+}
 
-/// Called on the writer thread once the records are durable (or have failed).
-pub type Done = Box<dyn FnOnce(Completion) + Send>;
-
-struct Request {
-    records: Vec<(RecordKind, Bytes)>,
-    done: Done,
+impl Default for JournalOptions {
+    fn default() -> JournalOptions {
+        JournalOptions {
+            sync: SyncMode::Batch,
+            segment_size: super::DEFAULT_SEGMENT_SIZE,
+            min_free_bytes: 0,
+        }
+    }
 }
 
 /// Fsync latencies are counted in these buckets (upper bounds, microseconds), for the metrics.
@@ -60,105 +80,175 @@ pub const SYNC_BUCKETS_US: [u64; 10] = [
 /// What the writer has done, for metrics.
 #[derive(Debug, Default)]
 pub struct JournalStats {
-    /// Batches written (each one write and, unless `never`, one fdatasync).
+    /// Batches written (each one write per segment and, unless `never`, one fdatasync).
     pub batches: AtomicU64,
-    /// Requests completed successfully.
+    /// Appends that waited for durability and got it.
     pub requests: AtomicU64,
     /// Records written.
     pub records: AtomicU64,
-    /// Bytes of payload written.
+    /// Bytes written (records as encoded).
     pub bytes: AtomicU64,
     /// Fsync count per latency bucket of [`SYNC_BUCKETS_US`].
     pub sync_us: [AtomicU64; 10],
     /// Sum of fsync latencies, in microseconds.
     pub sync_us_sum: AtomicU64,
-    /// The store failed and takes no more durable writes.
+    /// Segments deleted because nothing in them was live.
+    pub segments_deleted: AtomicU64,
+    /// The store failed and takes no more writes.
     pub fenced: AtomicBool,
+    /// Appends refused for the free-space floor.
+    pub refused_full: AtomicU64,
+}
+
+/// Bytes of one segment not yet written, from `start`.
+#[derive(Debug)]
+struct Chunk {
+    segment: u64,
+    /// The segment's size, for creating it.
+    capacity: u64,
+    start: u64,
+    buf: BytesMut,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Live records.
+    live: u64,
+    /// Live records ever appended to it.
+    appended: u64,
+}
+
+struct State {
+    /// Where the next record goes.
+    segment: u64,
+    capacity: u64,
+    offset: u64,
+    pending: Vec<Chunk>,
+    /// Appends to complete once the bytes before `end` are durable.
+    waiters: Vec<(RecordPos, Done)>,
+    /// A record was appended since the writer last took the buffer.
+    in_batch: bool,
+    fenced: Option<String>,
+    closed: bool,
+    /// Segments on disk or pending, with their live counts.
+    segments: BTreeMap<u64, Counts>,
+    /// The segment the writer has open: older ones are complete and synced.
+    written_segment: u64,
+    /// When free space was last found below the floor (checks are rate-limited).
+    full_since: Option<Instant>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    stats: Arc<JournalStats>,
+    options: JournalOptions,
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
 }
 
 /// The journal's writer thread and the way to it.
-#[derive(Debug)]
 pub struct Journal {
-    tx: Option<Sender<Request>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    stats: Arc<JournalStats>,
 }
 
-impl std::fmt::Debug for Request {
+impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("records", &self.records.len())
+        f.debug_struct("Journal")
+            .field("dir", &self.shared.dir)
             .finish()
     }
 }
 
 impl Journal {
-    /// Starts the writer on the journal in `dir`, appending at `tail` (from recovery; None
-    /// for an empty journal).
+    /// Starts the journal in `dir`, appending at `tail` (from recovery; None for an empty
+    /// journal). `segments` are the segments recovery read; their live records are counted
+    /// with [`Journal::retain`] before anything is released.
     pub fn open(
         fs: Arc<dyn Fs>,
         dir: &Path,
-        segment_size: u64,
+        segments: &[u64],
         tail: Option<RecordPos>,
-        mode: SyncMode,
+        options: JournalOptions,
     ) -> Result<Journal, StoreError> {
-        let writer = SegmentWriter::open(fs, dir, segment_size, tail)?;
+        if options.segment_size < MIN_SEGMENT_SIZE {
+            return Err(StoreError::SegmentSize(options.segment_size));
+        }
+        let file = match tail {
+            Some(pos) => Segment::open(&*fs, dir, pos.segment, pos.offset, options.segment_size)?,
+            None => Segment::create(&*fs, dir, 1, options.segment_size)?,
+        };
+        let mut counts: BTreeMap<u64, Counts> =
+            segments.iter().map(|&s| (s, Counts::default())).collect();
+        counts.entry(file.seq()).or_default();
         let stats = Arc::new(JournalStats::default());
-        let (tx, rx) = mpsc::channel();
-        let thread_stats = stats.clone();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                segment: file.seq(),
+                capacity: file.capacity(),
+                offset: file.write_offset(),
+                pending: Vec::new(),
+                waiters: Vec::new(),
+                in_batch: false,
+                fenced: None,
+                closed: false,
+                segments: counts,
+                written_segment: file.seq(),
+                full_since: None,
+            }),
+            work: Condvar::new(),
+            stats,
+            options,
+            fs,
+            dir: dir.to_owned(),
+        });
+        let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-journal".into())
-            .spawn(move || run(writer, rx, mode, &thread_stats))
+            .spawn(move || run(&writer, file))
             .map_err(|source| StoreError::Io {
                 op: "start the writer thread for",
                 file: dir.to_owned(),
                 source,
             })?;
         Ok(Journal {
-            tx: Some(tx),
+            shared,
             thread: Some(thread),
-            stats,
         })
     }
 
-    /// Appends `records`; `done` runs on the writer thread once they are durable (as the sync
-    /// mode defines it) or have failed. A record too large for the journal fails its request
-    /// alone.
-    pub fn append(&self, records: Vec<(RecordKind, Bytes)>, done: Done) {
-        if let Some(too_large) = records.iter().find(|(_, p)| p.len() > MAX_PAYLOAD_LEN) {
-            done(Err(format!(
-                "a record of {} bytes is larger than the journal's limit of {MAX_PAYLOAD_LEN}",
-                too_large.1.len()
-            )));
-            return;
-        }
-        let request = Request { records, done };
-        let Some(tx) = &self.tx else {
-            (request.done)(Err("the journal is closed".into()));
-            return;
-        };
-        if let Err(mpsc::SendError(request)) = tx.send(request) {
-            (request.done)(Err("the journal's writer has stopped".into()));
-        }
+    /// Counts a live record found by recovery in `segment`.
+    pub fn retain(&self, segment: u64) {
+        let mut st = self.shared.lock();
+        let counts = st.segments.entry(segment).or_default();
+        counts.live += 1;
+        counts.appended += 1;
     }
 
     /// What the writer has done.
     pub fn stats(&self) -> &Arc<JournalStats> {
-        &self.stats
+        &self.shared.stats
     }
 
-    /// Whether the store failed and refuses durable writes.
-    pub fn is_fenced(&self) -> bool {
-        self.stats.fenced.load(Relaxed)
+    /// Live records per segment, oldest first (for tests and the admin view).
+    pub fn live_counts(&self) -> Vec<(u64, u64)> {
+        self.shared
+            .lock()
+            .segments
+            .iter()
+            .map(|(&s, c)| (s, c.live))
+            .collect()
     }
 
-    /// Completes what was handed in, then stops the writer.
+    /// Completes what was appended, then stops the writer.
     pub fn close(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        self.tx = None;
+        self.shared.lock().closed = true;
+        self.shared.work.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -171,57 +261,343 @@ impl Drop for Journal {
     }
 }
 
-/// The writer thread: take one request, then everything queued behind it; write them all;
-/// sync once; complete them all.
-fn run(mut writer: SegmentWriter, rx: Receiver<Request>, mode: SyncMode, stats: &JournalStats) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        if mode != SyncMode::Always {
-            batch.extend(rx.try_iter());
+impl Store for Journal {
+    fn append(
+        &self,
+        kind: RecordKind,
+        parts: &[&[u8]],
+        live: bool,
+        done: Option<Done>,
+    ) -> Result<u64, StoreError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > record::MAX_PAYLOAD_LEN {
+            return Err(RecordTooLarge { len }.into());
         }
-        let result = write_batch(&mut writer, &batch, mode, stats);
-        if result.is_err() {
-            stats.fenced.store(true, Relaxed);
+        let need = record::encoded_len(len) as u64;
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        if let Some(cause) = &st.fenced {
+            return Err(StoreError::Fenced {
+                cause: cause.clone(),
+            });
+        }
+        if st.closed {
+            return Err(StoreError::Closed);
+        }
+        if st.offset + need > st.capacity {
+            shared.check_free_space(&mut st)?;
+            st.segment += 1;
+            st.capacity = shared.options.segment_size.max(SEGMENT_HEADER_LEN + need);
+            st.offset = SEGMENT_HEADER_LEN;
+            let segment = st.segment;
+            st.segments.entry(segment).or_default();
+        }
+        let (segment, offset, capacity) = (st.segment, st.offset, st.capacity);
+        let batch_start = !std::mem::replace(&mut st.in_batch, true);
+        let was_empty = st.pending.is_empty();
+        let chunk = match st.pending.last_mut() {
+            Some(c) if c.segment == segment => c,
+            _ => {
+                st.pending.push(Chunk {
+                    segment,
+                    capacity,
+                    start: offset,
+                    buf: BytesMut::with_capacity(64 * 1024),
+                });
+                st.pending.last_mut().expect("just pushed")
+            }
+        };
+        record::encode_parts(kind, parts, batch_start, &mut chunk.buf)?;
+        st.offset += need;
+        if live {
+            let counts = st.segments.entry(segment).or_default();
+            counts.live += 1;
+            counts.appended += 1;
+        }
+        if let Some(done) = done {
+            let end = RecordPos {
+                segment,
+                offset: st.offset,
+            };
+            st.waiters.push((end, done));
+            if shared.options.sync == SyncMode::Always {
+                // The next record is written after this one's sync: it starts a batch.
+                st.in_batch = false;
+            }
+        }
+        drop(st);
+        shared.stats.records.fetch_add(1, Relaxed);
+        if was_empty {
+            shared.work.notify_one();
+        }
+        Ok(segment)
+    }
+
+    fn release(&self, segment: u64) {
+        let mut st = self.shared.lock();
+        if let Some(counts) = st.segments.get_mut(&segment) {
+            counts.live = counts.live.saturating_sub(1);
+        }
+    }
+
+    fn fenced(&self) -> Option<String> {
+        self.shared.lock().fenced.clone()
+    }
+
+    fn compaction_candidate(&self) -> Option<u64> {
+        let st = self.shared.lock();
+        // Only worth it once the journal is several segments long, and only for the oldest
+        // segment (deletion goes oldest first): when less than a tenth of what was written
+        // there is still live, copying those few forward frees the whole segment.
+        if st.segments.len() < 4 {
+            return None;
+        }
+        let (&oldest, counts) = st.segments.iter().next()?;
+        (oldest < st.written_segment && counts.live > 0 && counts.live * 10 <= counts.appended)
+            .then_some(oldest)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses a new segment while free space is below the floor; checks at most every 100 ms
+    /// while it is.
+    fn check_free_space(&self, st: &mut State) -> Result<(), StoreError> {
+        let floor = self.options.min_free_bytes;
+        if floor == 0 {
+            return Ok(());
+        }
+        if let Some(since) = st.full_since {
+            if since.elapsed() < Duration::from_millis(100) {
+                self.stats.refused_full.fetch_add(1, Relaxed);
+                return Err(StoreError::Full {
+                    floor,
+                    dir: self.dir.clone(),
+                });
+            }
+        }
+        let available = self
+            .fs
+            .available_space(&self.dir)
+            .map_err(|source| StoreError::Io {
+                op: "read the free space of",
+                file: self.dir.clone(),
+                source,
+            })?;
+        // The new segment itself must fit above the floor.
+        if available < floor.saturating_add(self.options.segment_size) {
+            if st.full_since.is_none() {
+                tracing::error!(
+                    dir = %self.dir.display(),
+                    available,
+                    floor,
+                    "journal: free space below the floor; refusing durable messages until space is freed"
+                );
+            }
+            st.full_since = Some(Instant::now());
+            self.stats.refused_full.fetch_add(1, Relaxed);
+            return Err(StoreError::Full {
+                floor,
+                dir: self.dir.clone(),
+            });
+        }
+        if st.full_since.take().is_some() {
+            tracing::warn!(dir = %self.dir.display(), available, "journal: free space is back above the floor");
+        }
+        Ok(())
+    }
+
+    fn fence(&self, error: &StoreError) {
+        let mut st = self.lock();
+        if st.fenced.is_none() {
+            tracing::error!(
+                error = %error,
+                "JOURNAL FAILED: the store is fenced; durable messages are refused until sluice is restarted and recovers"
+            );
+            st.fenced = Some(error.to_string());
+        }
+        self.stats.fenced.store(true, Relaxed);
+    }
+}
+
+/// The writer thread: take everything appended, write it, sync once, complete the waiters,
+/// delete segments that nothing needs any more; until closed and drained.
+fn run(shared: &Shared, mut file: Segment) {
+    let mut unsynced = false;
+    loop {
+        let (chunks, waiters) = {
+            let mut st = shared.lock();
+            while st.pending.is_empty() && !st.closed {
+                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.pending.is_empty() {
+                break;
+            }
+            st.in_batch = false;
+            (
+                std::mem::take(&mut st.pending),
+                std::mem::take(&mut st.waiters),
+            )
+        };
+        let result = if shared.options.sync == SyncMode::Always {
+            write_each(shared, &mut file, &mut unsynced, chunks, waiters)
         } else {
-            stats.batches.fetch_add(1, Relaxed);
-            stats.requests.fetch_add(batch.len() as u64, Relaxed);
-        }
-        let completion: Completion = result.map_err(|e| e.to_string());
-        for request in batch {
-            (request.done)(completion.clone());
+            let r = write_batch(shared, &mut file, &mut unsynced, &chunks);
+            complete(shared, r, waiters)
+        };
+        match result {
+            Ok(()) => {
+                shared.stats.batches.fetch_add(1, Relaxed);
+                delete_dead_segments(shared);
+            }
+            Err(e) => {
+                shared.fence(&e);
+                // Nothing more is written: complete whatever was appended meanwhile.
+                let waiters = std::mem::take(&mut shared.lock().waiters);
+                for (_, done) in waiters {
+                    done(Err(e.to_string()));
+                }
+                shared.lock().pending.clear();
+            }
         }
     }
 }
 
-fn write_batch(
-    writer: &mut SegmentWriter,
-    batch: &[Request],
-    mode: SyncMode,
-    stats: &JournalStats,
+/// Completes `waiters` with `result`.
+fn complete(
+    shared: &Shared,
+    result: Result<(), StoreError>,
+    waiters: Vec<(RecordPos, Done)>,
 ) -> Result<(), StoreError> {
-    let mut records = 0;
-    let mut bytes = 0;
-    for request in batch {
-        for (kind, payload) in &request.records {
-            writer.append(*kind, payload)?;
-            records += 1;
-            bytes += payload.len() as u64;
+    if let Err(e) = &result {
+        // Fenced before anyone hears of the failure, so nobody appends after it.
+        shared.fence(e);
+    }
+    let completion: Completion = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+    if completion.is_ok() {
+        shared
+            .stats
+            .requests
+            .fetch_add(waiters.len() as u64, Relaxed);
+    }
+    for (_, done) in waiters {
+        done(completion.clone());
+    }
+    result
+}
+
+/// `sync = "always"`: writes up to each waiter's record and syncs, one waiter at a time.
+fn write_each(
+    shared: &Shared,
+    file: &mut Segment,
+    unsynced: &mut bool,
+    chunks: Vec<Chunk>,
+    waiters: Vec<(RecordPos, Done)>,
+) -> Result<(), StoreError> {
+    let mut chunks = chunks;
+    let mut waiters = waiters.into_iter();
+    for (end, done) in waiters.by_ref() {
+        // Split off everything up to `end`.
+        let mut head = Vec::new();
+        while let Some(first) = chunks.first_mut() {
+            let upto = if first.segment < end.segment {
+                first.buf.len()
+            } else {
+                (end.offset - first.start) as usize
+            };
+            let piece = Chunk {
+                segment: first.segment,
+                capacity: first.capacity,
+                start: first.start,
+                buf: first.buf.split_to(upto.min(first.buf.len())),
+            };
+            first.start += piece.buf.len() as u64;
+            let finished = first.buf.is_empty();
+            let last = first.segment >= end.segment;
+            if finished {
+                chunks.remove(0);
+            }
+            head.push(piece);
+            if last {
+                break;
+            }
+        }
+        let r = write_batch(shared, file, unsynced, &head);
+        if let Err(e) = complete(shared, r, vec![(end, done)]) {
+            for (_, done) in waiters {
+                done(Err(e.to_string()));
+            }
+            return Err(e);
         }
     }
-    match mode {
-        SyncMode::Never => writer.flush()?,
-        SyncMode::Batch | SyncMode::Always => {
-            let started = Instant::now();
-            writer.sync()?;
-            let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let bucket = SYNC_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(9);
-            stats.sync_us[bucket].fetch_add(1, Relaxed);
-            stats.sync_us_sum.fetch_add(us, Relaxed);
+    // Records nobody waits for (settles) after the last waiter.
+    write_batch(shared, file, unsynced, &chunks)
+}
+
+/// Writes `chunks` (rolling to new segments as they name them) and syncs, unless `never`.
+fn write_batch(
+    shared: &Shared,
+    file: &mut Segment,
+    unsynced: &mut bool,
+    chunks: &[Chunk],
+) -> Result<(), StoreError> {
+    let mut records_bytes = 0u64;
+    for chunk in chunks {
+        if chunk.buf.is_empty() {
+            continue;
         }
+        if chunk.segment != file.seq() {
+            // Every segment but the last is complete and synced before the next exists.
+            if *unsynced {
+                file.sync()?;
+                *unsynced = false;
+            }
+            *file = Segment::create(&*shared.fs, &shared.dir, chunk.segment, chunk.capacity)?;
+            shared.lock().written_segment = file.seq();
+        }
+        debug_assert_eq!(chunk.start, file.write_offset());
+        file.write(&chunk.buf)?;
+        *unsynced = true;
+        records_bytes += chunk.buf.len() as u64;
     }
-    stats.records.fetch_add(records, Relaxed);
-    stats.bytes.fetch_add(bytes, Relaxed);
+    if shared.options.sync != SyncMode::Never && *unsynced {
+        let started = Instant::now();
+        file.sync()?;
+        *unsynced = false;
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let bucket = SYNC_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(9);
+        shared.stats.sync_us[bucket].fetch_add(1, Relaxed);
+        shared.stats.sync_us_sum.fetch_add(us, Relaxed);
+    }
+    shared.stats.bytes.fetch_add(records_bytes, Relaxed);
     Ok(())
+}
+
+/// Deletes the oldest segments while nothing in them is live. Oldest first only: a later
+/// segment may hold the settle of a message enqueued in an earlier one, and deleting it
+/// while the earlier one stays would bring the message back at the next recovery.
+fn delete_dead_segments(shared: &Shared) {
+    loop {
+        let oldest = {
+            let st = shared.lock();
+            match st.segments.iter().next() {
+                Some((&s, c)) if c.live == 0 && s < st.written_segment => s,
+                _ => return,
+            }
+        };
+        if let Err(e) = delete_segment(&*shared.fs, &shared.dir, oldest) {
+            // Not fatal: the segment is read again at the next start, and its records are
+            // all dead or superseded.
+            tracing::warn!(segment = oldest, error = %e, "journal: cannot delete a dead segment");
+            return;
+        }
+        shared.lock().segments.remove(&oldest);
+        shared.stats.segments_deleted.fetch_add(1, Relaxed);
+        tracing::debug!(segment = oldest, "journal: deleted a dead segment");
+    }
 }
 
 #[cfg(test)]

@@ -44,10 +44,47 @@ pub mod recovery;
 pub mod segment;
 
 pub use fs::{FaultOp, Fs, FsFile, RealFs, SimFs};
-pub use journal::{Journal, JournalStats, SyncMode};
+pub use journal::{Journal, JournalOptions, JournalStats, SyncMode, SYNC_BUCKETS_US};
 pub use record::{RecordKind, RecordTooLarge, MAX_PAYLOAD_LEN, MAX_RECORD_LEN};
 pub use recovery::{
     recover, recover_with, repair, Recovered, RecoveredRecord, RecoveryError, RecoverySummary,
     Repaired, TruncatedTail,
 };
 pub use segment::{RecordPos, SegmentWriter, StoreError, DEFAULT_SEGMENT_SIZE};
+
+/// What an append's records became: an error is shared by every append of the failed batch,
+/// so it travels as text.
+pub type Completion = Result<(), String>;
+
+/// Called (on the journal's thread) once an append is durable, or has failed.
+pub type Done = Box<dyn FnOnce(Completion) + Send>;
+
+/// What the queues need of a store: the local journal implements it, and a replicated store
+/// could replace it without the queues noticing.
+///
+/// Records are appended in one order for the whole store; a record is *live* while what it
+/// holds is still needed (a message not yet consumed), and the store keeps every segment
+/// that holds a live record.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Appends one record, after every record appended before it, whose payload is `parts`
+    /// joined. Returns the segment it went to (never 0), which the caller gives back to
+    /// [`Store::release`] when a live record stops mattering. `done`, if any, runs once the
+    /// record is durable or has failed; it is not called when `append` itself fails.
+    fn append(
+        &self,
+        kind: RecordKind,
+        parts: &[&[u8]],
+        live: bool,
+        done: Option<Done>,
+    ) -> Result<u64, StoreError>;
+
+    /// A live record in `segment` no longer matters.
+    fn release(&self, segment: u64);
+
+    /// Why the store refuses writes, if it does (it failed and will not pretend otherwise).
+    fn fenced(&self) -> Option<String>;
+
+    /// An old segment worth compacting: few of its records are live, and once their owners
+    /// have appended them again (releasing the old ones) it can be deleted.
+    fn compaction_candidate(&self) -> Option<u64>;
+}

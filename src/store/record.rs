@@ -39,14 +39,14 @@ pub const MAX_PAYLOAD_LEN: usize = MAX_RECORD_LEN as usize - 1;
 pub enum RecordKind {
     /// A message entered a queue.
     Enqueue = 1,
-    /// A message was settled (consumed) and leaves its queue.
+    /// A message left its queue (consumed, dropped, or moved to a dead-letter queue).
     Settle = 2,
-    /// A message moved to a dead-letter queue.
-    DeadLetter = 3,
+    /// A delivery failed, or a consumed message was made ready again by a rewind.
+    Redelivered = 3,
     /// A delayed message became due.
     Due = 4,
-    /// A queue was rewound.
-    Rewind = 5,
+    /// A message was consumed and is kept for rewind.
+    Consume = 5,
     /// A durable queue was declared.
     QueueDeclare = 6,
     /// A durable queue was deleted.
@@ -58,9 +58,9 @@ impl RecordKind {
     pub const ALL: [RecordKind; 7] = [
         RecordKind::Enqueue,
         RecordKind::Settle,
-        RecordKind::DeadLetter,
+        RecordKind::Redelivered,
         RecordKind::Due,
-        RecordKind::Rewind,
+        RecordKind::Consume,
         RecordKind::QueueDeclare,
         RecordKind::QueueDelete,
     ];
@@ -116,17 +116,34 @@ pub fn encode_with(
     batch_start: bool,
     buf: &mut BytesMut,
 ) -> Result<usize, RecordTooLarge> {
-    if payload.len() > MAX_PAYLOAD_LEN {
-        return Err(RecordTooLarge { len: payload.len() });
+    encode_parts(kind, &[payload], batch_start, buf)
+}
+
+/// [`encode_with`] for a payload given in parts (a record header and a message's bytes), so
+/// that a message is copied once, into the journal's buffer.
+pub fn encode_parts(
+    kind: RecordKind,
+    parts: &[&[u8]],
+    batch_start: bool,
+    buf: &mut BytesMut,
+) -> Result<usize, RecordTooLarge> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > MAX_PAYLOAD_LEN {
+        return Err(RecordTooLarge { len });
     }
-    let total = encoded_len(payload.len());
+    let total = encoded_len(len);
     buf.reserve(total);
-    // Cannot truncate: payload.len() < MAX_RECORD_LEN, checked above.
     let kind_byte = kind.as_u8() | if batch_start { BATCH_START } else { 0 };
-    buf.put_u32_le((payload.len() + 1) as u32);
-    buf.put_u32_le(checksum(kind_byte, payload));
+    let crc = parts.iter().fold(crc32c::crc32c(&[kind_byte]), |crc, p| {
+        crc32c::crc32c_append(crc, p)
+    });
+    // Cannot truncate: len < MAX_RECORD_LEN, checked above.
+    buf.put_u32_le((len + 1) as u32);
+    buf.put_u32_le(crc);
     buf.put_u8(kind_byte);
-    buf.put_slice(payload);
+    for p in parts {
+        buf.put_slice(p);
+    }
     Ok(total)
 }
 

@@ -80,6 +80,17 @@ pub enum StoreError {
     /// The payload cannot fit one record.
     #[error(transparent)]
     TooLarge(#[from] RecordTooLarge),
+    /// The journal was closed (the broker is stopping).
+    #[error("the journal is closed")]
+    Closed,
+    /// The file system's free space is below the floor: no new segment is started.
+    #[error("journal: less free space in {} than the floor of {floor} bytes plus one segment ([storage] min_free_bytes); durable messages are refused until space is freed", dir.display())]
+    Full {
+        /// The floor.
+        floor: u64,
+        /// The journal directory.
+        dir: PathBuf,
+    },
     /// The configured segment size is too small.
     #[error("journal segment size {0} is too small (at least {MIN_SEGMENT_SIZE} bytes)")]
     SegmentSize(u64),

@@ -71,6 +71,8 @@ struct State {
     dirs: BTreeSet<PathBuf>,
     faults: HashMap<FaultOp, io::ErrorKind>,
     syncs: u64,
+    /// What `available_space` answers (None: plenty).
+    available: Option<u64>,
 }
 
 #[derive(Default)]
@@ -251,6 +253,11 @@ impl SimFs {
         self.lock().names.contains_key(path)
     }
 
+    /// Makes `available_space` answer `bytes` (None: plenty), as a filling disk would.
+    pub fn set_available_space(&self, bytes: Option<u64>) {
+        self.lock().available = bytes;
+    }
+
     /// Successful `sync_data` calls so far.
     pub fn sync_count(&self) -> u64 {
         self.lock().syncs
@@ -332,6 +339,10 @@ impl Fs for SimFs {
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
             .collect())
+    }
+
+    fn available_space(&self, _dir: &Path) -> io::Result<u64> {
+        Ok(self.lock().available.unwrap_or(u64::MAX))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -11,6 +11,7 @@ use super::*;
 use crate::store::fs::{FaultOp, SimFs};
 use crate::store::recovery::recover;
 use crate::store::segment::MIN_SEGMENT_SIZE;
+use crate::store::Store;
 
 const SIZE: u64 = 16 * MIN_SEGMENT_SIZE;
 const WAIT: Duration = Duration::from_secs(10);
@@ -22,12 +23,25 @@ fn setup() -> (SimFs, PathBuf) {
     (fs, dir)
 }
 
-fn open(fs: &SimFs, dir: &Path, mode: SyncMode) -> Journal {
-    Journal::open(Arc::new(fs.clone()), dir, SIZE, None, mode).unwrap()
+fn options(mode: SyncMode) -> JournalOptions {
+    JournalOptions {
+        sync: mode,
+        segment_size: SIZE,
+        min_free_bytes: 0,
+    }
 }
 
-fn record(n: u32) -> Vec<(RecordKind, Bytes)> {
-    vec![(RecordKind::Enqueue, Bytes::from(n.to_le_bytes().to_vec()))]
+fn open(fs: &SimFs, dir: &Path, mode: SyncMode) -> Journal {
+    Journal::open(Arc::new(fs.clone()), dir, &[], None, options(mode)).unwrap()
+}
+
+fn record(n: u32) -> Bytes {
+    Bytes::from(n.to_le_bytes().to_vec())
+}
+
+/// Appends record `n` as a live enqueue, to be told through `done`.
+fn append(journal: &Journal, n: u32, done: Done) -> Result<u64, StoreError> {
+    journal.append(RecordKind::Enqueue, &[&record(n)], true, Some(done))
 }
 
 /// Appends records 0..n, one request each; returns which completed Ok.
@@ -35,7 +49,10 @@ fn append_all(journal: &Journal, n: u32) -> Vec<u32> {
     let (tx, rx) = mpsc::channel();
     for i in 0..n {
         let tx = tx.clone();
-        journal.append(record(i), Box::new(move |r| tx.send((i, r)).unwrap()));
+        let told = tx.clone();
+        if let Err(e) = append(journal, i, Box::new(move |r| told.send((i, r)).unwrap())) {
+            tx.send((i, Err(e.to_string()))).unwrap();
+        }
     }
     let mut acked: Vec<u32> = (0..n)
         .filter_map(|_| rx.recv_timeout(WAIT).ok())
@@ -98,19 +115,21 @@ fn requests_that_queue_up_during_a_sync_share_the_next_one() {
     // Hold the writer inside the first request's completion while 100 more queue up.
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (first_tx, first_rx) = mpsc::channel();
-    journal.append(
-        record(0),
+    append(
+        &journal,
+        0,
         Box::new(move |r| {
             first_tx.send(r).unwrap();
             let _ = release_rx.recv_timeout(WAIT);
         }),
-    );
+    )
+    .unwrap();
     assert_eq!(first_rx.recv_timeout(WAIT).unwrap(), Ok(()));
     let syncs_before = fs.sync_count();
     let (tx, rx) = mpsc::channel();
     for i in 1..=100 {
         let tx = tx.clone();
-        journal.append(record(i), Box::new(move |r| tx.send(r).unwrap()));
+        append(&journal, i, Box::new(move |r| tx.send(r).unwrap())).unwrap();
     }
     release_tx.send(()).unwrap();
     for _ in 1..=100 {
@@ -135,10 +154,10 @@ fn a_failed_fsync_fences_the_journal_and_is_never_retried() {
     assert_eq!(append_all(&journal, 3), [0, 1, 2]);
     fs.fail_next(FaultOp::Sync, std::io::ErrorKind::Other);
     let (tx, rx) = mpsc::channel();
-    journal.append(record(3), Box::new(move |r| tx.send(r).unwrap()));
+    append(&journal, 3, Box::new(move |r| tx.send(r).unwrap())).unwrap();
     let failed = rx.recv_timeout(WAIT).unwrap();
     assert!(failed.is_err(), "{failed:?}");
-    assert!(journal.is_fenced());
+    assert!(journal.fenced().is_some());
     let syncs = fs.sync_count();
     assert!(
         append_all(&journal, 5).is_empty(),
@@ -158,9 +177,17 @@ fn records_roll_over_segments_and_come_back_in_order() {
     for i in 0..200u32 {
         let tx = tx.clone();
         let big = Bytes::from(vec![i as u8; 3_000]);
-        let mut records = record(i);
-        records.push((RecordKind::Settle, big));
-        journal.append(records, Box::new(move |r| tx.send(r).unwrap()));
+        journal
+            .append(RecordKind::Enqueue, &[&record(i)], true, None)
+            .unwrap();
+        journal
+            .append(
+                RecordKind::Settle,
+                &[&big[..1_000], &big[1_000..]],
+                false,
+                Some(Box::new(move |r| tx.send(r).unwrap())),
+            )
+            .unwrap();
     }
     for _ in 0..200 {
         assert_eq!(rx.recv_timeout(WAIT).unwrap(), Ok(()));
@@ -175,4 +202,115 @@ fn records_roll_over_segments_and_come_back_in_order() {
         .map(|r| u32::from_le_bytes(r.payload[..4].try_into().unwrap()))
         .collect();
     assert_eq!(firsts, (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn segments_are_deleted_oldest_first_once_nothing_in_them_is_live() {
+    let (fs, dir) = setup();
+    let journal = open(&fs, &dir, SyncMode::Batch);
+    let big = vec![7u8; 20_000];
+    // Ten live records of 20 kB each: about three per 64 kB segment.
+    let segments: Vec<u64> = (0..10)
+        .map(|_| {
+            journal
+                .append(RecordKind::Enqueue, &[&big], true, None)
+                .unwrap()
+        })
+        .collect();
+    assert!(segments.last() > segments.first(), "{segments:?}");
+    let sync = |journal: &Journal| {
+        let (tx, rx) = mpsc::channel();
+        append(journal, 0, Box::new(move |r| tx.send(r).unwrap())).unwrap();
+        rx.recv_timeout(WAIT).unwrap().unwrap();
+    };
+    // Releasing the second segment's records deletes nothing: the first still holds live ones.
+    for &s in segments.iter().filter(|&&s| s == segments[0] + 1) {
+        journal.release(s);
+    }
+    sync(&journal);
+    assert!(fs.exists(&crate::store::segment::segment_path(&dir, segments[0])));
+    assert!(fs.exists(&crate::store::segment::segment_path(&dir, segments[0] + 1)));
+    // Releasing the first frees both.
+    for &s in segments.iter().filter(|&&s| s == segments[0]) {
+        journal.release(s);
+    }
+    sync(&journal);
+    // The writer deletes after completing the batch.
+    let deleted = |s: u64| !fs.exists(&crate::store::segment::segment_path(&dir, s));
+    let started = std::time::Instant::now();
+    while !(deleted(segments[0]) && deleted(segments[0] + 1)) {
+        assert!(started.elapsed() < WAIT, "dead segments are deleted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(journal.stats().segments_deleted.load(Relaxed), 2);
+    // The rest comes back after a restart.
+    journal.close();
+    let recovered = recover(&fs, &dir).unwrap();
+    let live_left = segments.iter().filter(|&&s| s > segments[0] + 1).count();
+    let enqueues = recovered
+        .records
+        .iter()
+        .filter(|r| r.payload.len() == big.len())
+        .count();
+    assert_eq!(enqueues, live_left);
+}
+
+#[test]
+fn a_mostly_dead_old_segment_is_offered_for_compaction() {
+    let (fs, dir) = setup();
+    let journal = open(&fs, &dir, SyncMode::Batch);
+    let small = vec![1u8; 1_000];
+    let mut first = Vec::new();
+    for _ in 0..400 {
+        let s = journal
+            .append(RecordKind::Enqueue, &[&small], true, None)
+            .unwrap();
+        if s == 1 {
+            first.push(s);
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    append(&journal, 0, Box::new(move |r| tx.send(r).unwrap())).unwrap();
+    rx.recv_timeout(WAIT).unwrap().unwrap();
+    assert_eq!(journal.compaction_candidate(), None, "all live");
+    // All but one of segment 1's records die.
+    for _ in 1..first.len() {
+        journal.release(1);
+    }
+    assert_eq!(journal.compaction_candidate(), Some(1));
+}
+
+#[test]
+fn below_the_free_space_floor_no_segment_is_started() {
+    let (fs, dir) = setup();
+    let journal = Journal::open(
+        Arc::new(fs.clone()),
+        &dir,
+        &[],
+        None,
+        JournalOptions {
+            min_free_bytes: 1 << 20,
+            ..options(SyncMode::Batch)
+        },
+    )
+    .unwrap();
+    fs.set_available_space(Some(1 << 20));
+    let big = vec![0u8; 20_000];
+    let refused = (0..10)
+        .map(|_| journal.append(RecordKind::Enqueue, &[&big], true, None))
+        .find_map(Result::err)
+        .expect("a new segment is refused");
+    assert!(matches!(refused, StoreError::Full { .. }), "{refused}");
+    assert!(refused.to_string().contains("min_free_bytes"), "{refused}");
+    assert_eq!(
+        journal.fenced(),
+        None,
+        "a full disk does not fence the store"
+    );
+    // Once space is back (and the rate limit has passed), appends go on.
+    fs.set_available_space(None);
+    std::thread::sleep(Duration::from_millis(150));
+    journal
+        .append(RecordKind::Enqueue, &[&big], true, None)
+        .unwrap();
 }

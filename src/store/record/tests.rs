@@ -165,7 +165,7 @@ fn unknown_kind_under_a_good_crc_is_corrupt() {
 
 #[test]
 fn every_single_bit_flip_is_detected() {
-    let bytes = encoded(RecordKind::Rewind, b"rewind to 17");
+    let bytes = encoded(RecordKind::Consume, b"consumed 17");
     for bit in 0..bytes.len() * 8 {
         let mut damaged = bytes.clone();
         damaged[bit / 8] ^= 1 << (bit % 8);
