@@ -9,12 +9,15 @@
 mod document;
 mod pattern;
 mod queues;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use document::{child, get, Node, Source, Value};
 pub use queues::{GroupBuckets, GroupKey, GroupRelease, QueueRules, QueueSettings};
+pub use storage::StorageConfig;
+use storage::STORAGE_KEYS;
 
 /// The whole broker configuration, after validation: every value is in range and
 /// every name is well formed, so the broker can use it without further checks.
@@ -49,6 +52,8 @@ pub struct Config {
     pub queues: QueueRules,
     /// The management listener: HTTP API, metrics and console.
     pub admin: AdminConfig,
+    /// How the journal of durable queues writes.
+    pub storage: StorageConfig,
 }
 
 /// Where the management API, metrics and console are served (`[admin]`).
@@ -199,11 +204,12 @@ impl Default for Config {
                 enabled: true,
                 listen: SocketAddr::from(([127, 0, 0, 1], 8672)),
             },
+            storage: StorageConfig::default(),
         }
     }
 }
 
-const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues", "admin"];
+const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues", "admin", "storage"];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen"];
 const BROKER_KEYS: &[&str] = &[
     "listen",
@@ -249,6 +255,11 @@ impl Config {
             config
                 .admin
                 .read(&src, src.table(node, "admin", "[admin]", ADMIN_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "storage") {
+            config
+                .storage
+                .read(&src, src.table(node, "storage", "[storage]", STORAGE_KEYS)?)?;
         }
         Ok(config)
     }

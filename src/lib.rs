@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
 
+use broker::storage::{Storage, StorageError};
 use broker::{Registry, Router};
 use engine::EngineConfig;
 use transport::connection::Shared;
@@ -38,6 +39,9 @@ pub enum StartError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The data directory could not be opened or its journal replayed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -55,6 +59,27 @@ impl Broker {
     /// Binds every listen address of `config` and starts serving. Port 0 picks a free port;
     /// [`BrokerHandle::local_addrs`] tells which.
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+        let (storage, router) =
+            Storage::open(&config.data_dir, &config.storage, config.queues.clone())?;
+        Broker::serve(config, storage, router).await
+    }
+
+    /// As [`Broker::start`], with the journal on the file system `fs` and no lock on the data
+    /// directory: the power-loss tests run the broker on a simulated disk.
+    pub async fn start_on(
+        config: Config,
+        fs: Arc<dyn store::Fs>,
+    ) -> Result<BrokerHandle, StartError> {
+        let (storage, router) =
+            Storage::open_with(fs, &config.data_dir, &config.storage, config.queues.clone())?;
+        Broker::serve(config, storage, router).await
+    }
+
+    async fn serve(
+        config: Config,
+        storage: Storage,
+        router: Arc<Router>,
+    ) -> Result<BrokerHandle, StartError> {
         let listeners = listener::bind_all(&config.listen)
             .await
             .map_err(|(addr, source)| StartError::Bind { addr, source })?;
@@ -72,7 +97,6 @@ impl Broker {
             None
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let router = Router::new(config.queues.clone());
         let registry = Arc::new(Registry::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         if let Some(listener) = admin_listener {
@@ -116,6 +140,7 @@ impl Broker {
             shutdown: shutdown_tx,
             alive_rx,
             alive_tx: Some(alive_tx),
+            storage,
         })
     }
 }
@@ -129,6 +154,7 @@ pub struct BrokerHandle {
     shutdown: watch::Sender<bool>,
     alive_rx: mpsc::Receiver<()>,
     alive_tx: Option<mpsc::Sender<()>>,
+    storage: Storage,
 }
 
 impl BrokerHandle {
@@ -164,6 +190,11 @@ impl BrokerHandle {
         self.router.get(name).map(|q| q.reset_groups())
     }
 
+    /// The journal of durable queues.
+    pub fn journal(&self) -> &Arc<store::Journal> {
+        self.storage.journal()
+    }
+
     /// Names of all queues.
     pub fn queue_names(&self) -> Vec<String> {
         self.router.queue_names()
@@ -176,6 +207,9 @@ impl BrokerHandle {
         self.alive_tx = None;
         // Every accept loop and connection task holds a sender; recv yields None when all are gone.
         let _ = self.alive_rx.recv().await;
+        // Everything the connections did is in the journal's buffer: write and sync it.
+        let journal = self.storage.journal().clone();
+        let _ = tokio::task::spawn_blocking(move || journal.close()).await;
         tracing::info!("broker stopped");
     }
 }

@@ -6,6 +6,8 @@
 //! which part was wrong. What a remote peer is allowed is tested beside the policy, in
 //! `src/transport/handshake.rs`.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -37,7 +39,7 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> (BrokerHandle, String) {
             password: "secret".into(),
             roles: vec![],
         }],
-        ..Config::default()
+        ..support::broker::test_config()
     };
     config.auth.failure_delay_ms = FAILURE_DELAY_MS;
     config.admin.listen = "127.0.0.1:0".parse().unwrap();

@@ -252,6 +252,8 @@ async fn attaching_to_a_missing_queue_fails_with_not_found_when_auto_create_is_o
     let mut config = Config {
         listen: test_config().listen,
         admin: test_config().admin,
+        data_dir: test_config().data_dir,
+        storage: test_config().storage,
         ..config
     };
     config.container_id = "sluice-test".into();
@@ -279,6 +281,8 @@ async fn a_message_over_max_message_size_detaches_the_link() {
     let config = Config {
         listen: test_config().listen,
         admin: test_config().admin,
+        data_dir: test_config().data_dir,
+        storage: test_config().storage,
         ..config
     };
     let (broker, url) = start(config).await;

@@ -35,8 +35,11 @@ async fn start_broker_with(mut config: sluice::Config) -> (sluice::BrokerHandle,
     tokio::task::spawn_blocking(proton::python)
         .await
         .expect("building the Python venv for the Proton examples failed");
-    config.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let defaults = support::broker::test_config();
+    config.listen = defaults.listen;
+    config.admin.listen = defaults.admin.listen;
+    config.data_dir = defaults.data_dir;
+    config.storage = defaults.storage;
     let broker = tokio::time::timeout(BROKER_TIMEOUT, sluice::Broker::start(config))
         .await
         .expect("broker start timed out")

@@ -19,7 +19,7 @@ const STEP: Duration = Duration::from_secs(10);
 async fn start() -> BrokerHandle {
     let mut config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
-        ..Config::default()
+        ..support::broker::test_config()
     };
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     tokio::time::timeout(STEP, Broker::start(config))

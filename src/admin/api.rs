@@ -173,6 +173,10 @@ pub async fn declare(
         Err(e @ RouteError::Conflict(..)) => {
             Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
+        Err(e @ RouteError::Store(..)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
         Err(e) => Err(ApiError::bad_request(e.to_string())),
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::Notify;
 
 use crate::message::Message;
+use crate::store::{Completion, Done};
 
 /// Identifies one consumer (one receiving link) across the whole broker.
 pub type ConsumerId = u64;
@@ -60,6 +61,22 @@ pub struct ConnWaker {
     ready: Mutex<Vec<ConsumerId>>,
     /// The connection's id in the registry, for the admin view of consumers.
     connection: OnceLock<u64>,
+    /// Producer deliveries whose journal records have completed.
+    confirmed: Mutex<Vec<Confirmed>>,
+}
+
+/// A producer's delivery whose message the journal has written (or failed to): the
+/// connection now answers the producer.
+#[derive(Debug)]
+pub struct Confirmed {
+    /// The session's channel.
+    pub channel: u16,
+    /// The delivery.
+    pub delivery_id: u32,
+    /// Whether the disposition settles it (receiver-settle-mode first).
+    pub settle: bool,
+    /// Ok once the message is on disk.
+    pub result: Completion,
 }
 
 impl ConnWaker {
@@ -86,6 +103,26 @@ impl ConnWaker {
     /// The registry id of the connection, once registered (0 before).
     pub fn connection(&self) -> u64 {
         self.connection.get().copied().unwrap_or(0)
+    }
+
+    /// The completion for a producer's durable message: it records the outcome for the
+    /// connection and wakes it (on the journal's thread).
+    pub fn confirm_later(self: &Arc<Self>, channel: u16, delivery_id: u32, settle: bool) -> Done {
+        let waker = self.clone();
+        Box::new(move |result| {
+            lock(&waker.confirmed).push(Confirmed {
+                channel,
+                delivery_id,
+                settle,
+                result,
+            });
+            waker.notify.notify_one();
+        })
+    }
+
+    /// Takes the confirmations that arrived since the last call.
+    pub fn take_confirmed(&self) -> Vec<Confirmed> {
+        std::mem::take(&mut *lock(&self.confirmed))
     }
 
     /// Takes the consumers that became ready since the last call.

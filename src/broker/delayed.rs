@@ -156,15 +156,23 @@ impl Delayed {
         listed
     }
 
-    /// Drops them all; returns their sequence numbers.
-    pub fn clear(&mut self) -> Vec<u64> {
-        let seqs = self
-            .buckets
-            .values()
-            .flat_map(|b| b.items.iter().map(|(_, e)| e.seq))
+    /// Calls `f` on every delayed message with its due time.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(i64, &mut Entry)) {
+        for bucket in self.buckets.values_mut() {
+            for (due, entry) in &mut bucket.items {
+                f(*due, entry);
+            }
+        }
+    }
+
+    /// Drops them all; returns them.
+    pub fn clear(&mut self) -> Vec<Entry> {
+        let entries = std::mem::take(&mut self.buckets)
+            .into_values()
+            .flat_map(|b| b.items.into_iter().map(|(_, e)| e))
             .collect();
         *self = Delayed::default();
-        seqs
+        entries
     }
 }
 

@@ -40,9 +40,14 @@ pub struct Entry {
     pub delivery_count: u32,
     /// The message's group, if it has one; sits in padding the entry has anyway.
     pub(super) group: Option<GroupId>,
+    /// The journal segment holding the message's enqueue record; 0 when it is not journaled
+    /// (a non-durable queue or message). Also in padding.
+    pub(super) segment: u32,
     /// Consumers that said `undeliverable-here` for this message; boxed because almost no
-    /// message has any, and every queued message pays for this field.
-    pub(super) avoid: Option<Box<[ConsumerId]>>,
+    /// message has any, and every queued message pays for this field (a thin pointer: a
+    /// boxed slice would take 8 bytes more, and the entry would not fit 128).
+    #[allow(clippy::box_collection)]
+    pub(super) avoid: Option<Box<Vec<ConsumerId>>>,
 }
 
 impl Entry {
@@ -64,6 +69,7 @@ impl Entry {
             message,
             delivery_count,
             group: None,
+            segment: 0,
             avoid: None,
         }
     }

@@ -369,13 +369,22 @@ impl GroupTable {
         owned.len()
     }
 
-    /// Drops every ready grouped message; returns how many.
-    pub fn purge(&mut self) -> usize {
+    /// Calls `f` on every ready grouped message.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Entry)) {
+        for g in self.ids_where(|group| !group.ready.is_empty()) {
+            if let Some(group) = self.slot_mut(g) {
+                group.ready.for_each_mut(&mut f);
+            }
+        }
+    }
+
+    /// Drops every ready grouped message, showing each to `gone`; returns how many.
+    pub fn purge(&mut self, mut gone: impl FnMut(&Entry)) -> usize {
         let mut purged = 0;
         for g in self.ids_where(|group| !group.ready.is_empty()) {
             self.unindex(g);
             if let Some(group) = self.slot_mut(g) {
-                purged += group.ready.clear();
+                purged += group.ready.clear(&mut gone);
             }
             self.collect(g);
         }

@@ -9,7 +9,7 @@ use super::clock::Now;
 use super::consumer::ConsumerId;
 use super::dead_letter::{self, DeadReason};
 use super::groups::closes_group;
-use super::queue::{Acquired, Entry, Outcome, State};
+use super::queue::{Acquired, DeadLetter, Entry, Outcome, State};
 
 impl State {
     /// Puts a message that has become ready into its lane: its group's, or the ungrouped one.
@@ -78,7 +78,12 @@ impl State {
                 self.stats.acked += 1;
                 self.schedule.forget(seq);
                 if self.retention.is_on() {
+                    if let Some(journal) = &self.journal {
+                        journal.consume(&entry);
+                    }
                     self.retention.keep(entry, now.get());
+                } else {
+                    self.gone(&entry);
                 }
                 None
             }
@@ -102,11 +107,14 @@ impl State {
             } => {
                 if delivery_failed {
                     entry.delivery_count = entry.delivery_count.saturating_add(1);
+                    if let Some(journal) = &self.journal {
+                        journal.redelivered(&entry);
+                    }
                 }
                 if undeliverable_here && !entry.avoids(consumer) {
-                    let mut avoid = entry.avoid.take().map(Vec::from).unwrap_or_default();
+                    let mut avoid = entry.avoid.take().unwrap_or_default();
                     avoid.push(consumer);
-                    entry.avoid = Some(avoid.into_boxed_slice());
+                    entry.avoid = Some(avoid);
                 }
                 Some(entry)
             }
@@ -173,11 +181,15 @@ impl State {
     /// message is dropped (the caller counted it).
     fn dead_letter(&mut self, entry: Entry, why: DeadReason, queue: &str, now: &Now) {
         if self.settings.dead_letter_address.is_none() {
+            self.gone(&entry);
             return;
         }
         self.stats.dead_lettered += 1;
-        self.dead
-            .push(dead_letter::annotate(&entry, &why, queue, now.get()));
+        self.dead.push(DeadLetter {
+            message: dead_letter::annotate(&entry, &why, queue, now.get()),
+            seq: entry.seq,
+            segment: entry.segment,
+        });
     }
 }
 

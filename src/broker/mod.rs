@@ -10,20 +10,23 @@ pub mod delayed;
 mod dispatch;
 pub mod entry;
 pub mod groups;
+pub mod journaled;
 mod lifecycle;
 pub mod persist;
 pub mod queue;
 pub mod ready;
 pub mod registry;
+pub mod restore;
 pub mod rewind;
 pub mod router;
 pub mod schedule;
 pub mod stats;
+pub mod storage;
 pub mod timer;
 
-pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
+pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
 pub use groups::GroupInfo;
-pub use queue::{ConsumerInfo, Outcome, Queue, QueueStats};
+pub use queue::{ConsumerInfo, Outcome, Publish, Queue, QueueStats};
 pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};
 pub use router::{RouteError, Router};
 

@@ -6,12 +6,17 @@
 //! little-endian and fixed-width: the journal is read back by this same code, and a fixed
 //! layout makes a truncated or damaged payload fail to decode instead of decoding wrong.
 //!
-//! Not wired to the queues yet (issue 7 in progress): this is the format they will write.
+//! An enqueue carries the times the queue computed when the message arrived (when it is due,
+//! when it expires), not the raw arrival: recovery restores exactly what the queue had, and a
+//! compaction can write a message again with the state it has now.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// A queue's number in the journal.
 pub type QueueNo = u32;
+
+/// Bytes of an enqueue event before the message.
+pub const ENQUEUE_HEADER_LEN: usize = 44;
 
 /// One change to a durable queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +28,19 @@ pub enum Event {
         /// Its name.
         name: String,
     },
-    /// A message arrived.
+    /// A message arrived (or, written again by a compaction, is still there).
     Enqueue {
         /// The queue.
         queue: QueueNo,
         /// Its sequence number in the queue.
         seq: u64,
-        /// When it arrived (ms since the epoch): its ttl and delay count from here.
-        arrived_ms: i64,
+        /// When it became ready (ms since the epoch; its enqueue time for rewind); 0 while it
+        /// is delayed.
+        ready_ms: i64,
+        /// When a delayed message becomes ready (0 when it is ready).
+        due_ms: i64,
+        /// When it expires (0: never).
+        expires_ms: i64,
         /// Failed deliveries so far.
         delivery_count: u32,
         /// The transfer's message-format.
@@ -46,7 +56,8 @@ pub enum Event {
         /// The message.
         seq: u64,
     },
-    /// A delivery failed: the message's delivery-count is now `delivery_count`.
+    /// The message is ready again with this delivery-count: a failed delivery, or a consumed
+    /// message brought back by a rewind.
     Redelivered {
         /// The queue.
         queue: QueueNo,
@@ -66,12 +77,12 @@ pub enum Event {
         /// When (ms since the epoch): its enqueue time for rewind.
         at_ms: i64,
     },
-    /// Messages kept for rewind were made ready again.
-    Rewind {
+    /// The message was consumed and is kept for rewind.
+    Consume {
         /// The queue.
         queue: QueueNo,
-        /// The rewind's time (ms since the epoch): everything kept from then on came back.
-        from_ms: i64,
+        /// The message.
+        seq: u64,
     },
     /// The queue was deleted with its messages.
     Delete {
@@ -99,6 +110,29 @@ pub enum EventError {
     BadName,
 }
 
+/// The fixed part of an enqueue event; the message's bytes follow it.
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue_header(
+    queue: QueueNo,
+    seq: u64,
+    ready_ms: i64,
+    due_ms: i64,
+    expires_ms: i64,
+    delivery_count: u32,
+    message_format: u32,
+) -> [u8; ENQUEUE_HEADER_LEN] {
+    let mut h = [0u8; ENQUEUE_HEADER_LEN];
+    let mut out = &mut h[..];
+    out.put_u32_le(queue);
+    out.put_u64_le(seq);
+    out.put_i64_le(ready_ms);
+    out.put_i64_le(due_ms);
+    out.put_i64_le(expires_ms);
+    out.put_u32_le(delivery_count);
+    out.put_u32_le(message_format);
+    h
+}
+
 impl Event {
     /// The record kind this event is written as.
     pub fn kind(&self) -> u8 {
@@ -107,7 +141,7 @@ impl Event {
             Event::Settle { .. } => 2,
             Event::Redelivered { .. } => 3,
             Event::Due { .. } => 4,
-            Event::Rewind { .. } => 5,
+            Event::Consume { .. } => 5,
             Event::Declare { .. } => 6,
             Event::Delete { .. } => 7,
         }
@@ -123,19 +157,25 @@ impl Event {
             Event::Enqueue {
                 queue,
                 seq,
-                arrived_ms,
+                ready_ms,
+                due_ms,
+                expires_ms,
                 delivery_count,
                 message_format,
                 bytes,
             } => {
-                out.put_u32_le(*queue);
-                out.put_u64_le(*seq);
-                out.put_i64_le(*arrived_ms);
-                out.put_u32_le(*delivery_count);
-                out.put_u32_le(*message_format);
+                out.put_slice(&enqueue_header(
+                    *queue,
+                    *seq,
+                    *ready_ms,
+                    *due_ms,
+                    *expires_ms,
+                    *delivery_count,
+                    *message_format,
+                ));
                 out.put_slice(bytes);
             }
-            Event::Settle { queue, seq } => {
+            Event::Settle { queue, seq } | Event::Consume { queue, seq } => {
                 out.put_u32_le(*queue);
                 out.put_u64_le(*seq);
             }
@@ -159,10 +199,6 @@ impl Event {
                 out.put_u64_le(*new_seq);
                 out.put_i64_le(*at_ms);
             }
-            Event::Rewind { queue, from_ms } => {
-                out.put_u32_le(*queue);
-                out.put_i64_le(*from_ms);
-            }
             Event::Delete { queue } => out.put_u32_le(*queue),
         }
     }
@@ -176,23 +212,27 @@ impl Event {
         let mut p = payload.clone();
         Ok(match kind {
             1 => {
-                if found < 28 {
+                if found < ENQUEUE_HEADER_LEN {
                     return Err(bad());
                 }
                 Event::Enqueue {
                     queue: p.get_u32_le(),
                     seq: p.get_u64_le(),
-                    arrived_ms: p.get_i64_le(),
+                    ready_ms: p.get_i64_le(),
+                    due_ms: p.get_i64_le(),
+                    expires_ms: p.get_i64_le(),
                     delivery_count: p.get_u32_le(),
                     message_format: p.get_u32_le(),
-                    bytes: payload.slice(28..),
+                    bytes: payload.slice(ENQUEUE_HEADER_LEN..),
                 }
             }
-            2 => {
+            2 | 5 => {
                 exact(12)?;
-                Event::Settle {
-                    queue: p.get_u32_le(),
-                    seq: p.get_u64_le(),
+                let (queue, seq) = (p.get_u32_le(), p.get_u64_le());
+                if kind == 2 {
+                    Event::Settle { queue, seq }
+                } else {
+                    Event::Consume { queue, seq }
                 }
             }
             3 => {
@@ -210,13 +250,6 @@ impl Event {
                     old_seq: p.get_u64_le(),
                     new_seq: p.get_u64_le(),
                     at_ms: p.get_i64_le(),
-                }
-            }
-            5 => {
-                exact(12)?;
-                Event::Rewind {
-                    queue: p.get_u32_le(),
-                    from_ms: p.get_i64_le(),
                 }
             }
             6 => {
@@ -248,19 +281,30 @@ mod tests {
         prop_oneof![
             (any::<u32>(), ".{0,40}").prop_map(|(queue, name)| Event::Declare { queue, name }),
             (
-                any::<u32>(),
-                any::<u64>(),
-                any::<i64>(),
+                (
+                    any::<u32>(),
+                    any::<u64>(),
+                    any::<i64>(),
+                    any::<i64>(),
+                    any::<i64>()
+                ),
                 any::<u32>(),
                 any::<u32>(),
                 bytes
             )
                 .prop_map(
-                    |(queue, seq, arrived_ms, delivery_count, message_format, bytes)| {
+                    |(
+                        (queue, seq, ready_ms, due_ms, expires_ms),
+                        delivery_count,
+                        message_format,
+                        bytes,
+                    )| {
                         Event::Enqueue {
                             queue,
                             seq,
-                            arrived_ms,
+                            ready_ms,
+                            due_ms,
+                            expires_ms,
                             delivery_count,
                             message_format,
                             bytes,
@@ -283,8 +327,7 @@ mod tests {
                     at_ms,
                 }
             ),
-            (any::<u32>(), any::<i64>())
-                .prop_map(|(queue, from_ms)| Event::Rewind { queue, from_ms }),
+            (any::<u32>(), any::<u64>()).prop_map(|(queue, seq)| Event::Consume { queue, seq }),
             any::<u32>().prop_map(|queue| Event::Delete { queue }),
         ]
     }

@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use crate::config::QueueSettings;
 use crate::int_map::IntMap;
 use crate::message::Message;
+use crate::store::{Done, StoreError};
 
 use super::clock::{now_ms, Now};
 use super::consumer::{lock, ConsumerId, OutItem, Outbox};
 pub use super::entry::{Entry, Outcome};
 use super::groups::{GroupId, GroupInfo, GroupTable, Ticket};
+use super::journaled::{Journaled, Times};
 use super::lifecycle::{default_expiry, due_of, expiry_of};
 use super::ready::ReadyList;
 use super::rewind::{Retention, RewindError};
@@ -23,6 +25,8 @@ use super::router::Router;
 use super::schedule::{Due, Schedule, ScheduledInfo};
 pub use super::stats::{ConsumerInfo, QueueStats};
 use super::timer::Timer;
+
+mod restore;
 
 #[derive(Debug)]
 pub(super) struct Consumer {
@@ -76,7 +80,31 @@ pub(super) struct State {
     /// Consumed messages kept for rewind.
     pub retention: Retention,
     /// Messages to hand to the dead-letter address once the lock is released.
-    pub dead: Vec<Message>,
+    pub dead: Vec<DeadLetter>,
+    /// The journal, for a durable queue.
+    pub journal: Option<Arc<Journaled>>,
+}
+
+/// A message on its way to the dead-letter address.
+#[derive(Debug)]
+pub(super) struct DeadLetter {
+    pub message: Message,
+    /// Its sequence number and journal segment here: its settle is journaled only once the
+    /// dead-letter queue has journaled its enqueue, so a crash between the two duplicates it
+    /// rather than losing it.
+    pub seq: u64,
+    pub segment: u32,
+}
+
+/// What became of a published message.
+#[derive(Debug)]
+pub enum Publish {
+    /// Queued; nothing to wait for (a non-durable message or queue).
+    Queued,
+    /// Queued and being journaled: the confirmation runs once it is on disk.
+    Confirming,
+    /// Not queued: the store refuses durable messages.
+    Refused(StoreError),
 }
 
 /// One named queue.
@@ -103,6 +131,17 @@ impl Queue {
         dynamic: bool,
         router: Weak<Router>,
     ) -> Arc<Queue> {
+        Queue::with_journal(name, settings, dynamic, router, None)
+    }
+
+    /// As [`Queue::new`], journaling durable messages to `journal`.
+    pub fn with_journal(
+        name: String,
+        settings: QueueSettings,
+        dynamic: bool,
+        router: Weak<Router>,
+        journal: Option<Arc<Journaled>>,
+    ) -> Arc<Queue> {
         let window_ms =
             i64::try_from(settings.rewind_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
         Arc::new_cyclic(|me| Queue {
@@ -123,6 +162,7 @@ impl Queue {
                 schedule: Schedule::default(),
                 retention: Retention::new(window_ms, settings.rewind_max_bytes),
                 dead: Vec::new(),
+                journal,
                 settings: settings.clone(),
             }),
             settings,
@@ -162,41 +202,87 @@ impl Queue {
         let mut st = lock(&self.state);
         let now = Now::lazy();
         for message in messages {
-            st.stats.enqueued += 1;
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            let entry = Entry::new(seq, message);
-            let expires = if dead_letters {
-                default_expiry(&now, &self.settings)
-            } else {
-                expiry_of(&entry.message, &now, &self.settings)
-            };
-            if expires.is_some_and(|at| at <= now.get()) {
-                st.expire(entry, &self.name, &now);
-                continue;
-            }
-            let due = (!dead_letters)
-                .then(|| due_of(&entry.message, &now, &self.settings))
-                .flatten();
-            match due {
-                Some(due) if due > now.get() => {
-                    if let Some(at) = expires {
-                        st.schedule.expire_at(seq, at, None);
-                    }
-                    st.schedule.delay(due, entry);
-                }
-                _ => {
-                    if st.retention.is_on() {
-                        st.retention.enqueued(seq, now.get());
-                    }
-                    if let Some(at) = expires {
-                        st.schedule.expire_at(seq, at, None);
-                    }
-                    st.make_ready(entry);
-                }
+            if let Publish::Refused(e) = self.admit(&mut st, &now, message, dead_letters, None) {
+                tracing::error!(queue = %self.name, error = %e, "message dropped: the journal refused it");
             }
         }
         self.finish(st);
+    }
+
+    /// Appends a message from a producer. A durable message in a durable queue is journaled
+    /// first: `confirm` is asked for the completion to run once its record is on disk, and
+    /// the result is [`Publish::Confirming`]; when the store refuses, the message is not
+    /// queued.
+    pub fn publish(&self, message: Message, confirm: impl FnOnce() -> Done) -> Publish {
+        let mut st = lock(&self.state);
+        let now = Now::lazy();
+        let published = self.admit(&mut st, &now, message, false, Some(Box::new(confirm)));
+        self.finish(st);
+        published
+    }
+
+    fn admit(
+        &self,
+        st: &mut State,
+        now: &Now,
+        message: Message,
+        dead_letter: bool,
+        confirm: Option<Box<dyn FnOnce() -> Done + '_>>,
+    ) -> Publish {
+        let seq = st.next_seq;
+        let mut entry = Entry::new(seq, message);
+        let expires = if dead_letter {
+            default_expiry(now, &self.settings)
+        } else {
+            expiry_of(&entry.message, now, &self.settings)
+        };
+        if expires.is_some_and(|at| at <= now.get()) {
+            // Expired on arrival: never stored, so never journaled.
+            st.next_seq += 1;
+            st.stats.enqueued += 1;
+            st.expire(entry, &self.name, now);
+            return Publish::Queued;
+        }
+        let due = (!dead_letter)
+            .then(|| due_of(&entry.message, now, &self.settings))
+            .flatten()
+            .filter(|&due| due > now.get());
+        let mut published = Publish::Queued;
+        if let Some(journal) = st
+            .journal
+            .as_ref()
+            .filter(|_| entry.message.header().durable != Some(false))
+        {
+            let times = Times {
+                ready_ms: if due.is_some() { 0 } else { now.get() },
+                due_ms: due.unwrap_or(0),
+                expires_ms: expires.unwrap_or(0),
+            };
+            let done = confirm.map(|c| c());
+            let confirming = done.is_some();
+            match journal.enqueue(&entry, times, done) {
+                Ok(segment) => entry.segment = segment,
+                Err(e) => return Publish::Refused(e),
+            }
+            if confirming {
+                published = Publish::Confirming;
+            }
+        }
+        st.next_seq += 1;
+        st.stats.enqueued += 1;
+        if let Some(at) = expires {
+            st.schedule.expire_at(seq, at, None);
+        }
+        match due {
+            Some(due) => st.schedule.delay(due, entry),
+            None => {
+                if st.retention.is_on() {
+                    st.retention.enqueued(seq, now.get());
+                }
+                st.make_ready(entry);
+            }
+        }
+        published
     }
 
     /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
@@ -299,7 +385,10 @@ impl Queue {
                     let seq = st.next_seq;
                     st.next_seq += 1;
                     st.schedule.renumber(entry.seq, seq);
-                    entry.seq = seq;
+                    let old_seq = std::mem::replace(&mut entry.seq, seq);
+                    if let Some(journal) = &st.journal {
+                        journal.due(old_seq, &entry, now);
+                    }
                     st.retention.enqueued(seq, now);
                     st.make_ready(entry);
                 }
@@ -331,9 +420,9 @@ impl Queue {
         }
         st.dispatch();
         let next = st.schedule.next();
-        let dead = std::mem::take(&mut st.dead);
+        let (dead, journal) = st.take_dead();
         drop(st);
-        self.route_dead(dead);
+        self.route_dead(dead, journal.as_deref());
         next
     }
 
@@ -357,6 +446,9 @@ impl Queue {
             }
             st.stats.rewound += 1;
             n += 1;
+            if let Some(journal) = &st.journal {
+                journal.redelivered(&entry);
+            }
             st.put_back(entry);
         }
         tracing::info!(queue = %self.name, t_ms, messages = n, "queue rewound");
@@ -381,12 +473,13 @@ impl Queue {
     /// whether there was such a message.
     pub fn cancel_scheduled(&self, id: u64) -> bool {
         let mut st = lock(&self.state);
-        let cancelled = st.schedule.cancel(id).is_some();
-        if cancelled {
-            st.schedule.forget(id);
-            st.stats.cancelled += 1;
-        }
-        cancelled
+        let Some(entry) = st.schedule.cancel(id) else {
+            return false;
+        };
+        st.schedule.forget(id);
+        st.stats.cancelled += 1;
+        st.gone(&entry);
+        true
     }
 
     /// Frees every message group, so the next consumers to ask spread them among themselves
@@ -425,11 +518,24 @@ impl Queue {
         self.deleted.store(true, Ordering::Relaxed);
         self.timer.stop();
         let mut st = lock(&self.state);
-        let dropped =
-            st.ready.clear() + st.groups.purge() + st.schedule.clear_delayed() + st.acquired.len();
+        let mut segments = Vec::new();
+        let mut gone = |e: &Entry| {
+            if e.segment != 0 {
+                segments.push(e.segment);
+            }
+        };
+        let dropped = st.ready.clear(&mut gone)
+            + st.groups.purge(&mut gone)
+            + st.schedule.clear_delayed(&mut gone)
+            + st.acquired.len();
+        st.acquired.values().for_each(|a| gone(&a.entry));
+        st.retention.clear(&mut gone);
         st.acquired.clear();
         st.schedule = Schedule::default();
         st.retention = Retention::new(0, 0);
+        if let Some(journal) = st.journal.take() {
+            journal.delete(segments);
+        }
         for c in std::mem::take(&mut st.consumers) {
             c.outbox.drain_all();
             c.outbox.push(OutItem::QueueDeleted);
@@ -459,7 +565,15 @@ impl Queue {
     /// Drops every ready message (not the delayed or unacknowledged ones); returns how many.
     pub fn purge(&self) -> usize {
         let mut st = lock(&self.state);
-        st.ready.clear() + st.groups.purge()
+        let mut gone = Vec::new();
+        let n = st.ready.clear(|e| gone.push((e.seq, e.segment)))
+            + st.groups.purge(|e| gone.push((e.seq, e.segment)));
+        if let Some(journal) = &st.journal {
+            for (seq, segment) in gone {
+                journal.settle(seq, segment);
+            }
+        }
+        n
     }
 
     /// A snapshot of the queue's counters.
@@ -483,34 +597,42 @@ impl Queue {
     fn finish(&self, mut st: MutexGuard<'_, State>) {
         st.dispatch();
         let next = st.schedule.next();
-        let dead = std::mem::take(&mut st.dead);
+        let (dead, journal) = st.take_dead();
         drop(st);
-        self.route_dead(dead);
+        self.route_dead(dead, journal.as_deref());
         if let Some(at) = next {
             self.timer.arm(at, &self.me);
         }
     }
 
-    fn route_dead(&self, dead: Vec<Message>) {
+    /// Hands dead letters to the dead-letter queue, then journals that they left this one.
+    fn route_dead(&self, dead: Vec<DeadLetter>, journal: Option<&Journaled>) {
         if dead.is_empty() {
             return;
         }
-        let Some(address) = &self.settings.dead_letter_address else {
-            return;
+        let target = match &self.settings.dead_letter_address {
+            Some(address) => self
+                .router
+                .upgrade()
+                .ok_or_else(|| "the broker is stopping".to_owned())
+                .and_then(|router| router.queue(address).map_err(|e| e.to_string())),
+            None => Err("the queue has no dead_letter_address".to_owned()),
         };
-        let target = self
-            .router
-            .upgrade()
-            .ok_or_else(|| "the broker is stopping".to_owned())
-            .and_then(|router| router.queue(address).map_err(|e| e.to_string()));
+        let settled: Vec<(u64, u32)> = dead.iter().map(|d| (d.seq, d.segment)).collect();
+        let messages = dead.into_iter().map(|d| d.message);
         match target {
-            Ok(queue) => queue.enqueue_dead_letters(dead),
+            Ok(queue) => queue.enqueue_dead_letters(messages),
             Err(e) => tracing::error!(
                 queue = %self.name,
-                dead_letter_address = %address,
-                messages = dead.len(),
+                dead_letter_address = ?self.settings.dead_letter_address,
+                messages = settled.len(),
                 "cannot dead-letter messages, they are dropped: {e}"
             ),
+        }
+        if let Some(journal) = journal {
+            for (seq, segment) in settled {
+                journal.settle(seq, segment);
+            }
         }
     }
 }
@@ -522,6 +644,24 @@ impl Drop for Queue {
 }
 
 impl State {
+    /// The dead letters to route, with the journal their settles go to; also releases the
+    /// journal records of kept messages that aged out.
+    fn take_dead(&mut self) -> (Vec<DeadLetter>, Option<Arc<Journaled>>) {
+        if let Some(journal) = &self.journal {
+            for segment in self.retention.take_released() {
+                journal.release(segment);
+            }
+        }
+        (std::mem::take(&mut self.dead), self.journal.clone())
+    }
+
+    /// A message leaves the queue for good: journaled as settled.
+    pub(super) fn gone(&self, entry: &Entry) {
+        if let Some(journal) = &self.journal {
+            journal.settle(entry.seq, entry.segment);
+        }
+    }
+
     pub(super) fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {
         self.consumers
             .iter_mut()

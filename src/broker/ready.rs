@@ -118,8 +118,18 @@ impl ReadyList {
         self.bytes
     }
 
-    /// Removes every entry, returning how many there were.
-    pub fn clear(&mut self) -> usize {
+    /// Calls `f` on every ready entry, in no particular order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Entry)) {
+        self.fresh
+            .iter_mut()
+            .filter(|e| !is_tombstone(e))
+            .chain(self.returned.values_mut())
+            .for_each(&mut f);
+    }
+
+    /// Removes every entry, showing each to `gone`; returns how many there were.
+    pub fn clear(&mut self, mut gone: impl FnMut(&Entry)) -> usize {
+        self.for_each_mut(|e| gone(e));
         let n = self.len();
         self.fresh.clear();
         self.returned.clear();

@@ -36,6 +36,8 @@ pub struct Retention {
     times: VecDeque<(u64, i64)>,
     /// Messages enqueued at or before this time may have been dropped for the byte bound.
     floor_ms: i64,
+    /// Journal segments of the journaled messages dropped, for the queue to release.
+    released: Vec<u32>,
 }
 
 impl Retention {
@@ -122,6 +124,28 @@ impl Retention {
         Ok(taken.into_values().collect())
     }
 
+    fn dropped(&mut self, entry: &Entry) {
+        if entry.segment != 0 {
+            self.released.push(entry.segment);
+        }
+    }
+
+    /// The journal segments of journaled messages dropped since the last call.
+    pub fn take_released(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Calls `f` on every message kept.
+    pub fn for_each_mut(&mut self, f: impl FnMut(&mut Entry)) {
+        self.kept.values_mut().for_each(f);
+    }
+
+    /// Drops everything kept, showing each message to `gone`.
+    pub fn clear(&mut self, gone: impl FnMut(&Entry)) {
+        self.kept.values().for_each(gone);
+        *self = Retention::new(self.window_ms, self.max_bytes);
+    }
+
     /// Drops what is past the window or over the byte bound.
     pub fn prune(&mut self, now: i64) {
         let cutoff = now.saturating_sub(self.window_ms);
@@ -133,12 +157,14 @@ impl Retention {
         while let Some(entry) = self.kept.first_entry().filter(|e| *e.key() < keep_from) {
             let entry = entry.remove();
             self.bytes -= entry.message.len() as u64;
+            self.dropped(&entry);
         }
         while self.max_bytes > 0 && self.bytes > self.max_bytes {
             let Some((seq, entry)) = self.kept.pop_first() else {
                 break;
             };
             self.bytes -= entry.message.len() as u64;
+            self.dropped(&entry);
             let at = self.enqueued_at(seq).unwrap_or(cutoff);
             self.floor_ms = self.floor_ms.max(at);
         }

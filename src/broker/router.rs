@@ -1,13 +1,17 @@
 //! Addresses to nodes: finds or creates the queue an attach or a message names.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
 use crate::config::{QueueRules, QueueSettings};
+use crate::store::Store;
 
 use super::consumer::ConsumerId;
+use super::journaled::Journaled;
+use super::persist::QueueNo;
 use super::queue::Queue;
 
 /// Why an address could not be resolved to a node.
@@ -22,6 +26,9 @@ pub enum RouteError {
     /// A declaration asked for settings other than the existing queue's.
     #[error("queue '{0}' exists with other settings for: {1}")]
     Conflict(String, String),
+    /// A durable queue cannot be created: the journal refuses writes.
+    #[error("cannot create durable queue '{0}': {1}")]
+    Store(String, String),
 }
 
 /// Every queue of the broker, by name.
@@ -31,18 +38,74 @@ pub struct Router {
     rules: QueueRules,
     queues: DashMap<String, Arc<Queue>>,
     next_id: AtomicU64,
+    /// Where durable queues journal their messages (None: nothing is durable).
+    store: Option<Arc<dyn Store>>,
+    next_queue_no: AtomicU32,
 }
 
 impl Router {
     /// A router with no queues yet; `rules` gives the settings of queues created on demand.
     /// Its queues route dead letters back through it.
     pub fn new(rules: QueueRules) -> Arc<Router> {
+        Router::with_store(rules, None, 1)
+    }
+
+    /// A router whose durable queues journal to `store`, numbering new queues from
+    /// `next_queue_no` (past every number the journal has used).
+    pub fn with_store(
+        rules: QueueRules,
+        store: Option<Arc<dyn Store>>,
+        next_queue_no: QueueNo,
+    ) -> Arc<Router> {
         Arc::new_cyclic(|me| Router {
             me: me.clone(),
             rules,
             queues: DashMap::new(),
             next_id: AtomicU64::new(1),
+            store,
+            next_queue_no: AtomicU32::new(next_queue_no),
         })
+    }
+
+    /// The store durable queues journal to, if any.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Creates the queue `name`; a durable one is declared in the journal first.
+    fn create(&self, name: &str, settings: QueueSettings) -> Result<Arc<Queue>, RouteError> {
+        let journal = match (&self.store, settings.durable) {
+            (Some(store), true) => {
+                let no = self.next_queue_no.fetch_add(1, Ordering::Relaxed);
+                let journaled = Journaled::declare(store.clone(), no, name)
+                    .map_err(|e| RouteError::Store(name.to_string(), e.to_string()))?;
+                Some(Arc::new(journaled))
+            }
+            _ => None,
+        };
+        Ok(Queue::with_journal(
+            name.to_string(),
+            settings,
+            false,
+            self.me.clone(),
+            journal,
+        ))
+    }
+
+    /// Puts back a durable queue found in the journal, as queue `no` declared in `segment`.
+    pub fn recovered(&self, name: &str, no: QueueNo, segment: u64) -> Option<Arc<Queue>> {
+        let store = self.store.as_ref()?;
+        let settings = self.rules.settings_for(name);
+        let journal = Arc::new(Journaled::recovered(store.clone(), no, segment));
+        let queue = Queue::with_journal(
+            name.to_string(),
+            settings,
+            false,
+            self.me.clone(),
+            Some(journal),
+        );
+        self.queues.insert(name.to_string(), queue.clone());
+        Some(queue)
     }
 
     /// Declares the queue `name` with `settings` (what the configured patterns say, overridden
@@ -55,15 +118,15 @@ impl Router {
     ) -> Result<(Arc<Queue>, bool), RouteError> {
         validate_name(name)?;
         let mut created = false;
-        let queue = self
-            .queues
-            .entry(name.to_string())
-            .or_insert_with(|| {
+        let queue = match self.queues.entry(name.to_string()) {
+            MapEntry::Occupied(q) => q.get().clone(),
+            MapEntry::Vacant(slot) => {
+                let queue = self.create(name, settings.clone())?;
                 created = true;
                 tracing::info!(queue = name, "queue declared");
-                Queue::new(name.to_string(), settings.clone(), false, self.me.clone())
-            })
-            .clone();
+                slot.insert(queue).clone()
+            }
+        };
         let differ = queue.settings().differences(&settings);
         if !differ.is_empty() {
             return Err(RouteError::Conflict(name.to_string(), differ.join(", ")));
@@ -95,11 +158,14 @@ impl Router {
         if !settings.auto_create {
             return Err(RouteError::NotFound(address.to_string()));
         }
-        let entry = self.queues.entry(address.to_string()).or_insert_with(|| {
-            tracing::debug!(queue = address, "queue created on first use");
-            Queue::new(address.to_string(), settings, false, self.me.clone())
-        });
-        Ok(entry.clone())
+        match self.queues.entry(address.to_string()) {
+            MapEntry::Occupied(q) => Ok(q.get().clone()),
+            MapEntry::Vacant(slot) => {
+                let queue = self.create(address, settings)?;
+                tracing::debug!(queue = address, "queue created on first use");
+                Ok(slot.insert(queue).clone())
+            }
+        }
     }
 
     /// Creates a queue with a generated name for a dynamic link; it is deleted by

@@ -84,13 +84,19 @@ impl Schedule {
         self.delayed.list(limit)
     }
 
-    /// Drops every delayed message; returns how many.
-    pub fn clear_delayed(&mut self) -> usize {
-        let seqs = self.delayed.clear();
-        for &seq in &seqs {
-            self.forget(seq);
+    /// Drops every delayed message, showing each to `gone`; returns how many.
+    pub fn clear_delayed(&mut self, mut gone: impl FnMut(&Entry)) -> usize {
+        let entries = self.delayed.clear();
+        for entry in &entries {
+            self.forget(entry.seq);
+            gone(entry);
         }
-        seqs.len()
+        entries.len()
+    }
+
+    /// Calls `f` on every delayed message with its due time.
+    pub fn for_each_delayed_mut(&mut self, f: impl FnMut(i64, &mut Entry)) {
+        self.delayed.for_each_mut(f);
     }
 
     /// Message `seq` expires at `at`; it waits in `group`'s lane (or the ungrouped one).

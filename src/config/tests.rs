@@ -221,7 +221,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
@@ -596,4 +596,19 @@ fn the_admin_listener_is_configured_in_its_own_table() {
     );
     let err = error("[admin]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n");
     assert!(err.contains("admin.listen: expected one address"), "{err}");
+}
+
+#[test]
+fn storage_settings_are_read_and_checked() {
+    use crate::store::SyncMode;
+    let c = parse("[storage]\nsync = \"always\"\nsegment_size = 1048576\nmin_free_bytes = 0\n");
+    assert_eq!(c.storage.sync, SyncMode::Always);
+    assert_eq!(c.storage.segment_size, 1 << 20);
+    assert_eq!(c.storage.min_free_bytes, 0);
+    assert_eq!(
+        error("[storage]\nsync = \"sometimes\"\n"),
+        "broker.toml:2:8: storage.sync: expected \"batch\", \"always\" or \"never\" (unsafe), found \"sometimes\""
+    );
+    assert!(error("[storage]\nsegment_size = 100\n")
+        .contains("storage.segment_size: a segment must hold at least 4096 bytes"));
 }

@@ -8,8 +8,9 @@ use fe2o3_amqp_types::definitions::{AmqpError, Handle, LinkError, Role, SessionE
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Modified, Rejected};
 use fe2o3_amqp_types::performatives::{Disposition, Performative};
 
-use crate::broker::{ConsumerId, Delivery, OutItem, Outcome, Queue};
+use crate::broker::{ConsumerId, Delivery, OutItem, Outcome, Publish, Queue};
 use crate::message::Message;
+use crate::store::StoreError;
 use crate::transport::frame::{delivery_transfer_size, Output};
 use crate::transport::transfer::{FirstFrame, Transfer};
 
@@ -38,7 +39,17 @@ pub(super) struct Sending {
 #[allow(clippy::large_enum_variant)]
 enum Arrival {
     Queued(Arc<Queue>, Message),
+    Accepted,
     Refused(AmqpFailure),
+}
+
+/// Why the store refused a durable message, as the producer hears it.
+fn store_refused(e: &StoreError) -> AmqpFailure {
+    let condition = match e {
+        StoreError::Full { .. } => AmqpError::ResourceLimitExceeded,
+        _ => AmqpError::InternalError,
+    };
+    AmqpFailure::new(condition, format!("the message was not stored: {e}"))
 }
 
 impl Connection {
@@ -169,16 +180,32 @@ impl Connection {
                 });
             }
         }
-        let session = self.session_mut(channel)?;
-        match arrival {
-            Arrival::Queued(queue, message) => {
-                queue.enqueue([message]);
-                if !incoming.settled {
-                    session
-                        .accepted
-                        .push((incoming.delivery_id, !settle_second));
+        let arrival = match arrival {
+            Arrival::Queued(queue, message) if incoming.settled => {
+                // Sent settled (at-most-once): nobody waits for the disk.
+                match queue.publish(message, || Box::new(|_| {})) {
+                    Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
+                    _ => return Ok(()),
                 }
             }
+            Arrival::Queued(queue, message) => {
+                let waker = &self.waker;
+                let (id, settle) = (incoming.delivery_id, !settle_second);
+                match queue.publish(message, || waker.confirm_later(channel, id, settle)) {
+                    Publish::Queued => Arrival::Accepted,
+                    // Accepted once its record is on disk: see `apply_confirmed`.
+                    Publish::Confirming => return Ok(()),
+                    Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
+                }
+            }
+            other => other,
+        };
+        let session = self.session_mut(channel)?;
+        match arrival {
+            Arrival::Accepted => session
+                .accepted
+                .push((incoming.delivery_id, !settle_second)),
+            Arrival::Queued(..) => unreachable!("published above"),
             Arrival::Refused(error) => {
                 tracing::debug!(channel, handle, "message rejected: {}", error.description);
                 if !incoming.settled {
@@ -293,6 +320,40 @@ impl Connection {
         Ok(())
     }
 
+    /// Answers producers whose durable messages the journal has written: accepted once on
+    /// disk, rejected with `amqp:internal-error` if the write failed.
+    pub(super) fn apply_confirmed(&mut self) {
+        for c in self.waker.take_confirmed() {
+            match c.result {
+                Ok(()) => {
+                    if let Ok(session) = self.session_mut(c.channel) {
+                        session.accepted.push((c.delivery_id, c.settle));
+                    }
+                }
+                Err(e) => {
+                    let state = DeliveryState::Rejected(Rejected {
+                        error: Some(
+                            AmqpFailure::new(
+                                AmqpError::InternalError,
+                                format!("the message was not stored: the journal failed: {e}"),
+                            )
+                            .to_error(),
+                        ),
+                    });
+                    let d = disposition(
+                        Role::Receiver,
+                        c.delivery_id,
+                        c.delivery_id,
+                        c.settle,
+                        state,
+                    );
+                    self.out
+                        .push_frame(c.channel, &Performative::Disposition(d), &[]);
+                }
+            }
+        }
+    }
+
     /// Confirms queued producer deliveries, coalescing consecutive ids into ranges.
     pub(super) fn send_accepts(&mut self, session: &mut Session) {
         let mut i = 0;
@@ -319,6 +380,7 @@ impl Connection {
     /// Sends what queues have handed to this connection's consumers, as far as session windows
     /// allow. Consumers stopped by a window are retried when the peer widens it.
     pub fn pump(&mut self) {
+        self.apply_confirmed();
         let mut ready = std::mem::take(&mut self.blocked);
         self.waker.take_ready(&mut ready);
         if ready.is_empty() {

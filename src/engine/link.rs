@@ -446,6 +446,7 @@ fn route_failure(e: RouteError) -> AmqpFailure {
         RouteError::NotFound(_) => AmqpError::NotFound,
         RouteError::InvalidName(..) => AmqpError::InvalidField,
         RouteError::Conflict(..) => AmqpError::PreconditionFailed,
+        RouteError::Store(..) => AmqpError::InternalError,
     };
     AmqpFailure::new(condition, e.to_string())
 }

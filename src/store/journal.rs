@@ -150,7 +150,7 @@ struct Shared {
 /// The journal's writer thread and the way to it.
 pub struct Journal {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -214,7 +214,7 @@ impl Journal {
             })?;
         Ok(Journal {
             shared,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -241,15 +241,12 @@ impl Journal {
             .collect()
     }
 
-    /// Completes what was appended, then stops the writer.
-    pub fn close(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+    /// Writes and syncs what was appended, then stops the writer; later appends fail.
+    pub fn close(&self) {
         self.shared.lock().closed = true;
         self.shared.work.notify_one();
-        if let Some(thread) = self.thread.take() {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
@@ -257,7 +254,7 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        self.stop();
+        self.close();
     }
 }
 

@@ -57,10 +57,19 @@ impl Lane {
         usize::from(self.first.is_some()) + self.rest.len()
     }
 
-    pub(super) fn clear(&mut self) -> usize {
+    pub(super) fn for_each_mut(&mut self, f: &mut impl FnMut(&mut Entry)) {
+        if let Some(first) = &mut self.first {
+            f(first);
+        }
+        self.rest.for_each_mut(f);
+    }
+
+    pub(super) fn clear(&mut self, gone: &mut impl FnMut(&Entry)) -> usize {
         let n = self.len();
-        self.first = None;
-        self.rest.clear();
+        if let Some(first) = self.first.take() {
+            gone(&first);
+        }
+        self.rest.clear(gone);
         n
     }
 }

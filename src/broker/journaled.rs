@@ -1,0 +1,227 @@
+//! A durable queue's way to the store: each change to a journaled message becomes one event
+//! (see [`super::persist`]) appended through the [`Store`] trait, which is all the queue
+//! knows of the journal.
+//!
+//! Only an enqueue may wait for the disk (the producer's `accepted` does). Everything else is
+//! appended without waiting and reaches the disk with the next batch: after a power loss a
+//! message consumed just before may be delivered again, never lost (DESIGN.md §5). When the
+//! store refuses such a lazy append (it is fenced), the change stays in memory only, with
+//! the same consequence.
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::store::{Done, RecordKind, Store, StoreError};
+
+use super::entry::Entry;
+use super::persist::{enqueue_header, Event, QueueNo};
+
+/// A durable queue's journal.
+#[derive(Debug)]
+pub struct Journaled {
+    store: Arc<dyn Store>,
+    queue: QueueNo,
+    /// The segment holding the queue's `Declare`, live while the queue exists.
+    declared_in: AtomicU32,
+}
+
+/// When an enqueue record becomes ready, due and expires (ms since the epoch; 0: not so).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    /// When the message became ready (its enqueue time for rewind); 0 while delayed.
+    pub ready_ms: i64,
+    /// When a delayed message becomes ready.
+    pub due_ms: i64,
+    /// When it expires.
+    pub expires_ms: i64,
+}
+
+fn segment_no(segment: u64) -> u32 {
+    // Segments are numbered from 1 and one is 64 MiB by default: 2^32 of them is 256 PiB.
+    u32::try_from(segment).unwrap_or(u32::MAX)
+}
+
+impl Journaled {
+    /// Names queue `queue` `name` in the journal.
+    pub fn declare(
+        store: Arc<dyn Store>,
+        queue: QueueNo,
+        name: &str,
+    ) -> Result<Journaled, StoreError> {
+        let journaled = Journaled {
+            store,
+            queue,
+            declared_in: AtomicU32::new(0),
+        };
+        journaled.write_declare(name)?;
+        Ok(journaled)
+    }
+
+    /// A queue recovered from the journal, declared in `segment`.
+    pub fn recovered(store: Arc<dyn Store>, queue: QueueNo, segment: u64) -> Journaled {
+        Journaled {
+            store,
+            queue,
+            declared_in: AtomicU32::new(segment_no(segment)),
+        }
+    }
+
+    fn write_declare(&self, name: &str) -> Result<(), StoreError> {
+        let mut payload = BytesMut::new();
+        Event::Declare {
+            queue: self.queue,
+            name: name.to_owned(),
+        }
+        .encode(&mut payload);
+        let segment = self
+            .store
+            .append(RecordKind::QueueDeclare, &[&payload], true, None)?;
+        let old = self.declared_in.swap(segment_no(segment), Relaxed);
+        if old != 0 {
+            self.store.release(u64::from(old));
+        }
+        Ok(())
+    }
+
+    /// The queue's number in the journal.
+    pub fn queue_no(&self) -> QueueNo {
+        self.queue
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn fenced(&self) -> Option<String> {
+        self.store.fenced()
+    }
+
+    /// Appends the enqueue of `entry`; `done` runs once it is durable. Returns the segment
+    /// (for [`Entry::segment`]).
+    pub fn enqueue(
+        &self,
+        entry: &Entry,
+        times: Times,
+        done: Option<Done>,
+    ) -> Result<u32, StoreError> {
+        let header = enqueue_header(
+            self.queue,
+            entry.seq,
+            times.ready_ms,
+            times.due_ms,
+            times.expires_ms,
+            entry.delivery_count,
+            entry.message.message_format(),
+        );
+        let segment = self.store.append(
+            RecordKind::Enqueue,
+            &[&header, entry.message.bytes()],
+            true,
+            done,
+        )?;
+        Ok(segment_no(segment))
+    }
+
+    fn lazy(&self, kind: RecordKind, event: Event) {
+        let mut payload = BytesMut::with_capacity(32);
+        event.encode(&mut payload);
+        if let Err(e) = self.store.append(kind, &[&payload], false, None) {
+            tracing::debug!(queue = self.queue, error = %e, "journal: change kept in memory only");
+        }
+    }
+
+    /// The message `seq`, journaled in `segment`, left the queue.
+    pub fn settle(&self, seq: u64, segment: u32) {
+        if segment == 0 {
+            return;
+        }
+        self.lazy(
+            RecordKind::Settle,
+            Event::Settle {
+                queue: self.queue,
+                seq,
+            },
+        );
+        self.store.release(u64::from(segment));
+    }
+
+    /// The message `seq` was consumed and is kept for rewind.
+    pub fn consume(&self, entry: &Entry) {
+        if entry.segment != 0 {
+            let (queue, seq) = (self.queue, entry.seq);
+            self.lazy(RecordKind::Consume, Event::Consume { queue, seq });
+        }
+    }
+
+    /// The message is ready again with its delivery-count.
+    pub fn redelivered(&self, entry: &Entry) {
+        if entry.segment != 0 {
+            self.lazy(
+                RecordKind::Redelivered,
+                Event::Redelivered {
+                    queue: self.queue,
+                    seq: entry.seq,
+                    delivery_count: entry.delivery_count,
+                },
+            );
+        }
+    }
+
+    /// The delayed message `old_seq` became ready as `entry` at `at_ms`.
+    pub fn due(&self, old_seq: u64, entry: &Entry, at_ms: i64) {
+        if entry.segment != 0 {
+            self.lazy(
+                RecordKind::Due,
+                Event::Due {
+                    queue: self.queue,
+                    old_seq,
+                    new_seq: entry.seq,
+                    at_ms,
+                },
+            );
+        }
+    }
+
+    /// A journaled record in `segment` no longer matters (a kept message aged out).
+    pub fn release(&self, segment: u32) {
+        if segment != 0 {
+            self.store.release(u64::from(segment));
+        }
+    }
+
+    /// The queue was deleted: its records, the `Declare` included, are dead.
+    pub fn delete(&self, segments: impl IntoIterator<Item = u32>) {
+        self.lazy(RecordKind::QueueDelete, Event::Delete { queue: self.queue });
+        for segment in segments {
+            self.release(segment);
+        }
+        self.release(self.declared_in.swap(0, Relaxed));
+    }
+
+    /// Writes `entry` again (compaction) with `times`; releases its old record. Returns the
+    /// new segment, or the old one if the store refused (the old record stays live).
+    pub fn rewrite(&self, entry: &Entry, times: Times, consumed: bool) -> u32 {
+        match self.enqueue(entry, times, None) {
+            Ok(segment) => {
+                if consumed {
+                    self.lazy(
+                        RecordKind::Consume,
+                        Event::Consume {
+                            queue: self.queue,
+                            seq: entry.seq,
+                        },
+                    );
+                }
+                self.release(entry.segment);
+                segment
+            }
+            Err(_) => entry.segment,
+        }
+    }
+
+    /// Writes the queue's `Declare` again if it is in `segment` (compaction).
+    pub fn redeclare_from(&self, segment: u32, name: &str) {
+        if self.declared_in.load(Relaxed) == segment {
+            let _ = self.write_declare(name);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Recovery at start (DESIGN.md §5): the journal's events replayed into the durable queues
+//! they describe, which are then rebuilt with their ready, delayed, dead-lettered and
+//! rewind-retained messages, in their original order and with their delivery counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::message::Message;
+use crate::store::{self, Fs, Journal, RecordPos, RecoveryError};
+
+use super::journaled::Times;
+use super::persist::{Event, QueueNo};
+use super::router::Router;
+
+/// Why the journal could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The journal could not be read back.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    /// A record whose checksum is right does not hold an event this version writes.
+    #[error("journal: {file} at offset {offset}: {reason}", file = file.display())]
+    BadEvent {
+        /// The segment file.
+        file: PathBuf,
+        /// The record's offset.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A journaled message as the journal last described it.
+#[derive(Debug)]
+pub struct RestoredMessage {
+    /// Its sequence number in the queue.
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+    /// Failed deliveries so far.
+    pub delivery_count: u32,
+    /// When it became ready, is due and expires.
+    pub times: Times,
+    /// The segment of its enqueue record.
+    pub segment: u32,
+    /// Consumed and kept for rewind.
+    pub consumed: bool,
+}
+
+#[derive(Debug)]
+struct Record {
+    times: Times,
+    delivery_count: u32,
+    message_format: u32,
+    bytes: Bytes,
+    segment: u64,
+    consumed: bool,
+}
+
+#[derive(Debug)]
+struct QueueModel {
+    name: String,
+    declared_in: u64,
+    messages: BTreeMap<u64, Record>,
+}
+
+/// The journal replayed: every durable queue with its messages.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    queues: BTreeMap<QueueNo, QueueModel>,
+    /// The segments recovery read.
+    pub segments: Vec<u64>,
+    /// Where the writer appends.
+    pub tail: Option<RecordPos>,
+    /// Records replayed.
+    pub records: u64,
+}
+
+impl Replayed {
+    /// The first queue number the journal has not used.
+    pub fn next_queue_no(&self) -> QueueNo {
+        self.queues.keys().next_back().map_or(1, |n| n + 1)
+    }
+}
+
+/// Reads the journal in `dir` and replays its events.
+pub fn replay(fs: &dyn Fs, dir: &Path) -> Result<Replayed, RestoreError> {
+    let mut replayed = Replayed::default();
+    let mut bad: Option<RestoreError> = None;
+    let summary = store::recover_with(fs, dir, |r| {
+        if bad.is_some() {
+            return;
+        }
+        replayed.records += 1;
+        match Event::decode(r.kind.as_u8(), r.payload) {
+            Ok(event) => replayed.apply(event, r.pos.segment),
+            Err(e) => {
+                bad = Some(RestoreError::BadEvent {
+                    file: store::segment::segment_path(dir, r.pos.segment),
+                    offset: r.pos.offset,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    })?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    replayed.segments = summary.segments;
+    replayed.tail = summary.tail;
+    Ok(replayed)
+}
+
+impl Replayed {
+    fn apply(&mut self, event: Event, segment: u64) {
+        match event {
+            Event::Declare { queue, name } => {
+                let model = self.queues.entry(queue).or_insert_with(|| QueueModel {
+                    name: name.clone(),
+                    declared_in: segment,
+                    messages: BTreeMap::new(),
+                });
+                // Written again by a compaction: the latest is the live one.
+                model.name = name;
+                model.declared_in = segment;
+            }
+            Event::Delete { queue } => {
+                self.queues.remove(&queue);
+            }
+            Event::Enqueue {
+                queue,
+                seq,
+                ready_ms,
+                due_ms,
+                expires_ms,
+                delivery_count,
+                message_format,
+                bytes,
+            } => {
+                let Some(model) = self.queues.get_mut(&queue) else {
+                    tracing::warn!(queue, seq, "journal: enqueue for an unknown queue ignored");
+                    return;
+                };
+                // A copy, so that a live message does not keep its whole segment in memory.
+                let record = Record {
+                    times: Times {
+                        ready_ms,
+                        due_ms,
+                        expires_ms,
+                    },
+                    delivery_count,
+                    message_format,
+                    bytes: Bytes::copy_from_slice(&bytes),
+                    segment,
+                    consumed: false,
+                };
+                model.messages.insert(seq, record);
+            }
+            Event::Settle { queue, seq } => {
+                if let Some(model) = self.queues.get_mut(&queue) {
+                    model.messages.remove(&seq);
+                }
+            }
+            Event::Consume { queue, seq } => {
+                if let Some(m) = self.message(queue, seq) {
+                    m.consumed = true;
+                }
+            }
+            Event::Redelivered {
+                queue,
+                seq,
+                delivery_count,
+            } => {
+                if let Some(m) = self.message(queue, seq) {
+                    m.delivery_count = delivery_count;
+                    m.consumed = false;
+                }
+            }
+            Event::Due {
+                queue,
+                old_seq,
+                new_seq,
+                at_ms,
+            } => {
+                if let Some(model) = self.queues.get_mut(&queue) {
+                    if let Some(mut m) = model.messages.remove(&old_seq) {
+                        m.times.ready_ms = at_ms;
+                        m.times.due_ms = 0;
+                        model.messages.insert(new_seq, m);
+                    }
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, queue: QueueNo, seq: u64) -> Option<&mut Record> {
+        self.queues.get_mut(&queue)?.messages.get_mut(&seq)
+    }
+}
+
+/// What [`rebuild`] restored.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RestoreSummary {
+    /// Durable queues.
+    pub queues: usize,
+    /// Messages, kept-for-rewind ones included.
+    pub messages: u64,
+}
+
+/// Counts the replayed live records in `journal` and rebuilds the queues in `router`.
+pub fn rebuild(replayed: Replayed, journal: &Journal, router: &Router) -> RestoreSummary {
+    let started = Instant::now();
+    let mut summary = RestoreSummary::default();
+    let mut names: HashMap<String, QueueNo> = HashMap::new();
+    for (no, model) in replayed.queues {
+        journal.retain(model.declared_in);
+        if let Some(older) = names.insert(model.name.clone(), no) {
+            tracing::warn!(queue = %model.name, older, no, "journal: queue declared twice; the later wins");
+        }
+        let Some(queue) = router.recovered(&model.name, no, model.declared_in) else {
+            continue;
+        };
+        let mut messages = Vec::with_capacity(model.messages.len());
+        for (seq, r) in model.messages {
+            journal.retain(r.segment);
+            let message = if r.message_format == 0 {
+                match Message::parse(r.bytes.clone()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Parsed when it arrived; kept as it is rather than dropped.
+                        tracing::warn!(queue = %model.name, seq, error = %e, "journal: message no longer parses; kept opaque");
+                        Message::opaque(r.bytes, 0)
+                    }
+                }
+            } else {
+                Message::opaque(r.bytes, r.message_format)
+            };
+            messages.push(RestoredMessage {
+                seq,
+                message,
+                delivery_count: r.delivery_count,
+                times: r.times,
+                segment: u32::try_from(r.segment).unwrap_or(u32::MAX),
+                consumed: r.consumed,
+            });
+        }
+        summary.queues += 1;
+        summary.messages += messages.len() as u64;
+        queue.restore(messages);
+    }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "queues rebuilt"
+    );
+    summary
+}

@@ -1,0 +1,83 @@
+//! `[storage]`: how the journal of durable queues writes (DESIGN.md §5).
+
+use crate::store::{JournalOptions, SyncMode, DEFAULT_SEGMENT_SIZE};
+
+use super::document::{child, Node, Source, Value};
+use super::ConfigError;
+
+/// The keys of `[storage]`.
+pub(super) const STORAGE_KEYS: &[&str] = &["sync", "segment_size", "min_free_bytes"];
+
+/// How durable messages are written (`[storage]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// When the journal calls fdatasync.
+    pub sync: SyncMode,
+    /// Bytes each journal segment file is preallocated to.
+    pub segment_size: u64,
+    /// Durable messages are refused while the data dir's file system has less free space than
+    /// this (plus one segment).
+    pub min_free_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            sync: SyncMode::Batch,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            min_free_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub(super) fn read(
+        &mut self,
+        src: &Source,
+        table: &[(String, Node)],
+    ) -> Result<(), ConfigError> {
+        for (key, node) in table {
+            let path = &child("storage", key);
+            match key.as_str() {
+                "sync" => self.sync = sync_mode(src, node, path)?,
+                "segment_size" => {
+                    self.segment_size = src.size(node, path)?;
+                    if self.segment_size < 4096 {
+                        let message = format!(
+                            "a segment must hold at least 4096 bytes, found {}",
+                            self.segment_size
+                        );
+                        return Err(src.invalid(node, path, message));
+                    }
+                }
+                "min_free_bytes" => self.min_free_bytes = src.size(node, path)?,
+                _ => {} // rejected by `Source::table`
+            }
+        }
+        Ok(())
+    }
+
+    /// What the journal is opened with.
+    pub fn journal_options(&self) -> JournalOptions {
+        JournalOptions {
+            sync: self.sync,
+            segment_size: self.segment_size,
+            min_free_bytes: self.min_free_bytes,
+        }
+    }
+}
+
+fn sync_mode(src: &Source, node: &Node, path: &str) -> Result<SyncMode, ConfigError> {
+    match &node.value {
+        Value::String(s) if s == "batch" => Ok(SyncMode::Batch),
+        Value::String(s) if s == "always" => Ok(SyncMode::Always),
+        Value::String(s) if s == "never" => Ok(SyncMode::Never),
+        _ => {
+            let message = format!(
+                r#"expected "batch", "always" or "never" (unsafe), found {}"#,
+                node.describe()
+            );
+            Err(src.invalid(node, path, message))
+        }
+    }
+}
