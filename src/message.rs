@@ -255,6 +255,13 @@ impl Message {
         &self.header
     }
 
+    /// Whether a durable queue persists the message: unless its header says otherwise. With
+    /// no header section it is durable (as RabbitMQ 4 has it: most clients send none); a
+    /// header whose durable field is absent says false, as the spec defines the field.
+    pub fn is_durable(&self) -> bool {
+        self.header_end == 0 || self.header.durable == Some(true)
+    }
+
     /// The message-format the message arrived with (and leaves with).
     pub fn message_format(&self) -> u32 {
         self.message_format

@@ -248,11 +248,7 @@ impl Queue {
             .flatten()
             .filter(|&due| due > now.get());
         let mut published = Publish::Queued;
-        if let Some(journal) = st
-            .journal
-            .as_ref()
-            .filter(|_| entry.message.header().durable != Some(false))
-        {
+        if let Some(journal) = st.journal.as_ref().filter(|_| entry.message.is_durable()) {
             let times = Times {
                 ready_ms: if due.is_some() { 0 } else { now.get() },
                 due_ms: due.unwrap_or(0),
