@@ -106,6 +106,7 @@ impl Broker {
                 config: config.clone(),
                 started: std::time::Instant::now(),
                 rates: Arc::default(),
+                journal: Some(storage.journal().clone()),
             });
             if let Some(addr) = admin_addr {
                 tracing::info!(%addr, "serving the admin API, metrics and console");
@@ -118,6 +119,11 @@ impl Broker {
             router: router.clone(),
             registry: registry.clone(),
         });
+        tokio::spawn(compact(
+            storage.journal().clone(),
+            router.clone(),
+            shutdown_rx.clone(),
+        ));
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let open = Arc::new(AtomicUsize::new(0));
         for l in listeners {
@@ -142,6 +148,38 @@ impl Broker {
             alive_tx: Some(alive_tx),
             storage,
         })
+    }
+}
+
+/// Compaction (DESIGN.md §5): once a second, if an old journal segment is mostly dead, the
+/// queues write its few live records again, and the journal deletes it after the next batch.
+async fn compact(
+    journal: Arc<store::Journal>,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use store::Store;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(segment) = journal.compaction_candidate() else {
+            continue;
+        };
+        let router = router.clone();
+        let moved = tokio::task::spawn_blocking(move || {
+            let segment = u32::try_from(segment).unwrap_or(u32::MAX);
+            router
+                .queues()
+                .iter()
+                .map(|q| q.relocate(segment))
+                .sum::<usize>()
+        })
+        .await
+        .unwrap_or(0);
+        tracing::info!(segment, messages = moved, "journal segment compacted");
     }
 }
 

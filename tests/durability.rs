@@ -336,3 +336,77 @@ async fn accepting_before_fsync_loses_messages_in_a_power_loss() {
     let lost = accepted.difference(&recovered).count();
     assert!(lost > 0, "sync = never lost nothing of {}", accepted.len());
 }
+
+#[tokio::test]
+async fn compaction_frees_old_segments_and_keeps_exactly_the_live_messages() {
+    let dir = fresh_data_dir();
+    let mut config = config("", &dir);
+    config.storage.segment_size = 16384;
+    let broker = support::broker::start(config.clone()).await.0;
+    let mut client = Client::connect(&broker).await;
+    // One message that stays, in the first segment, then many that are consumed.
+    let mut keep = client.sender("keep").await;
+    send(&mut keep, text("old")).await;
+    let mut sender = client.sender("churn").await;
+    for i in 0..800 {
+        send(&mut sender, text(&format!("{i:0>90}"))).await;
+    }
+    let consumed = drain(&mut client, "churn").await;
+    assert_eq!(consumed.len(), 800);
+    send(&mut keep, text("new")).await;
+    // The first segment is kept alive by "old" alone until compaction moves it forward.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while broker.journal().live_counts()[0].0 == 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never compacted: {:?}",
+            broker.journal().live_counts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let segments = broker.journal().live_counts().len();
+    assert!(
+        segments <= 4,
+        "dead segments were deleted: {:?}",
+        broker.journal().live_counts()
+    );
+    client.close().await;
+    broker.shutdown().await;
+    let broker = support::broker::start(config).await.0;
+    let mut client = Client::connect(&broker).await;
+    assert_eq!(drain(&mut client, "keep").await, ["old", "new"]);
+    assert!(drain(&mut client, "churn").await.is_empty());
+    client.close().await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_journal_reports_fsync_latency_and_batches_in_metrics() {
+    let dir = fresh_data_dir();
+    let broker = start("", &dir).await;
+    let mut client = Client::connect(&broker).await;
+    let mut sender = client.sender("m").await;
+    for i in 0..20 {
+        send(&mut sender, text(&format!("m{i}"))).await;
+    }
+    let admin = broker.admin_addr().expect("admin listener");
+    let answer = support::http::request(admin, "GET", "/metrics", None, None).await;
+    assert_eq!(answer.status, 200);
+    let metrics = support::admin::scrape(&answer.body);
+    let value = |name: &str| {
+        metrics
+            .get(&(name.to_owned(), String::new()))
+            .copied()
+            .unwrap_or_else(|| panic!("no {name} in {}", answer.body))
+    };
+    assert!(value("sluice_journal_confirmed_total") >= 20.0);
+    let batches = value("sluice_journal_batches_total");
+    assert!(batches >= 1.0 && batches <= value("sluice_journal_records_total"));
+    assert!(
+        value("sluice_journal_fsync_seconds") >= 1.0,
+        "fsyncs observed"
+    );
+    assert_eq!(value("sluice_journal_fenced"), 0.0);
+    client.close().await;
+    broker.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! counters (the queues keep plain integers; nothing on the message path touches a metrics
 //! library).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -12,6 +13,7 @@ use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
 
 use super::{AdminState, ApiError};
 use crate::broker::QueueStats;
+use crate::store::{Journal, JournalStats, SYNC_BUCKETS_US};
 
 /// A per-queue metric: its name, help, whether it is a counter, and how to read it.
 type QueueMetric = (&'static str, &'static str, bool, fn(&QueueStats) -> u64);
@@ -191,7 +193,7 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
         (s + cs, l + cl)
     });
     let (bytes_in, bytes_out) = state.registry.total_bytes();
-    let broker: [(&str, &str, bool, u64); 6] = [
+    let mut broker: Vec<(&str, &str, bool, u64)> = vec![
         (
             "sluice_connections",
             "Open AMQP connections.",
@@ -219,6 +221,9 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
             state.started.elapsed().as_secs(),
         ),
     ];
+    if let Some(journal) = &state.journal {
+        broker.extend(journal_metrics(journal));
+    }
     let mut families = Vec::new();
     for family in &queue_families {
         // With no queues a family has no samples, which the encoder refuses; leave it out.
@@ -234,5 +239,95 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
         family.set(&[], value)?;
         families.extend(family.collect());
     }
-    TextEncoder::new().encode_to_string(&families)
+    let mut text = TextEncoder::new().encode_to_string(&families)?;
+    if let Some(journal) = &state.journal {
+        fsync_histogram(journal.stats(), &mut text);
+    }
+    Ok(text)
+}
+
+fn journal_metrics(journal: &Journal) -> Vec<(&'static str, &'static str, bool, u64)> {
+    let s = journal.stats();
+    let live = journal.live_counts();
+    vec![
+        (
+            "sluice_journal_batches_total",
+            "Batches the journal wrote, each with one fdatasync (group commit).",
+            true,
+            s.batches.load(Relaxed),
+        ),
+        (
+            "sluice_journal_confirmed_total",
+            "Durable messages confirmed on disk; divided by batches, the mean batch size.",
+            true,
+            s.requests.load(Relaxed),
+        ),
+        (
+            "sluice_journal_records_total",
+            "Records appended to the journal.",
+            true,
+            s.records.load(Relaxed),
+        ),
+        (
+            "sluice_journal_bytes_total",
+            "Bytes written to the journal.",
+            true,
+            s.bytes.load(Relaxed),
+        ),
+        (
+            "sluice_journal_segments",
+            "Journal segment files.",
+            false,
+            live.len() as u64,
+        ),
+        (
+            "sluice_journal_live_records",
+            "Journal records still needed (messages not consumed, or kept for rewind).",
+            false,
+            live.iter().map(|(_, n)| n).sum(),
+        ),
+        (
+            "sluice_journal_segments_deleted_total",
+            "Journal segments deleted once nothing in them was live.",
+            true,
+            s.segments_deleted.load(Relaxed),
+        ),
+        (
+            "sluice_journal_refused_full_total",
+            "Durable messages refused for the free-space floor.",
+            true,
+            s.refused_full.load(Relaxed),
+        ),
+        (
+            "sluice_journal_fenced",
+            "1 once a failed write or fsync has fenced the journal: durable messages are refused.",
+            false,
+            u64::from(s.fenced.load(Relaxed)),
+        ),
+    ]
+}
+
+/// The fsync latency histogram, in the text format (the buckets are counted by the journal
+/// itself, so the histogram is written out rather than observed again).
+fn fsync_histogram(s: &JournalStats, text: &mut String) {
+    use std::fmt::Write;
+    let name = "sluice_journal_fsync_seconds";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Latency of the journal's fdatasync calls."
+    );
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, count) in SYNC_BUCKETS_US.iter().zip(&s.sync_us) {
+        cumulative += count.load(Relaxed);
+        let le = if *bound == u64::MAX {
+            "+Inf".to_owned()
+        } else {
+            (*bound as f64 / 1e6).to_string()
+        };
+        let _ = writeln!(text, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let sum = s.sync_us_sum.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(text, "{name}_sum {sum}");
+    let _ = writeln!(text, "{name}_count {cumulative}");
 }

@@ -40,6 +40,8 @@ pub struct AdminState {
     pub started: Instant,
     /// Message rates, sampled in the background.
     pub rates: Arc<Rates>,
+    /// The journal of durable queues, for its metrics.
+    pub journal: Option<Arc<crate::store::Journal>>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` turns true.

@@ -26,6 +26,7 @@ use super::schedule::{Due, Schedule, ScheduledInfo};
 pub use super::stats::{ConsumerInfo, QueueStats};
 use super::timer::Timer;
 
+mod compact;
 mod restore;
 
 #[derive(Debug)]

@@ -140,10 +140,13 @@ impl Replayed {
                 message_format,
                 bytes,
             } => {
-                let Some(model) = self.queues.get_mut(&queue) else {
-                    tracing::warn!(queue, seq, "journal: enqueue for an unknown queue ignored");
-                    return;
-                };
+                // A compaction may have written the queue's `Declare` again after this record
+                // (and the original is gone with its segment): the name comes later.
+                let model = self.queues.entry(queue).or_insert_with(|| QueueModel {
+                    name: String::new(),
+                    declared_in: 0,
+                    messages: BTreeMap::new(),
+                });
                 // A copy, so that a live message does not keep its whole segment in memory.
                 let record = Record {
                     times: Times {
@@ -216,6 +219,14 @@ pub fn rebuild(replayed: Replayed, journal: &Journal, router: &Router) -> Restor
     let mut summary = RestoreSummary::default();
     let mut names: HashMap<String, QueueNo> = HashMap::new();
     for (no, model) in replayed.queues {
+        if model.name.is_empty() {
+            tracing::error!(
+                queue = no,
+                messages = model.messages.len(),
+                "journal: messages of a queue that was never declared are dropped"
+            );
+            continue;
+        }
         journal.retain(model.declared_in);
         if let Some(older) = names.insert(model.name.clone(), no) {
             tracing::warn!(queue = %model.name, older, no, "journal: queue declared twice; the later wins");

@@ -135,9 +135,13 @@ impl Retention {
         std::mem::take(&mut self.released)
     }
 
-    /// Calls `f` on every message kept.
-    pub fn for_each_mut(&mut self, f: impl FnMut(&mut Entry)) {
-        self.kept.values_mut().for_each(f);
+    /// Calls `f` on every message kept, with its enqueue time if still known.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(Option<i64>, &mut Entry)) {
+        let times = &self.times;
+        for entry in self.kept.values_mut() {
+            let i = times.partition_point(|&(first, _)| first <= entry.seq);
+            f(i.checked_sub(1).map(|i| times[i].1), entry);
+        }
     }
 
     /// Drops everything kept, showing each message to `gone`.

@@ -94,9 +94,11 @@ impl Schedule {
         entries.len()
     }
 
-    /// Calls `f` on every delayed message with its due time.
-    pub fn for_each_delayed_mut(&mut self, f: impl FnMut(i64, &mut Entry)) {
-        self.delayed.for_each_mut(f);
+    /// Calls `f` on every delayed message with its due time and expiry.
+    pub fn for_each_delayed_mut(&mut self, mut f: impl FnMut(i64, Option<i64>, &mut Entry)) {
+        let expiry_of = &self.expiry_of;
+        self.delayed
+            .for_each_mut(|due, entry| f(due, expiry_of.get(&entry.seq).map(|e| e.at), entry));
     }
 
     /// Message `seq` expires at `at`; it waits in `group`'s lane (or the ungrouped one).

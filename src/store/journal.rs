@@ -425,7 +425,7 @@ impl Shared {
 fn run(shared: &Shared, mut file: Segment) {
     let mut unsynced = false;
     loop {
-        let (chunks, waiters) = {
+        let (chunks, waiters, dead) = {
             let mut st = shared.lock();
             while st.pending.is_empty() && !st.closed {
                 st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -434,9 +434,20 @@ fn run(shared: &Shared, mut file: Segment) {
                 break;
             }
             st.in_batch = false;
+            // Segments dead now may be deleted once this batch is durable: whatever replaced
+            // their records (a settle, a compaction's copy) was appended before the release,
+            // so it is in this batch or an earlier one. A segment released later waits for
+            // the next batch.
+            let dead: Vec<u64> = st
+                .segments
+                .iter()
+                .take_while(|(_, c)| c.live == 0)
+                .map(|(&s, _)| s)
+                .collect();
             (
                 std::mem::take(&mut st.pending),
                 std::mem::take(&mut st.waiters),
+                dead,
             )
         };
         let result = if shared.options.sync == SyncMode::Always {
@@ -448,7 +459,7 @@ fn run(shared: &Shared, mut file: Segment) {
         match result {
             Ok(()) => {
                 shared.stats.batches.fetch_add(1, Relaxed);
-                delete_dead_segments(shared);
+                delete_dead_segments(shared, &dead);
             }
             Err(e) => {
                 shared.fence(&e);
@@ -573,15 +584,16 @@ fn write_batch(
     Ok(())
 }
 
-/// Deletes the oldest segments while nothing in them is live. Oldest first only: a later
-/// segment may hold the settle of a message enqueued in an earlier one, and deleting it
-/// while the earlier one stays would bring the message back at the next recovery.
-fn delete_dead_segments(shared: &Shared) {
-    loop {
+/// Deletes the oldest segments while nothing in them is live, among `dead` (those that were
+/// dead before the batch just synced). Oldest first only: a later segment may hold the
+/// settle of a message enqueued in an earlier one, and deleting it while the earlier one
+/// stays would bring the message back at the next recovery.
+fn delete_dead_segments(shared: &Shared, dead: &[u64]) {
+    for &candidate in dead {
         let oldest = {
             let st = shared.lock();
             match st.segments.iter().next() {
-                Some((&s, c)) if c.live == 0 && s < st.written_segment => s,
+                Some((&s, c)) if s == candidate && c.live == 0 && s < st.written_segment => s,
                 _ => return,
             }
         };

@@ -148,6 +148,10 @@ pub fn scrape(text: &str) -> HashMap<(String, String), f64> {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
+                // A histogram counts as its number of observations (the +Inf bucket).
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.last().map_or(0.0, |b| b.count)
+                }
                 other => panic!("unexpected sample {other:?}"),
             };
             ((s.metric, queue), value)
