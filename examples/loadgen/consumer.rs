@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fe2o3_amqp_types::definitions::{Handle, ReceiverSettleMode, Role, SenderSettleMode};
-use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Source, Target, TargetArchetype};
+use fe2o3_amqp_types::messaging::{
+    Accepted, DeliveryState, Source, Target, TargetArchetype, TerminusDurability,
+};
 use fe2o3_amqp_types::performatives::{Attach, Disposition, Flow, Performative};
 use sluice::transport::frame::{decode_amqp, decode_raw, Body, RawFrame, TYPE_AMQP};
 use tokio::sync::Barrier;
@@ -93,7 +95,16 @@ async fn attach(id: usize, settings: &Settings) -> Result<(Conn, u32), LoadError
             },
             rcv_settle_mode: ReceiverSettleMode::First,
             source: Some(Box::new(
-                Source::builder().address(settings.queue.clone()).build(),
+                Source::builder()
+                    .address(settings.queue.clone())
+                    // RabbitMQ declares the queue with the first link's durability and
+                    // refuses a second link that differs.
+                    .durable(if settings.durable {
+                        TerminusDurability::UnsettledState
+                    } else {
+                        TerminusDurability::None
+                    })
+                    .build(),
             )),
             target: Some(Box::new(TargetArchetype::Target(Target::builder().build()))),
             unsettled: None,
