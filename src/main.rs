@@ -1,7 +1,9 @@
-//! The `sluice` command: runs the broker, checks a configuration file, or manages a running
-//! broker (`sluice ctl`, in src/ctl.rs).
+//! The `sluice` command: runs the broker, checks a configuration file, manages a running
+//! broker (`sluice ctl`, in src/ctl/), or repairs a corrupt journal (`sluice repair`, in
+//! src/repair.rs).
 
 mod ctl;
+mod repair;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -45,14 +47,22 @@ enum Command {
     /// Manage a running broker through its admin API: list, purge, declare, delete and rewind
     /// queues; list and cancel scheduled messages; list and close connections.
     Ctl(ctl::CtlArgs),
+    /// Check the journal in the data directory and, once confirmed, truncate it where it is
+    /// corrupt (when the broker refuses to start with "journal corrupt"). Stop the broker first.
+    Repair(repair::RepairArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match &cli.command {
-        Some(Command::CheckConfig { file }) => return check_config(file),
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Command::CheckConfig { file }) => return check_config(&file),
         // A client of the admin API: no logging setup, no runtime.
-        Some(Command::Ctl(args)) => return ctl::run(args),
+        Some(Command::Ctl(args)) => return ctl::run(&args),
+        // Offline and synchronous: it prints what it finds rather than logging it.
+        Some(Command::Repair(args)) => {
+            let args = args.or_global(cli.data_dir.as_deref(), cli.config.as_deref());
+            return repair::run(args);
+        }
         None => {}
     }
     init_logging(cli.log.as_deref());
