@@ -8,6 +8,7 @@ pub mod clock;
 pub mod ctl;
 pub mod groups;
 pub mod http;
+pub mod process;
 pub mod proton;
 pub mod raw;
 pub mod time;
