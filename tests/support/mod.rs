@@ -5,6 +5,7 @@ pub mod admin;
 pub mod broker;
 pub mod browser;
 pub mod clock;
+pub mod crash;
 pub mod ctl;
 pub mod groups;
 pub mod http;
