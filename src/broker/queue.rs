@@ -203,7 +203,10 @@ impl Queue {
         let mut st = lock(&self.state);
         let now = Now::lazy();
         for message in messages {
-            if let Publish::Refused(e) = self.admit(&mut st, &now, message, dead_letters, None) {
+            let no_confirm = None::<fn() -> Done>;
+            if let Publish::Refused(e) =
+                self.admit(&mut st, &now, message, dead_letters, no_confirm)
+            {
                 tracing::error!(queue = %self.name, error = %e, "message dropped: the journal refused it");
             }
         }
@@ -211,13 +214,13 @@ impl Queue {
     }
 
     /// Appends a message from a producer. A durable message in a durable queue is journaled
-    /// first: `confirm` is asked for the completion to run once its record is on disk, and
-    /// the result is [`Publish::Confirming`]; when the store refuses, the message is not
-    /// queued.
-    pub fn publish(&self, message: Message, confirm: impl FnOnce() -> Done) -> Publish {
+    /// first; with `confirm` (a producer waiting for the outcome), it is asked for the
+    /// completion to run once the record is on disk, and the result is
+    /// [`Publish::Confirming`]. When the store refuses, the message is not queued.
+    pub fn publish(&self, message: Message, confirm: Option<impl FnOnce() -> Done>) -> Publish {
         let mut st = lock(&self.state);
         let now = Now::lazy();
-        let published = self.admit(&mut st, &now, message, false, Some(Box::new(confirm)));
+        let published = self.admit(&mut st, &now, message, false, confirm);
         self.finish(st);
         published
     }
@@ -228,7 +231,7 @@ impl Queue {
         now: &Now,
         message: Message,
         dead_letter: bool,
-        confirm: Option<Box<dyn FnOnce() -> Done + '_>>,
+        confirm: Option<impl FnOnce() -> Done>,
     ) -> Publish {
         let seq = st.next_seq;
         let mut entry = Entry::new(seq, message);

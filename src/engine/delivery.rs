@@ -183,7 +183,7 @@ impl Connection {
         let arrival = match arrival {
             Arrival::Queued(queue, message) if incoming.settled => {
                 // Sent settled (at-most-once): nobody waits for the disk.
-                match queue.publish(message, || Box::new(|_| {})) {
+                match queue.publish(message, None::<fn() -> crate::store::Done>) {
                     Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
                     _ => return Ok(()),
                 }
@@ -191,7 +191,7 @@ impl Connection {
             Arrival::Queued(queue, message) => {
                 let waker = &self.waker;
                 let (id, settle) = (incoming.delivery_id, !settle_second);
-                match queue.publish(message, || waker.confirm_later(channel, id, settle)) {
+                match queue.publish(message, Some(|| waker.confirm_later(channel, id, settle))) {
                     Publish::Queued => Arrival::Accepted,
                     // Accepted once its record is on disk: see `apply_confirmed`.
                     Publish::Confirming => return Ok(()),
