@@ -24,6 +24,12 @@ pub enum RewindError {
     },
 }
 
+/// The enqueue time of `seq` in the (first sequence number, time) steps `times`.
+fn time_of(times: &VecDeque<(u64, i64)>, seq: u64) -> Option<i64> {
+    let i = times.partition_point(|&(first, _)| first <= seq);
+    i.checked_sub(1).map(|i| times[i].1)
+}
+
 /// The consumed messages a queue keeps for rewind.
 #[derive(Debug, Default)]
 pub struct Retention {
@@ -66,8 +72,7 @@ impl Retention {
 
     /// When message `seq` was enqueued, if it is still within the steps kept.
     pub fn enqueued_at(&self, seq: u64) -> Option<i64> {
-        let i = self.times.partition_point(|&(first, _)| first <= seq);
-        i.checked_sub(1).map(|i| self.times[i].1)
+        time_of(&self.times, seq)
     }
 
     /// Keeps a consumed message.
@@ -137,10 +142,8 @@ impl Retention {
 
     /// Calls `f` on every message kept, with its enqueue time if still known.
     pub fn for_each_mut(&mut self, mut f: impl FnMut(Option<i64>, &mut Entry)) {
-        let times = &self.times;
         for entry in self.kept.values_mut() {
-            let i = times.partition_point(|&(first, _)| first <= entry.seq);
-            f(i.checked_sub(1).map(|i| times[i].1), entry);
+            f(time_of(&self.times, entry.seq), entry);
         }
     }
 
