@@ -7,6 +7,7 @@
 
 mod connection;
 mod delivery;
+mod incoming;
 mod introspect;
 mod link;
 mod session;

@@ -1,0 +1,338 @@
+//! Deliveries from producers: transfers assembled into messages, routed and queued, and the
+//! producer told the outcome: accepted at once, or for a durable message once the journal has
+//! it on disk.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fe2o3_amqp_types::definitions::{AmqpError, LinkError, Role, SessionError};
+use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
+use fe2o3_amqp_types::performatives::Performative;
+
+use crate::broker::{Publish, Queue};
+use crate::message::Message;
+use crate::store::StoreError;
+use crate::transport::transfer::Transfer;
+
+use super::connection::Connection;
+use super::delivery::{disposition, queue_deleted};
+use super::link::{Incoming, Link, LinkKind};
+use super::session::Session;
+use super::{AmqpFailure, Failure};
+
+/// What became of a completed incoming delivery.
+// Queued is the common case; boxing it would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+enum Arrival {
+    Queued(Arc<Queue>, Message),
+    Accepted,
+    Refused(AmqpFailure),
+}
+
+/// Why the store refused a durable message, as the producer hears it.
+fn store_refused(e: &StoreError) -> AmqpFailure {
+    let condition = match e {
+        StoreError::Full { .. } => AmqpError::ResourceLimitExceeded,
+        _ => AmqpError::InternalError,
+    };
+    AmqpFailure::new(condition, format!("the message was not stored: {e}"))
+}
+
+impl Connection {
+    pub(super) fn on_transfer(
+        &mut self,
+        channel: u16,
+        transfer: Transfer,
+        payload: Bytes,
+    ) -> Result<(), Failure> {
+        let handle = transfer.handle;
+        let session = self.count_incoming_transfer(channel)?;
+        let Some(link) = session.links.get_mut(&handle) else {
+            return Err(AmqpFailure::new(
+                SessionError::UnattachedHandle,
+                format!("transfer on handle {handle}, which is not attached"),
+            )
+            .into());
+        };
+        let Link {
+            name: link_name,
+            kind,
+            detach_sent,
+        } = link;
+        let producer = match kind {
+            LinkKind::Producer(p) if !*detach_sent => p,
+            // Transfers already in flight when we detached the link are dropped.
+            LinkKind::Producer(_) | LinkKind::Refused => return Ok(()),
+            LinkKind::Consumer(_) => {
+                return Err(AmqpFailure::new(
+                    AmqpError::NotAllowed,
+                    format!("transfer on link '{link_name}', on which the broker is the sender"),
+                )
+                .into())
+            }
+        };
+        let link_failure = |condition: AmqpError, description: String| Failure::Link {
+            channel,
+            handle,
+            error: AmqpFailure::new(condition, description),
+        };
+        if transfer.resume {
+            return Err(link_failure(
+                AmqpError::NotImplemented,
+                "resuming a delivery is not supported: the broker keeps no unsettled state across attaches".into(),
+            ));
+        }
+        let mut incoming = match producer.incoming.take() {
+            Some(mut inc) => {
+                if transfer.delivery_id.is_some_and(|id| id != inc.delivery_id) {
+                    return Err(AmqpFailure::new(
+                        AmqpError::InvalidField,
+                        format!(
+                            "transfer for delivery {} while delivery {} on link '{link_name}' is incomplete",
+                            transfer.delivery_id.unwrap_or_default(),
+                            inc.delivery_id
+                        ),
+                    )
+                    .into());
+                }
+                inc.settled |= transfer.settled.unwrap_or(false);
+                inc
+            }
+            None => {
+                let Some(delivery_id) = transfer.delivery_id else {
+                    return Err(AmqpFailure::new(
+                        AmqpError::InvalidField,
+                        format!(
+                            "first transfer of a delivery on link '{link_name}' has no delivery-id"
+                        ),
+                    )
+                    .into());
+                };
+                if producer.credit == 0 {
+                    return Err(AmqpFailure::new(
+                        LinkError::TransferLimitExceeded,
+                        format!("transfer on link '{link_name}', which has no credit"),
+                    )
+                    .into());
+                }
+                producer.credit -= 1;
+                producer.delivery_count = producer.delivery_count.wrapping_add(1);
+                Incoming {
+                    delivery_id,
+                    settled: transfer.settled.unwrap_or(false),
+                    message_format: transfer.message_format.unwrap_or(0),
+                    first: Bytes::new(),
+                    rest: Vec::new(),
+                    size: 0,
+                }
+            }
+        };
+        if transfer.aborted {
+            return Ok(());
+        }
+        incoming.size += payload.len() as u64;
+        let max = producer.max_message_size;
+        if max > 0 && incoming.size > max {
+            return Err(Failure::Link {
+                channel,
+                handle,
+                error: AmqpFailure::new(
+                    LinkError::MessageSizeExceeded,
+                    format!(
+                        "message of at least {} bytes exceeds the max-message-size of {max} bytes on link '{link_name}'",
+                        incoming.size
+                    ),
+                ),
+            });
+        }
+        if incoming.first.is_empty() {
+            incoming.first = payload;
+        } else if !payload.is_empty() {
+            incoming.rest.push(payload);
+        }
+        if transfer.more {
+            producer.incoming = Some(incoming);
+            return Ok(());
+        }
+        let settle_second = producer.settle_second;
+        let target = producer.target.clone();
+        let arrival = self.arrive(target, &incoming);
+        if let Arrival::Queued(queue, _) = &arrival {
+            if queue.is_deleted() {
+                return Err(Failure::Link {
+                    channel,
+                    handle,
+                    error: queue_deleted(queue),
+                });
+            }
+        }
+        let arrival = match arrival {
+            Arrival::Queued(queue, message) if incoming.settled => {
+                // Sent settled (at-most-once): nobody waits for the disk.
+                match queue.publish(message, None::<fn() -> crate::store::Done>) {
+                    Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
+                    _ => return Ok(()),
+                }
+            }
+            Arrival::Queued(queue, message) => {
+                let waker = &self.waker;
+                let (id, settle) = (incoming.delivery_id, !settle_second);
+                match queue.publish(message, Some(|| waker.confirm_later(channel, id, settle))) {
+                    Publish::Queued => Arrival::Accepted,
+                    // Accepted once its record is on disk: see `apply_confirmed`.
+                    Publish::Confirming => return Ok(()),
+                    Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
+                }
+            }
+            other => other,
+        };
+        let session = self.session_mut(channel)?;
+        match arrival {
+            Arrival::Accepted => session
+                .accepted
+                .push((incoming.delivery_id, !settle_second)),
+            Arrival::Queued(..) => unreachable!("published above"),
+            Arrival::Refused(error) => {
+                tracing::debug!(channel, handle, "message rejected: {}", error.description);
+                if !incoming.settled {
+                    let state = DeliveryState::Rejected(Rejected {
+                        error: Some(error.to_error()),
+                    });
+                    self.out.push_frame(
+                        channel,
+                        &Performative::Disposition(disposition(
+                            Role::Receiver,
+                            incoming.delivery_id,
+                            incoming.delivery_id,
+                            !settle_second,
+                            state,
+                        )),
+                        &[],
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the frames of a delivery into a message and finds its queue.
+    fn arrive(&self, target: Option<Arc<Queue>>, incoming: &Incoming) -> Arrival {
+        let bytes = concat(&incoming.first, &incoming.rest);
+        let message = if incoming.message_format == 0 {
+            match Message::parse(bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    return Arrival::Refused(AmqpFailure::new(
+                        AmqpError::DecodeError,
+                        format!("malformed message: {e}"),
+                    ))
+                }
+            }
+        } else {
+            Message::opaque(bytes, incoming.message_format)
+        };
+        let queue = match target {
+            Some(q) => q,
+            None => {
+                // Anonymous relay: the message names its node.
+                let Some(to) = message.to() else {
+                    return Arrival::Refused(AmqpFailure::new(
+                        AmqpError::NotFound,
+                        "message sent on an anonymous link has no properties.to",
+                    ));
+                };
+                match self.router.queue(to) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        return Arrival::Refused(AmqpFailure::new(
+                            AmqpError::NotFound,
+                            e.to_string(),
+                        ))
+                    }
+                }
+            }
+        };
+        let max = queue.settings().max_message_size;
+        if max > 0 && message.len() as u64 > max {
+            return Arrival::Refused(AmqpFailure::new(
+                LinkError::MessageSizeExceeded,
+                format!(
+                    "message of {} bytes exceeds the max-message-size of {max} bytes of queue '{}'",
+                    message.len(),
+                    queue.name()
+                ),
+            ));
+        }
+        Arrival::Queued(queue, message)
+    }
+
+    /// Answers producers whose durable messages the journal has written: accepted once on
+    /// disk, rejected with `amqp:internal-error` if the write failed.
+    pub(super) fn apply_confirmed(&mut self) {
+        for c in self.waker.take_confirmed() {
+            match c.result {
+                Ok(()) => {
+                    if let Ok(session) = self.session_mut(c.channel) {
+                        session.accepted.push((c.delivery_id, c.settle));
+                    }
+                }
+                Err(e) => {
+                    let state = DeliveryState::Rejected(Rejected {
+                        error: Some(
+                            AmqpFailure::new(
+                                AmqpError::InternalError,
+                                format!("the message was not stored: the journal failed: {e}"),
+                            )
+                            .to_error(),
+                        ),
+                    });
+                    let d = disposition(
+                        Role::Receiver,
+                        c.delivery_id,
+                        c.delivery_id,
+                        c.settle,
+                        state,
+                    );
+                    self.out
+                        .push_frame(c.channel, &Performative::Disposition(d), &[]);
+                }
+            }
+        }
+    }
+
+    /// Confirms queued producer deliveries, coalescing consecutive ids into ranges.
+    pub(super) fn send_accepts(&mut self, session: &mut Session) {
+        let mut i = 0;
+        let accepted = std::mem::take(&mut session.accepted);
+        while i < accepted.len() {
+            let (first, settled) = accepted[i];
+            let mut last = first;
+            let mut j = i + 1;
+            while j < accepted.len()
+                && accepted[j].0 == last.wrapping_add(1)
+                && accepted[j].1 == settled
+            {
+                last = accepted[j].0;
+                j += 1;
+            }
+            let state = DeliveryState::Accepted(Accepted {});
+            let d = disposition(Role::Receiver, first, last, settled, state);
+            self.out
+                .push_frame(session.channel, &Performative::Disposition(d), &[]);
+            i = j;
+        }
+    }
+}
+
+/// Joins the payloads of a delivery; a single frame's payload is used as it is, without a copy.
+fn concat(first: &Bytes, rest: &[Bytes]) -> Bytes {
+    if rest.is_empty() {
+        return first.clone();
+    }
+    let mut all = BytesMut::with_capacity(first.len() + rest.iter().map(Bytes::len).sum::<usize>());
+    all.extend_from_slice(first);
+    for c in rest {
+        all.extend_from_slice(c);
+    }
+    all.freeze()
+}
