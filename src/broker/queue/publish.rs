@@ -1,0 +1,124 @@
+//! Messages entering a queue: from producers (journaled first when durable, confirmed once on
+//! disk) and from other queues' dead letters.
+
+use crate::message::Message;
+use crate::store::{Done, StoreError};
+
+use super::super::clock::Now;
+use super::super::consumer::lock;
+use super::super::journaled::Times;
+use super::super::lifecycle::{default_expiry, due_of, expiry_of};
+use super::{Entry, Queue, State};
+
+/// What became of a published message.
+#[derive(Debug)]
+pub enum Publish {
+    /// Queued; nothing to wait for (a non-durable message or queue).
+    Queued,
+    /// Queued and being journaled: the confirmation runs once it is on disk.
+    Confirming,
+    /// Not queued: the store refuses durable messages.
+    Refused(StoreError),
+}
+
+impl Queue {
+    /// Appends messages: each becomes ready now, or when its delivery time comes
+    /// (`x-opt-delivery-time`, `x-opt-delivery-delay`, `x-opt-scheduled-enqueue-time`, or the
+    /// queue's `default_delay`). One that has already expired is never made ready.
+    pub fn enqueue(&self, messages: impl IntoIterator<Item = Message>) {
+        self.enqueue_as(messages, false);
+    }
+
+    /// Appends messages dead-lettered by another queue. Their own delivery times and expiry
+    /// were spent where they came from: here they are ready at once and expire only by this
+    /// queue's `default_ttl` (as RabbitMQ drops the per-message TTL of a dead letter).
+    pub fn enqueue_dead_letters(&self, messages: impl IntoIterator<Item = Message>) {
+        self.enqueue_as(messages, true);
+    }
+
+    fn enqueue_as(&self, messages: impl IntoIterator<Item = Message>, dead_letters: bool) {
+        let mut st = lock(&self.state);
+        let now = Now::lazy();
+        for message in messages {
+            let no_confirm = None::<fn() -> Done>;
+            if let Publish::Refused(e) =
+                self.admit(&mut st, &now, message, dead_letters, no_confirm)
+            {
+                tracing::error!(queue = %self.name, error = %e, "message dropped: the journal refused it");
+            }
+        }
+        self.finish(st);
+    }
+
+    /// Appends a message from a producer. A durable message in a durable queue is journaled
+    /// first; with `confirm` (a producer waiting for the outcome), it is asked for the
+    /// completion to run once the record is on disk, and the result is
+    /// [`Publish::Confirming`]. When the store refuses, the message is not queued.
+    pub fn publish(&self, message: Message, confirm: Option<impl FnOnce() -> Done>) -> Publish {
+        let mut st = lock(&self.state);
+        let now = Now::lazy();
+        let published = self.admit(&mut st, &now, message, false, confirm);
+        self.finish(st);
+        published
+    }
+
+    fn admit(
+        &self,
+        st: &mut State,
+        now: &Now,
+        message: Message,
+        dead_letter: bool,
+        confirm: Option<impl FnOnce() -> Done>,
+    ) -> Publish {
+        let seq = st.next_seq;
+        let mut entry = Entry::new(seq, message);
+        let expires = if dead_letter {
+            default_expiry(now, &self.settings)
+        } else {
+            expiry_of(&entry.message, now, &self.settings)
+        };
+        if expires.is_some_and(|at| at <= now.get()) {
+            // Expired on arrival: never stored, so never journaled.
+            st.next_seq += 1;
+            st.stats.enqueued += 1;
+            st.expire(entry, &self.name, now);
+            return Publish::Queued;
+        }
+        let due = (!dead_letter)
+            .then(|| due_of(&entry.message, now, &self.settings))
+            .flatten()
+            .filter(|&due| due > now.get());
+        let mut published = Publish::Queued;
+        if let Some(journal) = st.journal.as_ref().filter(|_| entry.message.is_durable()) {
+            let times = Times {
+                ready_ms: if due.is_some() { 0 } else { now.get() },
+                due_ms: due.unwrap_or(0),
+                expires_ms: expires.unwrap_or(0),
+            };
+            let done = confirm.map(|c| c());
+            let confirming = done.is_some();
+            match journal.enqueue(&entry, times, done) {
+                Ok(segment) => entry.segment = segment,
+                Err(e) => return Publish::Refused(e),
+            }
+            if confirming {
+                published = Publish::Confirming;
+            }
+        }
+        st.next_seq += 1;
+        st.stats.enqueued += 1;
+        if let Some(at) = expires {
+            st.schedule.expire_at(seq, at, None);
+        }
+        match due {
+            Some(due) => st.schedule.delay(due, entry),
+            None => {
+                if st.retention.is_on() {
+                    st.retention.enqueued(seq, now.get());
+                }
+                st.make_ready(entry);
+            }
+        }
+        published
+    }
+}
