@@ -81,3 +81,30 @@ fn sync_mode(src: &Source, node: &Node, path: &str) -> Result<SyncMode, ConfigEr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::store::SyncMode;
+
+    fn error(text: &str) -> String {
+        Config::from_toml(text, "broker.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn storage_settings_are_read_and_checked() {
+        let text = "[storage]\nsync = \"always\"\nsegment_size = 1048576\nmin_free_bytes = 0\n";
+        let c = Config::from_toml(text, "broker.toml").unwrap();
+        assert_eq!(c.storage.sync, SyncMode::Always);
+        assert_eq!(c.storage.segment_size, 1 << 20);
+        assert_eq!(c.storage.min_free_bytes, 0);
+        assert_eq!(
+            error("[storage]\nsync = \"sometimes\"\n"),
+            "broker.toml:2:8: storage.sync: expected \"batch\", \"always\" or \"never\" (unsafe), found \"sometimes\""
+        );
+        assert!(error("[storage]\nsegment_size = 100\n")
+            .contains("storage.segment_size: a segment must hold at least 4096 bytes"));
+    }
+}

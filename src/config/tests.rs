@@ -597,18 +597,3 @@ fn the_admin_listener_is_configured_in_its_own_table() {
     let err = error("[admin]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n");
     assert!(err.contains("admin.listen: expected one address"), "{err}");
 }
-
-#[test]
-fn storage_settings_are_read_and_checked() {
-    use crate::store::SyncMode;
-    let c = parse("[storage]\nsync = \"always\"\nsegment_size = 1048576\nmin_free_bytes = 0\n");
-    assert_eq!(c.storage.sync, SyncMode::Always);
-    assert_eq!(c.storage.segment_size, 1 << 20);
-    assert_eq!(c.storage.min_free_bytes, 0);
-    assert_eq!(
-        error("[storage]\nsync = \"sometimes\"\n"),
-        "broker.toml:2:8: storage.sync: expected \"batch\", \"always\" or \"never\" (unsafe), found \"sometimes\""
-    );
-    assert!(error("[storage]\nsegment_size = 100\n")
-        .contains("storage.segment_size: a segment must hold at least 4096 bytes"));
-}
