@@ -420,7 +420,7 @@ impl Queue {
             + st.schedule.clear_delayed(&mut gone)
             + st.acquired.len();
         st.acquired.values().for_each(|a| gone(&a.entry));
-        st.retention.clear(&mut gone);
+        st.retention.for_each_mut(|_, e| gone(e));
         st.acquired.clear();
         st.schedule = Schedule::default();
         st.retention = Retention::new(0, 0);

@@ -147,12 +147,6 @@ impl Retention {
         }
     }
 
-    /// Drops everything kept, showing each message to `gone`.
-    pub fn clear(&mut self, gone: impl FnMut(&Entry)) {
-        self.kept.values().for_each(gone);
-        *self = Retention::new(self.window_ms, self.max_bytes);
-    }
-
     /// Drops what is past the window or over the byte bound.
     pub fn prune(&mut self, now: i64) {
         let cutoff = now.saturating_sub(self.window_ms);
