@@ -87,4 +87,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// An old segment worth compacting: few of its records are live, and once their owners
     /// have appended them again (releasing the old ones) it can be deleted.
     fn compaction_candidate(&self) -> Option<u64>;
+
+    /// Whether the store is refusing new durable messages for lack of space (a state it leaves
+    /// once space is freed). The broker withholds producers' credit while it holds.
+    fn full(&self) -> bool {
+        false
+    }
 }
