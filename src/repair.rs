@@ -13,19 +13,22 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use sluice::store::lock::{DataDirLock, LockError};
 use sluice::store::segment::{
     list_segments, parse_segment_file_name, read_segment, segment_path, ScanEnd,
 };
-use sluice::store::{self, Fs, RealFs, RecoveryError};
+use sluice::store::{self, Fs, RealFs, RecoveryError, RecoverySummary};
 use sluice::Config;
 
 /// Arguments of `sluice repair`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Stop the broker first: repair reads and may truncate the journal the broker writes.
+Repair takes the data directory's lock, so it refuses to run while sluice runs there. Without
+--yes it changes nothing, not even a torn tail a crash left: it reports what it would do.
 
-Exit status: 0 the journal is clean (a torn tail left by a crash is truncated, as at start) or
-was repaired; 1 it is corrupt and was left unchanged; 2 it could not be read, or bad usage.")]
+Exit status: 0 the journal is clean, or only ends in a torn tail left by a crash (truncated
+with --yes, else by the broker at start), or was repaired; 1 it is corrupt and was left
+unchanged; 2 it could not be read, sluice is running on it, or bad usage.")]
 pub struct RepairArgs {
     /// Data directory; its `journal/` is checked [default: the config's broker.data_dir, else
     /// `data`].
@@ -34,7 +37,7 @@ pub struct RepairArgs {
     /// Configuration file to take `broker.data_dir` from.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Truncate a corrupt journal without asking.
+    /// Change the journal: truncate a corrupt journal without asking, and a torn tail.
     #[arg(long, short = 'y')]
     yes: bool,
 }
@@ -61,11 +64,32 @@ pub fn run(args: RepairArgs) -> ExitCode {
         },
         (None, None) => Config::default().data_dir,
     };
+    // The broker's lock, held until repair exits: a running broker's batch in flight looks
+    // exactly like a torn tail, and truncating it would destroy accepted messages (issue 12).
+    // A data directory that does not exist has no journal to lock; that is reported below.
+    let _lock = if data_dir.is_dir() {
+        match DataDirLock::acquire(&data_dir) {
+            Ok(lock) => Some(lock),
+            Err(e @ LockError::Held { .. }) => {
+                eprintln!(
+                    "sluice repair: {e}; stop it first: repair never touches a journal a broker \
+                     is writing. Nothing was changed."
+                );
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("sluice repair: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let dir = data_dir.join("journal");
     let fs = RealFs::new();
     let mut kept = 0;
     let (file, offset, reason) = match check(&fs, &dir, &mut kept) {
-        Ok(()) => return ExitCode::SUCCESS,
+        Ok(summary) => return torn_tail(&fs, &dir, &summary, args.yes),
         Err(RecoveryError::Corrupt {
             file,
             offset,
@@ -113,7 +137,7 @@ pub fn run(args: RepairArgs) -> ExitCode {
     );
     // Read it back, as the broker will: what repair left must now be clean.
     match check(&fs, &dir, &mut 0) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(summary) => torn_tail(&fs, &dir, &summary, true),
         Err(RecoveryError::Corrupt {
             file,
             offset,
@@ -130,22 +154,12 @@ pub fn run(args: RepairArgs) -> ExitCode {
     }
 }
 
-/// Recovers the journal in `dir` and says what it found, unless it is corrupt; counts the
-/// records read (when it is corrupt: the records before the damage, which a repair keeps).
-fn check(fs: &dyn Fs, dir: &Path, records: &mut u64) -> Result<(), RecoveryError> {
+/// Reads the journal in `dir`, changing nothing, and says what it found unless it is corrupt;
+/// counts the records read (when it is corrupt: the records before the damage, which a
+/// repair keeps).
+fn check(fs: &dyn Fs, dir: &Path, records: &mut u64) -> Result<RecoverySummary, RecoveryError> {
     // Counted, not collected: only one segment is in memory at a time.
-    let summary = store::recover_with(fs, dir, |_| *records += 1)?;
-    if let Some(torn) = &summary.truncated {
-        println!(
-            "journal {}: truncated a record torn by a crash at the end of {} (offset {}, {} bytes \
-             of data dropped: {}); its batch was never synced, so it was never acknowledged",
-            dir.display(),
-            torn.file.display(),
-            torn.offset,
-            torn.dropped_bytes,
-            torn.reason
-        );
-    }
+    let summary = store::recovery::check_with(fs, dir, |_| *records += 1)?;
     println!(
         "journal {}: clean ({} segments, {} records, {} bytes of records)",
         dir.display(),
@@ -153,7 +167,38 @@ fn check(fs: &dyn Fs, dir: &Path, records: &mut u64) -> Result<(), RecoveryError
         summary.records,
         summary.bytes
     );
-    Ok(())
+    Ok(summary)
+}
+
+/// A journal whose only damage is a torn tail: truncated when `yes` (as the broker does at
+/// start), else only reported. Exit 0 either way: the broker would start on it.
+fn torn_tail(fs: &dyn Fs, dir: &Path, summary: &RecoverySummary, yes: bool) -> ExitCode {
+    let Some(torn) = &summary.truncated else {
+        return ExitCode::SUCCESS;
+    };
+    let what = format!(
+        "a record torn by a crash at the end of {} (offset {}, {} bytes of data: {}); its batch \
+         was never synced, so it was never acknowledged",
+        torn.file.display(),
+        torn.offset,
+        torn.dropped_bytes,
+        torn.reason
+    );
+    if !yes {
+        println!(
+            "journal {}: would truncate {what}. Nothing was changed: the broker truncates it \
+             at start, or run `sluice repair --yes` to do it now.",
+            dir.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match store::recover_with(fs, dir, |_| ()) {
+        Ok(_) => {
+            println!("journal {}: truncated {what}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => read_error(dir, e),
+    }
 }
 
 /// Lists what truncating at `file` `offset` would drop: the rest of that segment and every

@@ -5,6 +5,8 @@
 //! of them and the damage can sit in a segment that is not the last: the case recovery
 //! refuses and only an operator's repair gets past.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -153,18 +155,64 @@ fn a_clean_journal_is_reported_clean_and_left_as_it_was() {
 }
 
 #[test]
-fn a_torn_tail_is_truncated_as_at_start_and_the_journal_is_clean() {
+fn a_torn_tail_is_only_reported_without_yes_and_truncated_with_it() {
     let journal = Journal::write(3);
     let tail = journal.tear_tail();
+    let before = journal.snapshot();
     let output = repair(&journal, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", all_output(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("would truncate a record torn by a crash"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("offset {}", tail.offset)), "{text}");
+    assert!(text.contains("Nothing was changed"), "{text}");
+    assert_eq!(journal.snapshot(), before, "changed without --yes");
+
+    let output = repair(&journal, &["--yes"]);
     assert_eq!(output.status.code(), Some(0), "{}", all_output(&output));
     let text = stdout(&output);
     assert!(
         text.contains("truncated a record torn by a crash"),
         "{text}"
     );
-    assert!(text.contains(&format!("offset {}", tail.offset)), "{text}");
-    assert!(text.contains("clean (3 segments"), "{text}");
+    let len = std::fs::metadata(journal.segment(tail.segment))
+        .expect("stat")
+        .len();
+    assert_eq!(len, tail.offset);
+    let again = stdout(&repair(&journal, &[]));
+    assert!(again.contains("clean (3 segments"), "{again}");
+    assert!(!again.contains("torn"), "{again}");
+}
+
+/// A running broker's batch in flight looks just like a torn tail: repair must not touch
+/// its data directory at all, with or without `--yes`.
+#[tokio::test]
+async fn repair_refuses_a_data_dir_a_running_broker_holds_and_changes_nothing() {
+    let config = support::broker::test_config();
+    let data_dir = config.data_dir.clone();
+    let (broker, _) = support::broker::start(config).await;
+    let snapshot = || {
+        std::fs::read_dir(data_dir.join("journal"))
+            .expect("journal dir")
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot();
+    let dir = data_dir.to_str().expect("UTF-8");
+    for extra in [&[][..], &["--yes"][..]] {
+        let mut args = vec!["repair", "--data-dir", dir];
+        args.extend_from_slice(extra);
+        let output = sluice(&args, &data_dir);
+        assert_eq!(output.status.code(), Some(2), "{}", all_output(&output));
+        let err = String::from_utf8_lossy(&output.stderr);
+        let running = format!("sluice is running (pid {})", std::process::id());
+        assert!(err.contains(&running), "{err}");
+        assert!(err.contains("Nothing was changed"), "{err}");
+    }
+    assert_eq!(snapshot(), before);
+    broker.shutdown().await;
 }
 
 #[test]

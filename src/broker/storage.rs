@@ -1,12 +1,12 @@
 //! The data directory at start: locked, its journal replayed into the durable queues, and the
 //! journal opened for what comes next.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{QueueRules, StorageConfig};
+use crate::store::lock::{DataDirLock, LockError};
 use crate::store::{Fs, Journal, RealFs, Store};
 
 use super::restore::{self, RestoreError};
@@ -26,10 +26,12 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// Another process holds the data directory.
-    #[error("the data directory {} is in use by another sluice (it holds {}); give each broker its own data_dir", dir.display(), dir.join("LOCK").display())]
+    #[error("the data directory {} is in use by another sluice (pid {}; it holds {}); give each broker its own data_dir", dir.display(), pid.as_deref().unwrap_or("unknown"), dir.join("LOCK").display())]
     Locked {
         /// The data directory.
         dir: PathBuf,
+        /// The holder's pid, as written in LOCK.
+        pid: Option<String>,
     },
     /// The journal could not be replayed.
     #[error(transparent)]
@@ -43,7 +45,7 @@ pub enum StorageError {
 #[derive(Debug)]
 pub struct Storage {
     journal: Arc<Journal>,
-    _lock: Option<File>,
+    _lock: Option<DataDirLock>,
 }
 
 impl Storage {
@@ -54,12 +56,29 @@ impl Storage {
         config: &StorageConfig,
         rules: QueueRules,
     ) -> Result<(Storage, Arc<Router>), StorageError> {
+        // A relative data_dir (the default is "data") depends on where sluice was started:
+        // say which directory it is, and say loudly when it did not exist, since a broker
+        // started from the wrong directory otherwise comes up empty without a word.
+        let is_new = !data_dir.exists();
         std::fs::create_dir_all(data_dir).map_err(|source| StorageError::Io {
             op: "create the data directory",
             path: data_dir.to_owned(),
             source,
         })?;
-        let lock = lock(data_dir)?;
+        let absolute = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        if is_new {
+            tracing::warn!(
+                data_dir = %absolute.display(),
+                "data directory did not exist and was created now: starting with no durable queues \
+                 (if you expected messages, check broker.data_dir or --data-dir and the working directory)"
+            );
+        } else {
+            tracing::info!(data_dir = %absolute.display(), "data directory");
+        }
+        let lock = DataDirLock::acquire(data_dir).map_err(|e| match e {
+            LockError::Held { dir, pid } => StorageError::Locked { dir, pid },
+            LockError::Io { op, path, source } => StorageError::Io { op, path, source },
+        })?;
         let (mut storage, router) =
             Storage::open_with(Arc::new(RealFs::new()), data_dir, config, rules)?;
         storage._lock = Some(lock);
@@ -113,31 +132,5 @@ impl Storage {
     /// The journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
-    }
-}
-
-/// Takes the data directory's lock file, so that two brokers never write one journal.
-fn lock(data_dir: &Path) -> Result<File, StorageError> {
-    let path = data_dir.join("LOCK");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StorageError::Io {
-            op: "open",
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked {
-            dir: data_dir.to_owned(),
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StorageError::Io {
-            op: "lock",
-            path,
-            source,
-        }),
     }
 }

@@ -39,6 +39,7 @@
 
 pub mod fs;
 pub mod journal;
+pub mod lock;
 pub mod record;
 pub mod recovery;
 pub mod segment;

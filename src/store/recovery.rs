@@ -130,6 +130,27 @@ pub fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, RecoveryError> {
 pub fn recover_with(
     fs: &dyn Fs,
     dir: &Path,
+    visit: impl FnMut(RecoveredRecord),
+) -> Result<RecoverySummary, RecoveryError> {
+    read_journal(fs, dir, true, visit)
+}
+
+/// As [`recover_with`], but changing nothing: a torn tail is reported in
+/// [`RecoverySummary::truncated`] as what recovery *would* cut, and left on disk. This is
+/// what `sluice repair` runs without `--yes` (issue 12: it must never change a journal
+/// unasked, torn tails included).
+pub fn check_with(
+    fs: &dyn Fs,
+    dir: &Path,
+    visit: impl FnMut(RecoveredRecord),
+) -> Result<RecoverySummary, RecoveryError> {
+    read_journal(fs, dir, false, visit)
+}
+
+fn read_journal(
+    fs: &dyn Fs,
+    dir: &Path,
+    mend: bool,
     mut visit: impl FnMut(RecoveredRecord),
 ) -> Result<RecoverySummary, RecoveryError> {
     let started = Instant::now();
@@ -181,6 +202,22 @@ pub fn recover_with(
             }
         };
         let dropped_bytes = last_nonzero(&data[offset as usize..]).map_or(0, |p| p as u64 + 1);
+        if !mend {
+            if offset >= SEGMENT_HEADER_LEN {
+                summary.segments.push(seq);
+                summary.tail = Some(RecordPos {
+                    segment: seq,
+                    offset,
+                });
+            }
+            summary.truncated = Some(TruncatedTail {
+                file: path,
+                offset,
+                dropped_bytes,
+                reason,
+            });
+            continue;
+        }
         tracing::warn!(
             file = %path.display(),
             offset,
@@ -209,6 +246,9 @@ pub fn recover_with(
         });
     }
     summary.elapsed = started.elapsed();
+    if !mend {
+        return Ok(summary);
+    }
     tracing::info!(
         dir = %dir.display(),
         segments = summary.segments.len(),
