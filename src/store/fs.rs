@@ -79,9 +79,13 @@ pub trait FsFile: Send + Sync + fmt::Debug {
         Ok(self.len()? == 0)
     }
 
-    /// Truncates or extends it (with zeros). Extending preallocates a segment: see
-    /// [`RealFs`] for why a plain `set_len` suffices.
+    /// Truncates or extends it (with zeros), without reserving blocks (a sparse extension).
     fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// Extends it to `len` bytes of zeros with the blocks really reserved (`posix_fallocate`,
+    /// else zeros written), so that a full disk fails here, at segment creation, rather than
+    /// in a later write. Never shrinks it.
+    fn allocate(&self, len: u64) -> io::Result<()>;
 
     /// Makes its data and the metadata needed to read it back (its length) durable:
     /// `fdatasync`. A failure is sticky (see the module doc).
@@ -102,13 +106,12 @@ fn poisoned_error(path: &Path, kind: io::ErrorKind, first: &str) -> io::Error {
 
 /// The real file system (std::fs; Unix, for positional reads and writes).
 ///
-/// Preallocation is a plain `set_len`, which makes a sparse file: the blocks are allocated
-/// as records are written, and `fdatasync` persists that allocation with the data. What it
-/// buys is that appends never change the file size, and that the unwritten rest of a segment
-/// reads as zeros, which marks the end of the data. `posix_fallocate` would also reserve the
-/// blocks up front (so a full disk shows up when a segment is created rather than on a
-/// write), but every first write into its "unwritten" extents still costs a metadata update,
-/// and the free-space floor of issue 7 is what refuses writes before the disk is full.
+/// Preallocation reserves real blocks ([`FsFile::allocate`]: `posix_fallocate`). A plain
+/// `set_len` made a sparse file, and when another process filled the disk a write inside the
+/// segment failed with ENOSPC (issue 12); with the blocks reserved, a full disk shows up when
+/// a segment is created, which the journal treats as "full", a state it leaves once space is
+/// freed. The unwritten rest of a segment still reads as zeros, which marks the end of the
+/// data.
 #[derive(Debug, Default, Clone)]
 pub struct RealFs {
     /// Files whose sync failed, with the error kind and message: shared by every handle.
@@ -228,6 +231,35 @@ impl FsFile for RealFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.check_poisoned()?;
         self.file.set_len(len)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        self.check_poisoned()?;
+        let current = self.file.metadata()?.len();
+        if len <= current {
+            return Ok(());
+        }
+        let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "file size out of range");
+        let end = libc::off_t::try_from(len).map_err(|_| too_large())?;
+        // SAFETY: posix_fallocate only reads its integer arguments; the descriptor is open for
+        // as long as `self.file` lives.
+        let rc = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, end) };
+        match rc {
+            0 => Ok(()),
+            // Not supported by this file system: reserve the blocks by writing the zeros.
+            libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => {
+                let zeros = vec![0u8; 1 << 20];
+                let mut at = current;
+                while at < len {
+                    let n = (len - at).min(zeros.len() as u64) as usize;
+                    self.file.write_all_at(&zeros[..n], at)?;
+                    at += n as u64;
+                }
+                Ok(())
+            }
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 
     fn sync_data(&self) -> io::Result<()> {

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -46,8 +45,11 @@ pub struct JournalOptions {
     pub sync: SyncMode,
     /// Bytes each segment is preallocated to.
     pub segment_size: u64,
-    /// No new segment is started while the file system has less free space than this: the
-    /// appends that need one are refused (and the store says why) until space comes back.
+    /// No new segment is started for a producer's message (an append that waits for
+    /// durability) while the file system has less free space than this plus one segment:
+    /// those appends are refused, and [`Store::full`] holds, until space comes back. The
+    /// floor is headroom: the records that free space (settles, compaction copies) may still
+    /// start segments below it, so that consuming can always empty a full journal.
     pub min_free_bytes: u64,
 }
 
@@ -94,8 +96,17 @@ pub struct JournalStats {
     pub segments_deleted: AtomicU64,
     /// The store failed and takes no more writes.
     pub fenced: AtomicBool,
-    /// Appends refused for the free-space floor.
+    /// Appends refused for the free-space floor or a full disk.
     pub refused_full: AtomicU64,
+}
+
+/// An append waiting for its record to be durable.
+struct Waiter {
+    /// Where the record starts.
+    start: RecordPos,
+    /// Where it ends: durable once the data up to here is synced.
+    end: RecordPos,
+    done: Done,
 }
 
 /// Bytes of one segment not yet written, from `start`.
@@ -122,8 +133,8 @@ struct State {
     capacity: u64,
     offset: u64,
     pending: Vec<Chunk>,
-    /// Appends to complete once the bytes before `end` are durable.
-    waiters: Vec<(RecordPos, Done)>,
+    /// Appends to complete once the bytes before their `end` are durable.
+    waiters: Vec<Waiter>,
     /// A record was appended since the writer last took the buffer.
     in_batch: bool,
     fenced: Option<String>,
@@ -132,14 +143,16 @@ struct State {
     segments: BTreeMap<u64, Counts>,
     /// The segment the writer has open: older ones are complete and synced.
     written_segment: u64,
-    /// When free space was last found below the floor (checks are rate-limited).
-    full_since: Option<Instant>,
 }
 
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
     stats: Arc<JournalStats>,
+    /// Producers' messages are refused for lack of space ([`Store::full`]): set by the append
+    /// that finds free space below the floor, or by the writer when the disk is full; cleared
+    /// by the writer once space is back. Also what rate-limits the free-space checks.
+    full: AtomicBool,
     options: JournalOptions,
     fs: Arc<dyn Fs>,
     dir: PathBuf,
@@ -193,10 +206,10 @@ impl Journal {
                 closed: false,
                 segments: counts,
                 written_segment: file.seq(),
-                full_since: None,
             }),
             work: Condvar::new(),
             stats,
+            full: AtomicBool::new(false),
             options,
             fs,
             dir: dir.to_owned(),
@@ -279,8 +292,18 @@ impl Store for Journal {
         if st.closed {
             return Err(StoreError::Closed);
         }
+        // Only a producer's message (it waits to be told) is refused for space: lazy records
+        // (settles, compaction copies) free space, and refusing them would make a full
+        // journal permanent and bring consumed messages back after a restart (issue 12).
+        let refusable = done.is_some();
+        if refusable && shared.full.load(Relaxed) {
+            shared.stats.refused_full.fetch_add(1, Relaxed);
+            return Err(shared.full_error());
+        }
         if st.offset + need > st.capacity {
-            shared.check_free_space(&mut st)?;
+            if refusable {
+                shared.check_free_space()?;
+            }
             st.segment += 1;
             st.capacity = shared.options.segment_size.max(SEGMENT_HEADER_LEN + need);
             st.offset = SEGMENT_HEADER_LEN;
@@ -288,6 +311,7 @@ impl Store for Journal {
             st.segments.entry(segment).or_default();
         }
         let (segment, offset, capacity) = (st.segment, st.offset, st.capacity);
+        let start = RecordPos { segment, offset };
         let batch_start = !std::mem::replace(&mut st.in_batch, true);
         let was_empty = st.pending.is_empty();
         let chunk = match st.pending.last_mut() {
@@ -314,7 +338,7 @@ impl Store for Journal {
                 segment,
                 offset: st.offset,
             };
-            st.waiters.push((end, done));
+            st.waiters.push(Waiter { start, end, done });
             if shared.options.sync == SyncMode::Always {
                 // The next record is written after this one's sync: it starts a batch.
                 st.in_batch = false;
@@ -339,6 +363,10 @@ impl Store for Journal {
         self.shared.lock().fenced.clone()
     }
 
+    fn full(&self) -> bool {
+        self.shared.full.load(Relaxed)
+    }
+
     fn compaction_candidate(&self) -> Option<u64> {
         let st = self.shared.lock();
         // Only worth it once the journal is several segments long, and only for the oldest
@@ -358,21 +386,19 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a new segment while free space is below the floor; checks at most every 100 ms
-    /// while it is.
-    fn check_free_space(&self, st: &mut State) -> Result<(), StoreError> {
+    fn full_error(&self) -> StoreError {
+        StoreError::Full {
+            floor: self.options.min_free_bytes,
+            dir: self.dir.clone(),
+        }
+    }
+
+    /// Whether the file system has room for a new segment above the floor (always, with no
+    /// floor).
+    fn above_floor(&self) -> Result<bool, StoreError> {
         let floor = self.options.min_free_bytes;
         if floor == 0 {
-            return Ok(());
-        }
-        if let Some(since) = st.full_since {
-            if since.elapsed() < Duration::from_millis(100) {
-                self.stats.refused_full.fetch_add(1, Relaxed);
-                return Err(StoreError::Full {
-                    floor,
-                    dir: self.dir.clone(),
-                });
-            }
+            return Ok(true);
         }
         let available = self
             .fs
@@ -382,27 +408,29 @@ impl Shared {
                 file: self.dir.clone(),
                 source,
             })?;
-        // The new segment itself must fit above the floor.
-        if available < floor.saturating_add(self.options.segment_size) {
-            if st.full_since.is_none() {
-                tracing::error!(
-                    dir = %self.dir.display(),
-                    available,
-                    floor,
-                    "journal: free space below the floor; refusing durable messages until space is freed"
-                );
-            }
-            st.full_since = Some(Instant::now());
-            self.stats.refused_full.fetch_add(1, Relaxed);
-            return Err(StoreError::Full {
-                floor,
-                dir: self.dir.clone(),
-            });
+        Ok(available >= floor.saturating_add(self.options.segment_size))
+    }
+
+    /// Refuses a new segment for a producer's message while free space is below the floor,
+    /// and enters the full state (left by the writer, which checks again every tick).
+    fn check_free_space(&self) -> Result<(), StoreError> {
+        if self.above_floor()? {
+            return Ok(());
         }
-        if st.full_since.take().is_some() {
-            tracing::warn!(dir = %self.dir.display(), available, "journal: free space is back above the floor");
+        self.enter_full("free space below the floor ([storage] min_free_bytes)");
+        self.stats.refused_full.fetch_add(1, Relaxed);
+        Err(self.full_error())
+    }
+
+    fn enter_full(&self, why: &str) {
+        if !self.full.swap(true, Relaxed) {
+            tracing::error!(
+                dir = %self.dir.display(),
+                floor = self.options.min_free_bytes,
+                "journal full: {why}; producers get no credit and durable messages are refused \
+                 until space is freed (consumers keep being served, and what they consume frees it)"
+            );
         }
-        Ok(())
     }
 
     fn fence(&self, error: &StoreError) {

@@ -100,6 +100,31 @@ pub fn checksum(kind: u8, payload: &[u8]) -> u32 {
 /// could only have been written after the damaged data was synced). The CRC covers it.
 pub const BATCH_START: u8 = 0x80;
 
+/// The kind byte (besides [`BATCH_START`]) of a void record: one whose bytes were blanked in
+/// place, because the disk was full when its batch was written and its producer was refused
+/// (issue 12). Blanking instead of removing keeps every later record where it was appended;
+/// readers skip it. It is the store's own: never a [`RecordKind`].
+pub const VOID_KIND: u8 = 0x7f;
+
+/// Turns the record at the front of `buf` (as encoded by [`encode_parts`]) into a void record
+/// of the same length: its payload zeroed (a refused message is not kept), its batch mark
+/// kept, its CRC recomputed. Does nothing if `buf` does not start with a whole record.
+pub fn void_in_place(buf: &mut [u8]) {
+    let Some(head) = buf.get(..4) else { return };
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let Some(record) = buf.get_mut(..RECORD_HEADER_LEN + len) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    let kind = (record[RECORD_HEADER_LEN] & BATCH_START) | VOID_KIND;
+    record[RECORD_HEADER_LEN] = kind;
+    record[RECORD_HEADER_LEN + 1..].fill(0);
+    let crc = checksum(kind, &record[RECORD_HEADER_LEN + 1..]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Appends one record to `buf`; returns the bytes it took ([`encoded_len`]).
 pub fn encode(
     kind: RecordKind,
@@ -157,6 +182,13 @@ pub enum Decoded<'a> {
         /// Its payload, borrowed from the input.
         payload: &'a [u8],
         /// Bytes it takes: the next record starts this far on.
+        len_on_disk: usize,
+        /// It is the first record of a batch ([`BATCH_START`]).
+        batch_start: bool,
+    },
+    /// A void record ([`VOID_KIND`]) with a good CRC: nothing to replay, skip it.
+    Void {
+        /// Bytes it takes.
         len_on_disk: usize,
         /// It is the first record of a batch ([`BATCH_START`]).
         batch_start: bool,
@@ -271,6 +303,12 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
             stored,
             computed,
         });
+    }
+    if kind & !BATCH_START == VOID_KIND {
+        return Decoded::Void {
+            len_on_disk: needed,
+            batch_start: kind & BATCH_START != 0,
+        };
     }
     match RecordKind::from_u8(kind & !BATCH_START) {
         Some(k) => Decoded::Record {

@@ -84,7 +84,7 @@ pub enum StoreError {
     #[error("the journal is closed")]
     Closed,
     /// The file system's free space is below the floor: no new segment is started.
-    #[error("journal: less free space in {} than the floor of {floor} bytes plus one segment ([storage] min_free_bytes); durable messages are refused until space is freed", dir.display())]
+    #[error("journal: the disk holding {} is full (less free space than the floor of {floor} bytes plus one segment, [storage] min_free_bytes, or no space left on it); durable messages are refused until space is freed", dir.display())]
     Full {
         /// The floor.
         floor: u64,
@@ -167,7 +167,7 @@ impl Segment {
         let path = segment_path(dir, seq);
         let file = fs.create(&path).map_err(io_err("create", &path))?;
         let setup = || -> Result<(), StoreError> {
-            file.set_len(capacity)
+            file.allocate(capacity)
                 .map_err(io_err("preallocate", &path))?;
             file.write_at(0, &encode_header(seq))
                 .map_err(io_err("write", &path))?;
@@ -212,7 +212,7 @@ impl Segment {
         if len < capacity {
             // Not synced here: the new length becomes durable with the next record's sync,
             // and a crash before that leaves a shorter file, which reads the same.
-            file.set_len(capacity)
+            file.allocate(capacity)
                 .map_err(io_err("preallocate", &path))?;
         }
         Ok(Segment {
@@ -264,6 +264,30 @@ impl Segment {
             .map_err(io_err("write", self.file.path()))?;
         self.write_offset += bytes.len() as u64;
         Ok(at)
+    }
+
+    /// Forgets what was written from `from` on, never synced: overwrites it up to `to` with
+    /// zeros (the blocks are reserved, so this needs no new space) and syncs, so that no page
+    /// of it written back before can resurface after a crash; the next write goes to `from`.
+    /// Used when a batch could not be completed for lack of space (issue 12).
+    pub fn discard_unsynced(&mut self, from: u64, to: u64) -> Result<(), StoreError> {
+        let to = to.min(self.capacity);
+        if from < SEGMENT_HEADER_LEN || from > to {
+            return Ok(());
+        }
+        let path = self.file.path().to_owned();
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            self.file
+                .write_at(at, &zeros[..n])
+                .map_err(io_err("write", &path))?;
+            at += n as u64;
+        }
+        self.file.sync_data().map_err(io_err("sync", &path))?;
+        self.write_offset = from;
+        Ok(())
     }
 
     /// Makes everything written durable (fdatasync).

@@ -71,8 +71,12 @@ struct State {
     dirs: BTreeSet<PathBuf>,
     faults: HashMap<FaultOp, io::ErrorKind>,
     syncs: u64,
-    /// What `available_space` answers (None: plenty).
+    /// What `available_space` answers (None: plenty, or what the disk has left).
     available: Option<u64>,
+    /// The size of the simulated disk (None: unbounded): files cannot grow past it.
+    disk: Option<u64>,
+    /// Bytes of the disk used by others (another process filling it).
+    outside: u64,
 }
 
 #[derive(Default)]
@@ -148,6 +152,24 @@ impl State {
             || self.durable_names.values().any(|&i| i == ino);
         if !referenced {
             self.inodes.remove(&ino);
+        }
+    }
+
+    /// Bytes the disk has left, besides the inode `extra` (taken out of the map) of `extra_len`.
+    fn disk_left(&self, extra_len: u64) -> Option<u64> {
+        let disk = self.disk?;
+        let used: u64 = self.inodes.values().map(|i| i.data.len() as u64).sum();
+        Some(disk.saturating_sub(used + extra_len + self.outside))
+    }
+
+    /// Fails with "no space left" when growing a file of `len` bytes to `to` does not fit.
+    fn check_growth(&self, len: u64, to: u64) -> io::Result<()> {
+        match self.disk_left(len) {
+            Some(left) if to > len && to - len > left => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device (simulated)",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -258,6 +280,19 @@ impl SimFs {
         self.lock().available = bytes;
     }
 
+    /// Gives the simulated disk a size (None: unbounded): a write or allocation that would
+    /// grow the files past it fails with `StorageFull`, and `available_space` answers what is
+    /// left (unless [`SimFs::set_available_space`] says otherwise).
+    pub fn set_disk_size(&self, bytes: Option<u64>) {
+        self.lock().disk = bytes;
+    }
+
+    /// Makes `bytes` of the disk used by someone else (another process filling it; 0 frees
+    /// them again).
+    pub fn set_used_from_outside(&self, bytes: u64) {
+        self.lock().outside = bytes;
+    }
+
     /// Successful `sync_data` calls so far.
     pub fn sync_count(&self) -> u64 {
         self.lock().syncs
@@ -342,7 +377,11 @@ impl Fs for SimFs {
     }
 
     fn available_space(&self, _dir: &Path) -> io::Result<u64> {
-        Ok(self.lock().available.unwrap_or(u64::MAX))
+        let state = self.lock();
+        Ok(state
+            .available
+            .or_else(|| state.disk_left(0))
+            .unwrap_or(u64::MAX))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -440,6 +479,8 @@ impl FsFile for SimFile {
                 return Err(injected(kind, FaultOp::Write));
             }
             self.check_poisoned(inode)?;
+            let len = inode.data.len() as u64;
+            state.check_growth(len, offset + data.len() as u64)?;
             write_into(&mut inode.data, offset, data);
             inode.pending.push(Pending::Write {
                 offset,
@@ -472,6 +513,21 @@ impl FsFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with(|inode, _| {
             self.check_poisoned(inode)?;
+            let op = Pending::SetLen(len);
+            op.apply(&mut inode.data);
+            inode.pending.push(op);
+            Ok(())
+        })
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.with(|inode, state| {
+            self.check_poisoned(inode)?;
+            let current = inode.data.len() as u64;
+            if len <= current {
+                return Ok(());
+            }
+            state.check_growth(current, len)?;
             let op = Pending::SetLen(len);
             op.apply(&mut inode.data);
             inode.pending.push(op);

@@ -281,7 +281,7 @@ fn a_mostly_dead_old_segment_is_offered_for_compaction() {
 }
 
 #[test]
-fn below_the_free_space_floor_no_segment_is_started() {
+fn below_the_free_space_floor_only_records_that_free_space_start_a_segment() {
     let (fs, dir) = setup();
     let journal = Journal::open(
         Arc::new(fs.clone()),
@@ -296,21 +296,93 @@ fn below_the_free_space_floor_no_segment_is_started() {
     .unwrap();
     fs.set_available_space(Some(1 << 20));
     let big = vec![0u8; 20_000];
+    let waiting = || -> Option<Done> { Some(Box::new(|_| ())) };
     let refused = (0..10)
-        .map(|_| journal.append(RecordKind::Enqueue, &[&big], true, None))
+        .map(|_| journal.append(RecordKind::Enqueue, &[&big], true, waiting()))
         .find_map(Result::err)
         .expect("a new segment is refused");
     assert!(matches!(refused, StoreError::Full { .. }), "{refused}");
     assert!(refused.to_string().contains("min_free_bytes"), "{refused}");
+    assert!(journal.full(), "the store says it is full");
     assert_eq!(
         journal.fenced(),
         None,
         "a full disk does not fence the store"
     );
-    // Once space is back (and the rate limit has passed), appends go on.
+    // Settles and compaction copies free space: they may use the headroom below the floor.
+    for _ in 0..10 {
+        journal
+            .append(RecordKind::Settle, &[&big], false, None)
+            .expect("a lazy record is never refused for the floor");
+    }
+    // Once space is back, the writer notices within a tick and appends go on.
     fs.set_available_space(None);
-    std::thread::sleep(Duration::from_millis(150));
+    let deadline = std::time::Instant::now() + WAIT;
+    while journal.full() {
+        assert!(std::time::Instant::now() < deadline, "still full");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     journal
-        .append(RecordKind::Enqueue, &[&big], true, None)
+        .append(RecordKind::Enqueue, &[&big], true, waiting())
         .unwrap();
+}
+
+#[test]
+fn a_full_disk_refuses_the_waiting_records_keeps_the_rest_and_writes_again_once_freed() {
+    let (fs, dir) = setup();
+    fs.set_disk_size(Some(4 << 20));
+    let journal = open(&fs, &dir, SyncMode::Batch);
+    // Someone else takes the disk: the open segment's reserved blocks are all that is left.
+    fs.set_used_from_outside(4 << 20);
+    let payload = vec![7u8; 1000];
+    let per_segment = (SIZE - SEGMENT_HEADER_LEN) / record::encoded_len(1000) as u64;
+    let (tx, rx) = mpsc::channel();
+    let n = per_segment + 5;
+    for i in 0..n {
+        let tx = tx.clone();
+        let done: Done = Box::new(move |r| tx.send((i, r)).unwrap());
+        if let Err(e) = journal.append(RecordKind::Enqueue, &[&payload], true, Some(done)) {
+            assert!(matches!(e, StoreError::Full { .. }), "{e}");
+        }
+        // Lazy records (a settle) are kept and written once there is room.
+        journal
+            .append(RecordKind::Settle, &[&i.to_le_bytes()], false, None)
+            .unwrap();
+    }
+    drop(tx);
+    let told: Vec<(u64, Result<(), String>)> = rx.iter().collect();
+    let accepted: Vec<u64> = told
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|&(i, _)| i)
+        .collect();
+    assert!(
+        told.iter().any(|(_, r)| r.is_err()),
+        "some were refused: {told:?}"
+    );
+    assert!(journal.full());
+    assert_eq!(journal.fenced(), None, "a full disk does not fence");
+
+    fs.set_used_from_outside(0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while journal.full() {
+        assert!(std::time::Instant::now() < deadline, "still full");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    journal.close();
+    // A power cut now: the refused records never come back, every settle does.
+    fs.crash();
+    let recovered = recover(&fs, &dir).unwrap();
+    let enqueued = recovered
+        .records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Enqueue)
+        .count();
+    let settles = recovered
+        .records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Settle)
+        .count() as u64;
+    assert_eq!(enqueued, accepted.len(), "accepted: {accepted:?}");
+    assert_eq!(settles, n);
 }

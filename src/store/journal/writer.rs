@@ -1,25 +1,88 @@
 //! The journal's writer thread: it takes what the appenders buffered, writes it (creating
 //! segments in order), syncs once per batch, completes the waiters, and deletes segments that
 //! nothing needs any more.
+//!
+//! **A full disk is a state, not a failure** (issue 12). When a write or a segment's creation
+//! fails with ENOSPC, the writer does not fence: it keeps what was synced, blanks the records
+//! of the producers still waiting (void records, so that every later record keeps its
+//! position) and refuses them, forgets the unsynced bytes it had written, and writes the rest
+//! again (settles included, so no consumed message comes back) once space is freed, trying
+//! every tick. That is safe where retrying a failed *fsync* is not (DESIGN §5): a write() that
+//! fails with ENOSPC was refused before its bytes became dirty pages, so no page was dropped
+//! from writeback and nothing the kernel said it would write was lost; the bytes of that
+//! batch that did reach the page cache are overwritten with zeros and synced before anything
+//! else, and the data is written afresh and synced again. ENOSPC from an fsync stays a fence,
+//! like any other sync error, as does every other error (EIO).
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::super::segment::{delete_segment, RecordPos, Segment, StoreError};
-use super::super::{Completion, Done};
-use super::{Chunk, Shared, SyncMode, SYNC_BUCKETS_US};
+use super::super::record::void_in_place;
+use super::super::segment::{delete_segment, RecordPos, Segment, StoreError, SEGMENT_HEADER_LEN};
+use super::super::Completion;
+use super::{Chunk, Shared, SyncMode, Waiter, SYNC_BUCKETS_US};
+
+/// How often an idle writer deletes dead segments, checks whether a full disk has room again,
+/// and retries a batch stalled for lack of space.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The segment being written, and how much of the journal is known durable.
+struct Out {
+    file: Segment,
+    /// The file has writes not yet synced.
+    unsynced: bool,
+    /// Everything before this is durable (synced, or written under `sync = "never"`).
+    synced: RecordPos,
+}
+
+impl Out {
+    fn mark_synced(&mut self) {
+        self.unsynced = false;
+        self.synced = RecordPos {
+            segment: self.file.seq(),
+            offset: self.file.write_offset(),
+        };
+    }
+}
 
 /// The writer thread: take everything appended, write it, sync once, complete the waiters,
 /// delete segments that nothing needs any more; until closed and drained.
-pub(super) fn run(shared: &Shared, mut file: Segment) {
-    let mut unsynced = false;
+pub(super) fn run(shared: &Shared, file: Segment) {
+    let synced = RecordPos {
+        segment: file.seq(),
+        offset: file.write_offset(),
+    };
+    let mut out = Out {
+        file,
+        unsynced: false,
+        synced,
+    };
+    // Chunks written again before anything newer, once the full disk has room.
+    let mut stalled: Vec<Chunk> = Vec::new();
     loop {
         let (chunks, waiters, dead) = {
             let mut st = shared.lock();
-            while st.pending.is_empty() && !st.closed {
-                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            loop {
+                if st.closed || (stalled.is_empty() && !st.pending.is_empty()) {
+                    break;
+                }
+                let (guard, waited) = shared
+                    .work
+                    .wait_timeout(st, TICK)
+                    .unwrap_or_else(|e| e.into_inner());
+                st = guard;
+                if waited.timed_out() {
+                    if !stalled.is_empty() {
+                        break;
+                    }
+                    if st.pending.is_empty() {
+                        drop(st);
+                        idle(shared);
+                        st = shared.lock();
+                    }
+                }
             }
-            if st.pending.is_empty() {
+            if st.pending.is_empty() && stalled.is_empty() {
                 break;
             }
             st.in_batch = false;
@@ -33,70 +96,176 @@ pub(super) fn run(shared: &Shared, mut file: Segment) {
                 .take_while(|(_, c)| c.live == 0)
                 .map(|(&s, _)| s)
                 .collect();
-            (
-                std::mem::take(&mut st.pending),
-                std::mem::take(&mut st.waiters),
-                dead,
-            )
+            let mut chunks = std::mem::take(&mut stalled);
+            chunks.append(&mut st.pending);
+            (chunks, std::mem::take(&mut st.waiters), dead)
         };
+        let retrying = shared.full.load(Relaxed);
         let result = if shared.options.sync == SyncMode::Always {
-            write_each(shared, &mut file, &mut unsynced, chunks, waiters)
+            write_each(shared, &mut out, chunks, waiters)
         } else {
-            let r = write_batch(shared, &mut file, &mut unsynced, &chunks);
-            complete(shared, r, waiters)
+            match write_batch(shared, &mut out, &chunks) {
+                Ok(()) => {
+                    complete(shared, Ok(()), waiters);
+                    Ok(())
+                }
+                Err(e) => Err((e, chunks, waiters)),
+            }
         };
         match result {
             Ok(()) => {
                 shared.stats.batches.fetch_add(1, Relaxed);
+                if retrying {
+                    leave_full(shared);
+                }
                 delete_dead_segments(shared, &dead);
             }
-            Err(e) => {
-                shared.fence(&e);
-                // Nothing more is written: complete whatever was appended meanwhile.
-                let waiters = std::mem::take(&mut shared.lock().waiters);
-                for (_, done) in waiters {
-                    done(Err(e.to_string()));
+            Err((e, chunks, waiters)) if no_space(&e) && !shared.lock().closed => {
+                match stall(shared, &mut out, &e, chunks, waiters) {
+                    Ok(kept) => stalled = kept,
+                    Err(e) => fail_everything(shared, &e, Vec::new()),
                 }
-                shared.lock().pending.clear();
             }
+            Err((e, _, waiters)) => fail_everything(shared, &e, waiters),
         }
     }
 }
 
-/// Completes `waiters` with `result`.
-fn complete(
-    shared: &Shared,
-    result: Result<(), StoreError>,
-    waiters: Vec<(RecordPos, Done)>,
-) -> Result<(), StoreError> {
-    if let Err(e) = &result {
-        // Fenced before anyone hears of the failure, so nobody appends after it.
-        shared.fence(e);
+/// Fences the store and fails every append waiting, now or already queued.
+fn fail_everything(shared: &Shared, e: &StoreError, waiters: Vec<Waiter>) {
+    shared.fence(e);
+    complete(shared, Err(e), waiters);
+    // Nothing more is written: complete whatever was appended meanwhile.
+    let waiters = std::mem::take(&mut shared.lock().waiters);
+    complete(shared, Err(e), waiters);
+    shared.lock().pending.clear();
+}
+
+/// Whether `e` is a write or a segment creation refused for lack of space: a state to wait
+/// out. A failed sync is never one (see the module doc).
+fn no_space(e: &StoreError) -> bool {
+    match e {
+        StoreError::Io { op, source, .. } => {
+            *op != "sync"
+                && *op != "sync directory"
+                && (source.kind() == std::io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(libc::ENOSPC))
+        }
+        _ => false,
     }
-    let completion: Completion = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+}
+
+/// After a batch failed for lack of space: completes the waiters whose records were synced,
+/// blanks and refuses the others, discards the unsynced bytes written, and returns the chunks
+/// to write again (from the first byte not durable).
+fn stall(
+    shared: &Shared,
+    out: &mut Out,
+    e: &StoreError,
+    chunks: Vec<Chunk>,
+    waiters: Vec<Waiter>,
+) -> Result<Vec<Chunk>, StoreError> {
+    shared.enter_full(&format!("the disk is full ({e})"));
+    let synced = out.synced;
+    let mut kept: Vec<Chunk> = chunks
+        .into_iter()
+        .filter(|c| (c.segment, c.start) >= (synced.segment, synced.offset) && !c.buf.is_empty())
+        .collect();
+    // The bytes after the synced point in the open segment may have reached the page cache
+    // (a write that succeeded before the one that failed, or part of the failed one).
+    if out.file.seq() == synced.segment && out.file.write_offset() >= synced.offset {
+        let end = kept
+            .iter()
+            .filter(|c| c.segment == synced.segment)
+            .map(|c| c.start + c.buf.len() as u64)
+            .max()
+            .unwrap_or(out.file.write_offset())
+            .max(out.file.write_offset());
+        if end > synced.offset && synced.offset >= SEGMENT_HEADER_LEN {
+            out.file.discard_unsynced(synced.offset, end)?;
+        }
+        out.unsynced = false;
+    }
+    let refused = shared.full_error().to_string();
+    let mut ok = Vec::new();
+    for waiter in waiters {
+        if waiter.end <= synced {
+            ok.push(waiter);
+            continue;
+        }
+        let start = waiter.start;
+        if let Some(chunk) = kept.iter_mut().find(|c| {
+            c.segment == start.segment
+                && c.start <= start.offset
+                && start.offset < c.start + c.buf.len() as u64
+        }) {
+            void_in_place(&mut chunk.buf[(start.offset - chunk.start) as usize..]);
+        }
+        shared.stats.refused_full.fetch_add(1, Relaxed);
+        (waiter.done)(Err(refused.clone()));
+    }
+    complete(shared, Ok(()), ok);
+    Ok(kept)
+}
+
+/// The disk took a stalled batch: leave the full state unless the floor still holds it.
+fn leave_full(shared: &Shared) {
+    if let Ok(true) = shared.above_floor() {
+        if shared.full.swap(false, Relaxed) {
+            tracing::warn!(dir = %shared.dir.display(), "journal: space is back; durable messages are accepted again");
+        }
+    }
+}
+
+/// What an idle writer does every tick: deletes the segments nothing needs (everything
+/// appended so far is written, so their replacements are durable; under `sync = "never"` as
+/// durable as anything is), and leaves the full state once there is room above the floor.
+fn idle(shared: &Shared) {
+    let dead: Vec<u64> = {
+        let st = shared.lock();
+        if !st.pending.is_empty() || st.fenced.is_some() {
+            return;
+        }
+        st.segments
+            .iter()
+            .take_while(|(_, c)| c.live == 0)
+            .map(|(&s, _)| s)
+            .collect()
+    };
+    delete_dead_segments(shared, &dead);
+    if shared.full.load(Relaxed) {
+        leave_full(shared);
+    }
+}
+
+/// Completes `waiters` with `result`.
+fn complete(shared: &Shared, result: Result<(), &StoreError>, waiters: Vec<Waiter>) {
+    let completion: Completion = result.map_err(|e| e.to_string());
     if completion.is_ok() {
         shared
             .stats
             .requests
             .fetch_add(waiters.len() as u64, Relaxed);
     }
-    for (_, done) in waiters {
-        done(completion.clone());
+    for waiter in waiters {
+        (waiter.done)(completion.clone());
     }
-    result
 }
 
-/// `sync = "always"`: writes up to each waiter's record and syncs, one waiter at a time.
+type Failed = (StoreError, Vec<Chunk>, Vec<Waiter>);
+
+/// `sync = "always"`: writes up to each waiter's record and syncs, one waiter at a time. On
+/// failure, returns what was not durable yet: the chunks from the failed piece on, and the
+/// waiters not completed.
 fn write_each(
     shared: &Shared,
-    file: &mut Segment,
-    unsynced: &mut bool,
-    chunks: Vec<Chunk>,
-    waiters: Vec<(RecordPos, Done)>,
-) -> Result<(), StoreError> {
-    let mut chunks = chunks;
+    out: &mut Out,
+    mut chunks: Vec<Chunk>,
+    waiters: Vec<Waiter>,
+) -> Result<(), Failed> {
     let mut waiters = waiters.into_iter();
-    for (end, done) in waiters.by_ref() {
+    while let Some(waiter) = waiters.next() {
+        let end = waiter.end;
         // Split off everything up to `end`.
         let mut head = Vec::new();
         while let Some(first) = chunks.first_mut() {
@@ -122,48 +291,54 @@ fn write_each(
                 break;
             }
         }
-        let r = write_batch(shared, file, unsynced, &head);
-        if let Err(e) = complete(shared, r, vec![(end, done)]) {
-            for (_, done) in waiters {
-                done(Err(e.to_string()));
+        if let Err(e) = write_batch(shared, out, &head) {
+            if !no_space(&e) {
+                shared.fence(&e);
             }
-            return Err(e);
+            head.append(&mut chunks);
+            let mut left = vec![waiter];
+            left.extend(waiters);
+            return Err((e, head, left));
         }
+        complete(shared, Ok(()), vec![waiter]);
     }
     // Records nobody waits for (settles) after the last waiter.
-    write_batch(shared, file, unsynced, &chunks)
+    write_batch(shared, out, &chunks).map_err(|e| (e, chunks, Vec::new()))
 }
 
 /// Writes `chunks` (rolling to new segments as they name them) and syncs, unless `never`.
-fn write_batch(
-    shared: &Shared,
-    file: &mut Segment,
-    unsynced: &mut bool,
-    chunks: &[Chunk],
-) -> Result<(), StoreError> {
+fn write_batch(shared: &Shared, out: &mut Out, chunks: &[Chunk]) -> Result<(), StoreError> {
+    let never = shared.options.sync == SyncMode::Never;
     let mut records_bytes = 0u64;
     for chunk in chunks {
         if chunk.buf.is_empty() {
             continue;
         }
-        if chunk.segment != file.seq() {
+        if chunk.segment != out.file.seq() {
             // Every segment but the last is complete and synced before the next exists.
-            if *unsynced {
-                file.sync()?;
-                *unsynced = false;
+            if out.unsynced {
+                out.file.sync()?;
+                out.mark_synced();
             }
-            *file = Segment::create(&*shared.fs, &shared.dir, chunk.segment, chunk.capacity)?;
-            shared.lock().written_segment = file.seq();
+            out.file = Segment::create(&*shared.fs, &shared.dir, chunk.segment, chunk.capacity)?;
+            out.mark_synced();
+            shared.lock().written_segment = out.file.seq();
         }
-        debug_assert_eq!(chunk.start, file.write_offset());
-        file.write(&chunk.buf)?;
-        *unsynced = true;
+        debug_assert_eq!(chunk.start, out.file.write_offset());
+        out.file.write(&chunk.buf)?;
+        out.unsynced = true;
+        if never {
+            out.synced = RecordPos {
+                segment: out.file.seq(),
+                offset: out.file.write_offset(),
+            };
+        }
         records_bytes += chunk.buf.len() as u64;
     }
-    if shared.options.sync != SyncMode::Never && *unsynced {
+    if !never && out.unsynced {
         let started = Instant::now();
-        file.sync()?;
-        *unsynced = false;
+        out.file.sync()?;
+        out.mark_synced();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let bucket = SYNC_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(9);
         shared.stats.sync_us[bucket].fetch_add(1, Relaxed);

@@ -170,11 +170,30 @@ fn every_single_bit_flip_is_detected() {
         let mut damaged = bytes.clone();
         damaged[bit / 8] ^= 1 << (bit % 8);
         match decode(&damaged) {
-            Decoded::Record { .. } => panic!("bit {bit} flipped went unnoticed"),
+            Decoded::Record { .. } | Decoded::Void { .. } => {
+                panic!("bit {bit} flipped went unnoticed")
+            }
             Decoded::End => assert!(bit < 32, "only a length can read as zero"),
             Decoded::Torn(_) | Decoded::Corrupt(_) => {}
         }
     }
+}
+
+#[test]
+fn a_voided_record_keeps_its_length_and_batch_mark_and_reads_as_void() {
+    let mut buf = BytesMut::new();
+    encode_with(RecordKind::Enqueue, b"a refused message", true, &mut buf).unwrap();
+    let len = buf.len();
+    void_in_place(&mut buf[..]);
+    assert_eq!(buf.len(), len);
+    assert_eq!(
+        decode(&buf),
+        Decoded::Void {
+            len_on_disk: len,
+            batch_start: true
+        }
+    );
+    assert!(!buf.windows(7).any(|w| w == b"refused"), "payload kept");
 }
 
 fn kind_strategy() -> impl Strategy<Value = RecordKind> {
@@ -211,6 +230,7 @@ proptest! {
                 prop_assert!(len_on_disk <= bytes.len());
                 prop_assert_eq!(payload.len() + RECORD_HEADER_LEN + 1, len_on_disk);
             }
+            Decoded::Void { len_on_disk, .. } => prop_assert!(len_on_disk <= bytes.len()),
             Decoded::End | Decoded::Torn(_) | Decoded::Corrupt(_) => {}
         }
     }

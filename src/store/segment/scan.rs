@@ -73,6 +73,9 @@ fn later_batch_start(data: &[u8]) -> Option<usize> {
                 Decoded::Record {
                     batch_start: true,
                     ..
+                } | Decoded::Void {
+                    batch_start: true,
+                    ..
                 }
             )
     })
@@ -113,6 +116,10 @@ pub fn scan_records(
                 ..
             } => {
                 visit(at, kind, data.slice_ref(payload));
+                off += len_on_disk;
+                continue;
+            }
+            Decoded::Void { len_on_disk, .. } => {
                 off += len_on_disk;
                 continue;
             }
