@@ -214,18 +214,35 @@ fn print_what_would_be_lost(
         move |source| RecoveryError::Io { op, file, source }
     };
     println!("  lost if repaired:");
-    let data = fs.read(file).map_err(io("read", file))?;
+    let this_seq = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_segment_file_name);
+    let later = list_segments(fs, dir).map_err(io("list", dir))?;
+    let data = match fs.read(file) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let outside = this_seq.is_none_or(|s| {
+                later.first().is_none_or(|&f| s < f) || later.last().is_none_or(|&l| s > l)
+            });
+            if outside {
+                println!(
+                    "    nothing more: {} is missing already, and the repair records in the \
+                     manifest which segments there are",
+                    file_name(file)
+                );
+                return Ok(());
+            }
+            Vec::new()
+        }
+        Err(e) => return Err(io("read", file)(e)),
+    };
     let rest = data.get(offset as usize..).unwrap_or_default();
     println!(
         "    {} from offset {offset}: {} bytes of data (the damaged record and any after it)",
         file_name(file),
         data_len(rest)
     );
-    let this_seq = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(parse_segment_file_name);
-    let later = list_segments(fs, dir).map_err(io("list", dir))?;
     for seq in later
         .into_iter()
         .filter(|&s| this_seq.is_some_and(|t| s > t))

@@ -259,7 +259,10 @@ fn with_yes_the_journal_is_truncated_at_the_damage_and_is_clean_afterwards() {
     assert!(text.contains("2 later segments deleted"), "{text}");
 
     let files: Vec<String> = journal.snapshot().into_keys().collect();
-    assert_eq!(files, [format!("{:020}.seg", 1), name.clone()]);
+    assert_eq!(
+        files,
+        [format!("{:020}.seg", 1), name.clone(), "MANIFEST".into()]
+    );
     let len = std::fs::metadata(journal.segment(2)).expect("stat").len();
     assert_eq!(len, damaged.offset);
 

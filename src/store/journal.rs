@@ -161,7 +161,7 @@ struct Shared {
 /// The journal's writer thread and the way to it.
 pub struct Journal {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Option<JoinHandle<bool>>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -190,6 +190,13 @@ impl Journal {
             Some(pos) => Segment::open(&*fs, dir, pos.segment, pos.offset, options.segment_size)?,
             None => Segment::create(&*fs, dir, 1, options.segment_size)?,
         };
+        // From now on the journal's end is not known until the next clean shutdown.
+        let manifest = super::manifest::manifest_path(dir);
+        super::manifest::record_open(&*fs, dir).map_err(|source| StoreError::Io {
+            op: "update",
+            file: manifest,
+            source,
+        })?;
         let mut counts: BTreeMap<u64, Counts> =
             segments.iter().map(|&s| (s, Counts::default())).collect();
         counts.entry(file.seq()).or_default();
@@ -257,8 +264,16 @@ impl Journal {
         self.shared.lock().closed = true;
         self.shared.work.notify_one();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        let Some(thread) = thread else { return };
+        if thread.join().unwrap_or(false) {
+            let shared = &*self.shared;
+            let end = {
+                let st = shared.lock();
+                (st.segment, st.offset)
+            };
+            if let Err(e) = super::manifest::record_clean(&*shared.fs, &shared.dir, end) {
+                tracing::warn!(error = %e, "journal: cannot record the clean shutdown in the manifest");
+            }
         }
     }
 }
@@ -384,6 +399,39 @@ impl Store for Journal {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a checkpoint for the writer, if the journal is quiet: nothing pending (so the
+    /// previous batch is synced and the checkpoint starts a batch of its own, which its batch
+    /// mark asserts) and not fenced. Returns whether it did.
+    fn push_checkpoint(&self) -> bool {
+        let need = record::encoded_len(record::CHECKPOINT_PAYLOAD_LEN) as u64;
+        let mut st = self.lock();
+        if !st.pending.is_empty() || st.fenced.is_some() {
+            return false;
+        }
+        if st.offset + need > st.capacity {
+            st.segment += 1;
+            st.capacity = self.options.segment_size;
+            st.offset = SEGMENT_HEADER_LEN;
+            let segment = st.segment;
+            st.segments.entry(segment).or_default();
+        }
+        let (segment, offset, capacity) = (st.segment, st.offset, st.capacity);
+        let mut buf = BytesMut::with_capacity(need as usize);
+        let payload = record::checkpoint_payload(segment, offset);
+        if record::encode_raw(record::CHECKPOINT_KIND, &[&payload], true, &mut buf).is_err() {
+            return false;
+        }
+        st.pending.push(Chunk {
+            segment,
+            capacity,
+            start: offset,
+            buf,
+        });
+        st.in_batch = true;
+        st.offset += need;
+        true
     }
 
     fn full_error(&self) -> StoreError {

@@ -40,6 +40,7 @@
 pub mod fs;
 pub mod journal;
 pub mod lock;
+pub mod manifest;
 pub mod record;
 pub mod recovery;
 pub mod segment;

@@ -106,6 +106,26 @@ pub const BATCH_START: u8 = 0x80;
 /// readers skip it. It is the store's own: never a [`RecordKind`].
 pub const VOID_KIND: u8 = 0x7f;
 
+/// The kind byte (besides [`BATCH_START`], which it always carries) of a checkpoint: written
+/// by the journal alone in a batch, after everything before it was synced, when the writer
+/// goes idle and at a clean shutdown (issue 12). Its payload is its own position (segment
+/// and offset, u64 LE each): the point up to which the journal was synced when it was
+/// written. Being a batch start, it makes damage anywhere before it provably corruption
+/// rather than a torn tail; its position, checked when read, catches a segment copied or
+/// renamed under another number. It is the store's own: never a [`RecordKind`].
+pub const CHECKPOINT_KIND: u8 = 0x7e;
+
+/// Bytes of a checkpoint's payload.
+pub const CHECKPOINT_PAYLOAD_LEN: usize = 16;
+
+/// A checkpoint's payload: the position it is written at.
+pub fn checkpoint_payload(segment: u64, offset: u64) -> [u8; CHECKPOINT_PAYLOAD_LEN] {
+    let mut p = [0u8; CHECKPOINT_PAYLOAD_LEN];
+    p[..8].copy_from_slice(&segment.to_le_bytes());
+    p[8..].copy_from_slice(&offset.to_le_bytes());
+    p
+}
+
 /// Turns the record at the front of `buf` (as encoded by [`encode_parts`]) into a void record
 /// of the same length: its payload zeroed (a refused message is not kept), its batch mark
 /// kept, its CRC recomputed. Does nothing if `buf` does not start with a whole record.
@@ -152,13 +172,23 @@ pub fn encode_parts(
     batch_start: bool,
     buf: &mut BytesMut,
 ) -> Result<usize, RecordTooLarge> {
+    encode_raw(kind.as_u8(), parts, batch_start, buf)
+}
+
+/// [`encode_parts`] with a raw kind byte (the store's own kinds: [`CHECKPOINT_KIND`]).
+pub(crate) fn encode_raw(
+    kind: u8,
+    parts: &[&[u8]],
+    batch_start: bool,
+    buf: &mut BytesMut,
+) -> Result<usize, RecordTooLarge> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if len > MAX_PAYLOAD_LEN {
         return Err(RecordTooLarge { len });
     }
     let total = encoded_len(len);
     buf.reserve(total);
-    let kind_byte = kind.as_u8() | if batch_start { BATCH_START } else { 0 };
+    let kind_byte = kind | if batch_start { BATCH_START } else { 0 };
     let crc = parts.iter().fold(crc32c::crc32c(&[kind_byte]), |crc, p| {
         crc32c::crc32c_append(crc, p)
     });
@@ -192,6 +222,14 @@ pub enum Decoded<'a> {
         len_on_disk: usize,
         /// It is the first record of a batch ([`BATCH_START`]).
         batch_start: bool,
+    },
+    /// A checkpoint ([`CHECKPOINT_KIND`]) with a good CRC and the position it says it was
+    /// written at, if its payload is one.
+    Checkpoint {
+        /// Bytes it takes.
+        len_on_disk: usize,
+        /// Segment and offset from its payload (None: malformed).
+        pos: Option<(u64, u64)>,
     },
     /// No record here: the slice is empty or starts with a zero length — the end of the
     /// written data in a preallocated segment. (Kept apart from [`Decoded::Torn`], which the
@@ -303,6 +341,20 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
             stored,
             computed,
         });
+    }
+    if kind == CHECKPOINT_KIND | BATCH_START {
+        let pos = (payload.len() == CHECKPOINT_PAYLOAD_LEN).then(|| {
+            let word = |at: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&payload[at..at + 8]);
+                u64::from_le_bytes(w)
+            };
+            (word(0), word(8))
+        });
+        return Decoded::Checkpoint {
+            len_on_disk: needed,
+            pos,
+        };
     }
     if kind & !BATCH_START == VOID_KIND {
         return Decoded::Void {

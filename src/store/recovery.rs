@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::fs::Fs;
+use super::manifest::{self, Manifest};
 use super::record::{encoded_len, RecordKind};
 use super::segment::{
     last_nonzero, list_segments, parse_segment_file_name, scan_segment, segment_path, RecordPos,
@@ -155,6 +156,18 @@ fn read_journal(
 ) -> Result<RecoverySummary, RecoveryError> {
     let started = Instant::now();
     let seqs = list_segments(fs, dir).map_err(io_err("list", dir))?;
+    let manifest_file = manifest::manifest_path(dir);
+    let manifest = manifest::read(fs, dir).map_err(io_err("read", &manifest_file))?;
+    let (dead, seqs) = check_segments(dir, seqs, manifest)?;
+    let clean = manifest.and_then(|m| m.clean);
+    if mend && !dead.is_empty() {
+        // Recorded as deleted before a crash cut their removal short: dead, never replayed.
+        for &seq in &dead {
+            let path = segment_path(dir, seq);
+            fs.remove(&path).map_err(io_err("remove", &path))?;
+        }
+        fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+    }
     let mut summary = RecoverySummary::default();
     for (i, &seq) in seqs.iter().enumerate() {
         let last = i + 1 == seqs.len();
@@ -181,7 +194,18 @@ fn read_journal(
                 });
                 continue;
             }
-            ScanEnd::Torn { offset, reason } if last => (offset, reason),
+            ScanEnd::Torn { offset, reason } if last && clean.is_none() => (offset, reason),
+            ScanEnd::Torn { offset, reason } if last => {
+                let (s, o) = clean.unwrap_or_default();
+                return Err(RecoveryError::Corrupt {
+                    file: path,
+                    offset,
+                    reason: format!(
+                        "{reason}; but sluice was shut down cleanly with the journal ending at \
+                         segment {s} offset {o}, so this is damage, not a crash's torn tail"
+                    ),
+                });
+            }
             ScanEnd::Torn { offset, reason } => {
                 let reason = format!(
                     "{reason}; this is not the last segment, so it was complete and synced before \
@@ -245,6 +269,22 @@ fn read_journal(
             reason,
         });
     }
+    if let Some((s, o)) = clean {
+        let end = summary.tail.map(|t| (t.segment, t.offset));
+        if end != Some((s, o)) {
+            let (file, offset) = end.map_or((segment_path(dir, s), 0), |(es, eo)| {
+                (segment_path(dir, es), eo)
+            });
+            return Err(RecoveryError::Corrupt {
+                file,
+                offset,
+                reason: format!(
+                    "the journal ends here, but sluice was shut down cleanly with it ending at \
+                     segment {s} offset {o}: records were cut off or data added since"
+                ),
+            });
+        }
+    }
     summary.elapsed = started.elapsed();
     if !mend {
         return Ok(summary);
@@ -258,6 +298,94 @@ fn read_journal(
         "journal recovered"
     );
     Ok(summary)
+}
+
+/// Checks the segments on disk against the manifest: every one from its `low` to its `high`
+/// must be there (one more past `high` is a creation the manifest had not recorded yet).
+/// Returns the segments below `low` (dead: their deletion was cut short) and the ones to read.
+fn check_segments(
+    dir: &Path,
+    seqs: Vec<u64>,
+    manifest: Option<Manifest>,
+) -> Result<(Vec<u64>, Vec<u64>), RecoveryError> {
+    let corrupt = |file: PathBuf, reason: String| RecoveryError::Corrupt {
+        file,
+        offset: 0,
+        reason,
+    };
+    let Some(m) = manifest else {
+        // A new journal whose first segment a crash left before the manifest was written.
+        if seqs.len() <= 1 {
+            return Ok((Vec::new(), seqs));
+        }
+        return Err(corrupt(
+            manifest::manifest_path(dir),
+            format!(
+                "the manifest is missing but there are {} segments, so a missing segment could \
+                 not be noticed",
+                seqs.len()
+            ),
+        ));
+    };
+    let (dead, live): (Vec<u64>, Vec<u64>) = seqs.into_iter().partition(|&s| s < m.low);
+    let Some((&first, &last)) = live.first().zip(live.last()) else {
+        return Err(corrupt(
+            segment_path(dir, m.low),
+            format!(
+                "segments {}..={} are all missing (the manifest says they exist): every record \
+                 in them is gone",
+                m.low, m.high
+            ),
+        ));
+    };
+    if first > m.low {
+        return Err(corrupt(
+            segment_path(dir, m.low),
+            format!(
+                "segments {}..={} are missing (the manifest says segments from {} on exist): \
+                 deleted or lost, with every record in them",
+                m.low,
+                first - 1,
+                m.low
+            ),
+        ));
+    }
+    if let Some(w) = live.windows(2).find(|w| w[1] != w[0] + 1) {
+        return Err(corrupt(
+            segment_path(dir, w[1]),
+            format!(
+                "segments {}..={} are missing between {} and {}: deleted or lost, with every \
+                 record in them",
+                w[0] + 1,
+                w[1] - 1,
+                w[0],
+                w[1]
+            ),
+        ));
+    }
+    if last < m.high {
+        return Err(corrupt(
+            segment_path(dir, last + 1),
+            format!(
+                "segments {}..={} are missing (the manifest's high-water mark is {}): the newest \
+                 records are gone",
+                last + 1,
+                m.high,
+                m.high
+            ),
+        ));
+    }
+    if last > m.high + 1 {
+        return Err(corrupt(
+            segment_path(dir, last),
+            format!(
+                "segment {last} is beyond the high-water mark {}: not written by this journal \
+                 (copied in?)",
+                m.high
+            ),
+        ));
+    }
+    Ok((dead, live))
 }
 
 /// What [`repair`] dropped.
@@ -294,13 +422,42 @@ pub fn repair(
         file: file.to_owned(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, msg),
     };
-    let seq = file
-        .file_name()
-        .and_then(|n| n.to_str())
+    let name = file.file_name().and_then(|n| n.to_str());
+    if name == Some(manifest::MANIFEST_FILE) {
+        // A missing or spoiled manifest: written again from the segments there are.
+        rewrite_manifest(fs, dir)?;
+        return Ok(Repaired {
+            file: file.to_owned(),
+            offset: 0,
+            dropped_bytes: 0,
+            deleted_segments: Vec::new(),
+            deleted_bytes: 0,
+        });
+    }
+    let seq = name
         .and_then(parse_segment_file_name)
         .ok_or_else(|| invalid("not a journal segment file name".into()))?;
     let path = segment_path(dir, seq);
-    let data = fs.read(&path).map_err(io_err("read", &path))?;
+    let existing = list_segments(fs, dir).map_err(io_err("list", dir))?;
+    if offset == 0 && !existing.contains(&seq) {
+        // Segments found missing: their records are gone already. Recording that in the
+        // manifest drops nothing more, except, for a gap, every segment after it (below).
+        if existing.first().is_some_and(|&f| seq < f) || existing.last().is_some_and(|&l| seq > l) {
+            rewrite_manifest(fs, dir)?;
+            return Ok(Repaired {
+                file: path,
+                offset: 0,
+                dropped_bytes: 0,
+                deleted_segments: Vec::new(),
+                deleted_bytes: 0,
+            });
+        }
+    }
+    let data = match fs.read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && offset == 0 => Vec::new(),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
     if offset > data.len() as u64 {
         return Err(invalid(format!(
             "offset {offset} is past the end ({})",
@@ -331,13 +488,16 @@ pub fn repair(
     deleted_segments.reverse();
     fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
     if offset == 0 {
-        fs.remove(&path).map_err(io_err("remove", &path))?;
+        if existing.contains(&seq) {
+            fs.remove(&path).map_err(io_err("remove", &path))?;
+        }
         fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
     } else {
         let f = fs.open(&path).map_err(io_err("open", &path))?;
         f.set_len(offset).map_err(io_err("truncate", &path))?;
         f.sync_data().map_err(io_err("sync", &path))?;
     }
+    rewrite_manifest(fs, dir)?;
     tracing::warn!(
         file = %path.display(),
         offset,
@@ -353,6 +513,20 @@ pub fn repair(
         deleted_segments,
         deleted_bytes,
     })
+}
+
+/// Writes the manifest from the segments there are (none: no manifest, a new journal).
+fn rewrite_manifest(fs: &dyn Fs, dir: &Path) -> Result<(), RecoveryError> {
+    let path = manifest::manifest_path(dir);
+    let existing = list_segments(fs, dir).map_err(io_err("list", dir))?;
+    match existing.first().zip(existing.last()) {
+        Some((&low, &high)) => manifest::write(fs, dir, low, high).map_err(io_err("write", &path)),
+        None => match fs.remove(&path) {
+            Ok(()) => fs.sync_dir(dir).map_err(io_err("sync directory", dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::fs::{Fs, FsFile};
+use super::manifest;
 use super::record::{self, RecordKind, RecordTooLarge};
 
 mod scan;
@@ -44,7 +45,8 @@ pub const MIN_SEGMENT_SIZE: u64 = 4096;
 /// The first bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SLUICEJL";
 /// The segment format this code writes and reads.
-pub const SEGMENT_VERSION: u32 = 1;
+/// Version 2 (issue 12): checkpoints, void records, and the manifest beside the segments.
+pub const SEGMENT_VERSION: u32 = 2;
 /// Bytes of the segment header: the first record starts here.
 pub const SEGMENT_HEADER_LEN: u64 = 24;
 
@@ -147,6 +149,10 @@ pub fn encode_header(seq: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
 /// Removes segment `seq` and syncs the directory.
 pub fn delete_segment(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<(), StoreError> {
     let path = segment_path(dir, seq);
+    // Recorded first: a crash before the removal leaves a segment the manifest says is gone
+    // (skipped as dead), never a missing one it says must exist.
+    let manifest = manifest::manifest_path(dir);
+    manifest::record_deleting(fs, dir, seq).map_err(io_err("update", &manifest))?;
     fs.remove(&path).map_err(io_err("remove", &path))?;
     fs.sync_dir(dir).map_err(io_err("sync directory", dir))
 }
@@ -172,7 +178,10 @@ impl Segment {
             file.write_at(0, &encode_header(seq))
                 .map_err(io_err("write", &path))?;
             file.sync_data().map_err(io_err("sync", &path))?;
-            fs.sync_dir(dir).map_err(io_err("sync directory", dir))
+            fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+            // Only once the segment is durable: the manifest never names one a crash can lose.
+            let manifest = manifest::manifest_path(dir);
+            manifest::record_created(fs, dir, seq).map_err(io_err("update", &manifest))
         };
         if let Err(e) = setup() {
             let _ = fs.remove(&path);

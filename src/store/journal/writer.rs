@@ -17,7 +17,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::super::record::void_in_place;
+use super::super::record::{self, void_in_place};
 use super::super::segment::{delete_segment, RecordPos, Segment, StoreError, SEGMENT_HEADER_LEN};
 use super::super::Completion;
 use super::{Chunk, Shared, SyncMode, Waiter, SYNC_BUCKETS_US};
@@ -46,8 +46,9 @@ impl Out {
 }
 
 /// The writer thread: take everything appended, write it, sync once, complete the waiters,
-/// delete segments that nothing needs any more; until closed and drained.
-pub(super) fn run(shared: &Shared, file: Segment) {
+/// delete segments that nothing needs any more; until closed and drained. Returns whether it
+/// ended cleanly: everything written and synced, a checkpoint last, nothing failed.
+pub(super) fn run(shared: &Shared, file: Segment) -> bool {
     let synced = RecordPos {
         segment: file.seq(),
         offset: file.write_offset(),
@@ -59,6 +60,9 @@ pub(super) fn run(shared: &Shared, file: Segment) {
     };
     // Chunks written again before anything newer, once the full disk has room.
     let mut stalled: Vec<Chunk> = Vec::new();
+    // Records were written since the last checkpoint.
+    let mut dirty = false;
+    let checkpoint_len = record::encoded_len(record::CHECKPOINT_PAYLOAD_LEN);
     loop {
         let (chunks, waiters, dead) = {
             let mut st = shared.lock();
@@ -78,12 +82,29 @@ pub(super) fn run(shared: &Shared, file: Segment) {
                     if st.pending.is_empty() {
                         drop(st);
                         idle(shared);
+                        // Gone idle: a checkpoint proves everything written so far synced.
+                        if dirty
+                            && shared.options.sync != SyncMode::Never
+                            && shared.push_checkpoint()
+                        {
+                            dirty = false;
+                        }
                         st = shared.lock();
                     }
                 }
             }
             if st.pending.is_empty() && stalled.is_empty() {
-                break;
+                // Closed and drained: a clean shutdown ends with a checkpoint, so that no
+                // damage to what was written can pass for the torn tail of a crash.
+                if dirty && shared.options.sync != SyncMode::Never {
+                    drop(st);
+                    dirty = !shared.push_checkpoint();
+                    if !dirty {
+                        continue;
+                    }
+                    st = shared.lock();
+                }
+                return !dirty && st.fenced.is_none();
             }
             st.in_batch = false;
             // Segments dead now may be deleted once this batch is durable: whatever replaced
@@ -101,6 +122,7 @@ pub(super) fn run(shared: &Shared, file: Segment) {
             (chunks, std::mem::take(&mut st.waiters), dead)
         };
         let retrying = shared.full.load(Relaxed);
+        let bytes: usize = chunks.iter().map(|c| c.buf.len()).sum();
         let result = if shared.options.sync == SyncMode::Always {
             write_each(shared, &mut out, chunks, waiters)
         } else {
@@ -115,6 +137,8 @@ pub(super) fn run(shared: &Shared, file: Segment) {
         match result {
             Ok(()) => {
                 shared.stats.batches.fetch_add(1, Relaxed);
+                // A batch of only the checkpoint just queued leaves nothing to prove.
+                dirty |= bytes != checkpoint_len;
                 if retrying {
                     leave_full(shared);
                 }

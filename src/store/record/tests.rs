@@ -170,7 +170,7 @@ fn every_single_bit_flip_is_detected() {
         let mut damaged = bytes.clone();
         damaged[bit / 8] ^= 1 << (bit % 8);
         match decode(&damaged) {
-            Decoded::Record { .. } | Decoded::Void { .. } => {
+            Decoded::Record { .. } | Decoded::Void { .. } | Decoded::Checkpoint { .. } => {
                 panic!("bit {bit} flipped went unnoticed")
             }
             Decoded::End => assert!(bit < 32, "only a length can read as zero"),
@@ -230,7 +230,9 @@ proptest! {
                 prop_assert!(len_on_disk <= bytes.len());
                 prop_assert_eq!(payload.len() + RECORD_HEADER_LEN + 1, len_on_disk);
             }
-            Decoded::Void { len_on_disk, .. } => prop_assert!(len_on_disk <= bytes.len()),
+            Decoded::Void { len_on_disk, .. } | Decoded::Checkpoint { len_on_disk, .. } => {
+                prop_assert!(len_on_disk <= bytes.len())
+            }
             Decoded::End | Decoded::Torn(_) | Decoded::Corrupt(_) => {}
         }
     }

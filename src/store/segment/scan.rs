@@ -76,7 +76,7 @@ fn later_batch_start(data: &[u8]) -> Option<usize> {
                 } | Decoded::Void {
                     batch_start: true,
                     ..
-                }
+                } | Decoded::Checkpoint { .. }
             )
     })
 }
@@ -102,6 +102,7 @@ fn later_batch_start(data: &[u8]) -> Option<usize> {
 /// media damage to the last synced batch, with nothing written after it, reads as torn).
 pub fn scan_records(
     data: &Bytes,
+    seq: u64,
     start: usize,
     mut visit: impl FnMut(u64, RecordKind, Bytes),
 ) -> ScanEnd {
@@ -120,6 +121,22 @@ pub fn scan_records(
                 continue;
             }
             Decoded::Void { len_on_disk, .. } => {
+                off += len_on_disk;
+                continue;
+            }
+            Decoded::Checkpoint { len_on_disk, pos } => {
+                if pos != Some((seq, at)) {
+                    return ScanEnd::Corrupt {
+                        offset: at,
+                        reason: format!(
+                            "a checkpoint written at {} found at segment {seq} offset {at}: a \
+                             segment copied or renamed under another number, or data moved",
+                            pos.map_or("an unreadable position".to_owned(), |(s, o)| format!(
+                                "segment {s} offset {o}"
+                            ))
+                        ),
+                    };
+                }
                 off += len_on_disk;
                 continue;
             }
@@ -174,9 +191,16 @@ pub fn scan_segment(data: &Bytes, seq: u64, visit: impl FnMut(u64, RecordKind, B
     }
     let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
     if word(8) != SEGMENT_VERSION {
+        let version = word(8);
+        let why = if version < SEGMENT_VERSION {
+            "written by an older sluice, whose journals this one does not read (move the \
+             journal directory away to start empty, or run the older sluice to drain it)"
+        } else {
+            "written by a newer sluice"
+        };
         return corrupt(format!(
-            "segment format version {} is not one this sluice reads ({SEGMENT_VERSION})",
-            word(8)
+            "segment format version {version} is not the one this sluice reads \
+             ({SEGMENT_VERSION}): {why}"
         ));
     }
     if word(12) != 0 {
@@ -188,7 +212,7 @@ pub fn scan_segment(data: &Bytes, seq: u64, visit: impl FnMut(u64, RecordKind, B
             "the header says segment {named} but the file name says {seq}"
         ));
     }
-    scan_records(data, header_len, visit)
+    scan_records(data, seq, header_len, visit)
 }
 
 /// A record read back from a segment.

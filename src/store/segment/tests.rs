@@ -361,8 +361,18 @@ fn headers_are_checked() {
     bad[0] = b'X';
     assert!(corrupt_at_0(check(bad, 5)), "magic");
     let mut bad = good.clone();
-    bad[8] = 2;
+    bad[8] = 3;
     assert!(corrupt_at_0(check(bad, 5)), "version");
+    // A journal of the previous format (version 1) is refused, saying so.
+    let mut old = good.clone();
+    old[8] = 1;
+    match check(old, 5) {
+        ScanEnd::Corrupt { offset: 0, reason } => {
+            assert!(reason.contains("version 1"), "{reason}");
+            assert!(reason.contains("older sluice"), "{reason}");
+        }
+        other => panic!("a version 1 segment was read: {other:?}"),
+    }
     let mut bad = good.clone();
     bad[12] = 1;
     assert!(corrupt_at_0(check(bad, 5)), "flags");
