@@ -66,6 +66,9 @@ pub struct Connection {
     pub(super) out: Output,
     /// Sessions or links came or went (the admin API's counts need refreshing).
     pub(super) topology_changed: bool,
+    /// Channels of sessions we ended with an error whose `end` the peer has not sent yet:
+    /// frames on them are discarded until it does (§2.5.5).
+    pub(super) ending: Vec<u16>,
 }
 
 impl Connection {
@@ -93,6 +96,7 @@ impl Connection {
             blocked: Vec::new(),
             out: Output::default(),
             topology_changed: false,
+            ending: Vec::new(),
         }
     }
 
@@ -137,6 +141,13 @@ impl Connection {
             return;
         }
         let channel = frame.channel;
+        if let Some(i) = self.ending.iter().position(|&c| c == channel) {
+            // We ended this session: only the peer's `end` matters, and it frees the channel.
+            if let Body::Performative(Performative::End(_)) = frame.body {
+                self.ending.swap_remove(i);
+            }
+            return;
+        }
         let result = match frame.body {
             Body::Heartbeat => Ok(()),
             Body::Transfer(transfer, payload) => self.on_transfer(channel, transfer, payload),
@@ -155,6 +166,7 @@ impl Connection {
         match result {
             Ok(()) => {}
             Err(Failure::Connection(e)) => self.close_with(Some(e)),
+            Err(Failure::Session { channel, error }) => self.end_with_error(channel, error),
             Err(Failure::Link {
                 channel,
                 handle,

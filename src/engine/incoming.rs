@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fe2o3_amqp_types::definitions::{AmqpError, LinkError, Role, SessionError};
+use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError, Role, SessionError};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::Performative;
 
@@ -71,14 +71,14 @@ impl Connection {
                 .into())
             }
         };
-        let link_failure = |condition: AmqpError, description: String| Failure::Link {
+        let link_failure = |condition: ErrorCondition, description: String| Failure::Link {
             channel,
             handle,
             error: AmqpFailure::new(condition, description),
         };
         if transfer.resume {
             return Err(link_failure(
-                AmqpError::NotImplemented,
+                AmqpError::NotImplemented.into(),
                 "resuming a delivery is not supported: the broker keeps no unsettled state across attaches".into(),
             ));
         }
@@ -109,11 +109,11 @@ impl Connection {
                     .into());
                 };
                 if producer.credit == 0 {
-                    return Err(AmqpFailure::new(
-                        LinkError::TransferLimitExceeded,
+                    // Only this link broke the rule: the connection's other links go on.
+                    return Err(link_failure(
+                        LinkError::TransferLimitExceeded.into(),
                         format!("transfer on link '{link_name}', which has no credit"),
-                    )
-                    .into());
+                    ));
                 }
                 producer.credit -= 1;
                 producer.delivery_count = producer.delivery_count.wrapping_add(1);

@@ -90,6 +90,8 @@ pub fn condition_name(c: &ErrorCondition) -> String {
 pub(crate) enum Failure {
     /// The connection is closed with this error.
     Connection(AmqpFailure),
+    /// Only this session is ended with this error; the connection's other sessions go on.
+    Session { channel: u16, error: AmqpFailure },
     /// Only this link is detached (closed) with this error.
     Link {
         channel: u16,

@@ -118,6 +118,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the session on `channel` with `error`: its links let go of what they hold and
+    /// frames on the channel are discarded until the peer's `end` (§2.5.5).
+    pub(super) fn end_with_error(&mut self, channel: u16, error: AmqpFailure) {
+        if !self.sessions.contains_key(&channel) {
+            return;
+        }
+        tracing::warn!(
+            peer = %self.peer.addr,
+            channel,
+            condition = %super::condition_name(&error.condition),
+            "ending session: {}",
+            error.description
+        );
+        self.teardown_session(channel);
+        self.topology_changed = true;
+        self.ending.push(channel);
+        let end = End {
+            error: Some(error.to_error()),
+        };
+        self.out.push_frame(channel, &Performative::End(end), &[]);
+    }
+
     /// Releases everything the session's links hold and forgets the session.
     pub(super) fn teardown_session(&mut self, channel: u16) {
         let Some(mut session) = self.sessions.remove(&channel) else {
@@ -152,13 +174,18 @@ impl Connection {
         &mut self,
         channel: u16,
     ) -> Result<&mut Session, Failure> {
+        let window = self.config.session_window;
         let session = self.session_mut(channel)?;
         if session.window.incoming_window == 0 {
-            return Err(AmqpFailure::new(
-                SessionError::WindowViolation,
-                format!("transfer on channel {channel} beyond the session's incoming-window"),
-            )
-            .into());
+            return Err(Failure::Session {
+                channel,
+                error: AmqpFailure::new(
+                    SessionError::WindowViolation,
+                    format!(
+                        "transfer on channel {channel} beyond the session's incoming-window of {window}"
+                    ),
+                ),
+            });
         }
         session.window.incoming_window -= 1;
         session.window.next_incoming_id = session.window.next_incoming_id.wrapping_add(1);
