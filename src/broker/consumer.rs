@@ -79,6 +79,13 @@ pub struct Confirmed {
     pub result: Completion,
 }
 
+/// A queue that can take back a message whose journal record failed.
+pub trait Unstore: Send + Sync {
+    /// The message `seq` was not stored: it leaves the queue wherever it waits; one out with a
+    /// consumer is dropped when it comes back.
+    fn unstore(&self, seq: u64);
+}
+
 impl ConnWaker {
     /// Creates a waker for one connection.
     pub fn new() -> Arc<ConnWaker> {
@@ -105,11 +112,23 @@ impl ConnWaker {
         self.connection.get().copied().unwrap_or(0)
     }
 
-    /// The completion for a producer's durable message: it records the outcome for the
-    /// connection and wakes it (on the journal's thread).
-    pub fn confirm_later(self: &Arc<Self>, channel: u16, delivery_id: u32, settle: bool) -> Done {
+    /// The completion for a producer's durable message, `seq` in `queue`: it records the
+    /// outcome for the connection and wakes it (on the journal's thread). A message the
+    /// journal failed to store is first taken out of the queue, so a producer told `rejected`
+    /// never has it delivered afterwards.
+    pub fn confirm_later(
+        self: &Arc<Self>,
+        channel: u16,
+        delivery_id: u32,
+        settle: bool,
+        queue: Arc<dyn Unstore>,
+        seq: u64,
+    ) -> Done {
         let waker = self.clone();
         Box::new(move |result| {
+            if result.is_err() {
+                queue.unstore(seq);
+            }
             lock(&waker.confirmed).push(Confirmed {
                 channel,
                 delivery_id,

@@ -24,7 +24,7 @@ pub mod stats;
 pub mod storage;
 pub mod timer;
 
-pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
+pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
 pub use groups::GroupInfo;
 pub use queue::{ConsumerInfo, Outcome, Publish, Queue, QueueStats};
 pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};

@@ -86,6 +86,11 @@ pub(super) struct State {
     pub dead: Vec<DeadLetter>,
     /// The journal, for a durable queue.
     pub journal: Option<Arc<Journaled>>,
+    /// With `deliver_after_sync`: messages whose enqueue record is not on disk yet, with the
+    /// time they are due if delayed. No consumer sees them before it is.
+    pub syncing: IntMap<u64, (Entry, Option<i64>)>,
+    /// Messages out with a consumer whose journal write failed: dropped when they come back.
+    pub unstored: Vec<u64>,
 }
 
 /// A message on its way to the dead-letter address.
@@ -155,6 +160,8 @@ impl Queue {
                 retention: Retention::new(window_ms, settings.rewind_max_bytes),
                 dead: Vec::new(),
                 journal,
+                syncing: IntMap::default(),
+                unstored: Vec::new(),
                 settings: settings.clone(),
             }),
             settings,

@@ -9,7 +9,7 @@ use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError, Role, 
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::Performative;
 
-use crate::broker::{Publish, Queue};
+use crate::broker::{Publish, Queue, Unstore};
 use crate::message::Message;
 use crate::store::StoreError;
 use crate::transport::transfer::Transfer;
@@ -169,7 +169,7 @@ impl Connection {
         let arrival = match arrival {
             Arrival::Queued(queue, message) if incoming.settled => {
                 // Sent settled (at-most-once): nobody waits for the disk.
-                match queue.publish(message, None::<fn() -> crate::store::Done>) {
+                match queue.publish(message, None::<fn(u64) -> crate::store::Done>) {
                     Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
                     _ => return Ok(()),
                 }
@@ -177,7 +177,11 @@ impl Connection {
             Arrival::Queued(queue, message) => {
                 let waker = &self.waker;
                 let (id, settle) = (incoming.delivery_id, !settle_second);
-                match queue.publish(message, Some(|| waker.confirm_later(channel, id, settle))) {
+                let confirm = |seq| {
+                    let undo: Arc<dyn Unstore> = queue.clone();
+                    waker.confirm_later(channel, id, settle, undo, seq)
+                };
+                match queue.publish(message, Some(confirm)) {
                     Publish::Queued => Arrival::Accepted,
                     // Accepted once its record is on disk: see `apply_confirmed`.
                     Publish::Confirming => return Ok(()),
