@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod int_map;
+pub mod logging;
 pub mod message;
 pub mod store;
 pub mod transport;

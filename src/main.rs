@@ -153,8 +153,10 @@ fn init_logging(filter: Option<&str>) {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     // Logs go to stderr, beside our error messages, leaving stdout to command output; colour
-    // only on a terminal, so a log file or journal gets plain text.
+    // only on a terminal, so a log file or journal gets plain text. Every field is escaped and
+    // capped, so nothing a peer sends can forge a line or drive the terminal.
     tracing_subscriber::fmt()
+        .fmt_fields(sluice::logging::fields())
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
