@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod connection;
+pub mod fd_limit;
 pub mod frame;
 pub mod handshake;
 pub mod listener;
