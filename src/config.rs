@@ -202,8 +202,8 @@ impl Default for Config {
             link_credit: 1000,
             max_connections: 0,
             handshake_timeout_ms: 10_000,
-            max_handshakes: 512,
-            max_handshakes_per_source: 64,
+            max_handshakes: 1024,
+            max_handshakes_per_source: 512,
             auth: AuthConfig {
                 anonymous: Exposure::Loopback,
                 plain_without_tls: Exposure::Loopback,

@@ -53,8 +53,8 @@ fn config(edit: impl FnOnce(&mut Config)) -> Config {
 async fn silent_sockets_up_to_max_connections_do_not_lock_a_client_out() {
     let (broker, url) = start(config(|c| c.max_connections = 100)).await;
     let addr = broker.local_addrs()[0];
-    // 100 sockets that never say a word, 25 from each of four sources (under the per-source
-    // cap of 64), all of them held by the broker in the handshake.
+    // 100 sockets that never say a word, from four sources, all of them held by the broker
+    // in the handshake (under the default caps).
     let mut sockets = Vec::new();
     for i in 0..100u8 {
         sockets.push(silent(2 + i % 4, addr).await);

@@ -42,7 +42,7 @@ fn an_empty_file_means_all_defaults() {
             c.max_handshakes,
             c.max_handshakes_per_source
         ),
-        (10_000, 512, 64)
+        (10_000, 1024, 512)
     );
     assert_eq!(c.auth.anonymous, Exposure::Loopback);
     assert_eq!(c.auth.plain_without_tls, Exposure::Loopback);

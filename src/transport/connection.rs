@@ -90,7 +90,10 @@ pub async fn serve(
             return;
         }
         None => {
-            tracing::info!(%peer, "connection dropped during handshake: the broker is shutting down");
+            // Up to max_handshakes of these at once: a line for each would flood the log.
+            if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+                tracing::info!(%peer, suppressed, "connection dropped during handshake: the broker is shutting down");
+            }
             let _ = wr.shutdown().await;
             return;
         }
