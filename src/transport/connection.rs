@@ -194,7 +194,8 @@ pub async fn serve(
                 if close_deadline.is_some_and(|d| Instant::now() >= d) {
                     engine.abandon();
                 }
-                if open_deadline.is_some_and(|d| Instant::now() >= d) {
+                // A close of the engine's own (say, an idle timeout) already says why.
+                if open_deadline.is_some_and(|d| Instant::now() >= d) && !engine.is_closing() {
                     open_timed_out(&mut engine, &shared, peer);
                 }
             }
