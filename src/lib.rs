@@ -9,12 +9,12 @@ pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod int_map;
+pub mod logging;
 pub mod message;
 pub mod store;
 pub mod transport;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -25,6 +25,7 @@ pub use config::Config;
 use broker::storage::{Storage, StorageError};
 use broker::{Registry, Router};
 use engine::EngineConfig;
+use transport::admission::Admission;
 use transport::connection::Shared;
 use transport::listener;
 
@@ -115,6 +116,7 @@ impl Broker {
         }
         let shared = Arc::new(Shared {
             engine: EngineConfig::from(&config),
+            admission: Admission::new(&config),
             config,
             router: router.clone(),
             registry: registry.clone(),
@@ -125,7 +127,6 @@ impl Broker {
             shutdown_rx.clone(),
         ));
         let (alive_tx, alive_rx) = mpsc::channel(1);
-        let open = Arc::new(AtomicUsize::new(0));
         for l in listeners {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "listening for AMQP 1.0 connections");
@@ -135,7 +136,6 @@ impl Broker {
                 shared.clone(),
                 shutdown_rx.clone(),
                 alive_tx.clone(),
-                open.clone(),
             ));
         }
         Ok(BrokerHandle {
