@@ -206,6 +206,12 @@ impl Queue {
         self.finish(st);
     }
 
+    /// Dispatches again: a consumer that was passed over for lack of room has room now.
+    pub fn redispatch(&self) {
+        let st = lock(&self.state);
+        self.finish(st);
+    }
+
     /// Applies consumer outcomes to acquired messages; unknown or foreign sequence numbers are
     /// ignored, so a late or repeated settlement can never settle a message twice.
     pub fn settle(&self, consumer: ConsumerId, outcomes: impl IntoIterator<Item = (u64, Outcome)>) {

@@ -11,6 +11,7 @@ use crate::store::Store;
 
 use super::consumer::ConsumerId;
 use super::journaled::Journaled;
+use super::memory::Memory;
 use super::persist::QueueNo;
 use super::queue::Queue;
 
@@ -41,6 +42,8 @@ pub struct Router {
     /// Where durable queues journal their messages (None: nothing is durable).
     store: Option<Arc<dyn Store>>,
     next_queue_no: AtomicU32,
+    /// The bytes its messages hold, and the producer gate.
+    memory: Arc<Memory>,
 }
 
 impl Router {
@@ -64,7 +67,13 @@ impl Router {
             next_id: AtomicU64::new(1),
             store,
             next_queue_no: AtomicU32::new(next_queue_no),
+            memory: Memory::new(),
         })
+    }
+
+    /// The memory account of the broker's messages.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
     }
 
     /// The store durable queues journal to, if any.

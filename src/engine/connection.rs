@@ -3,6 +3,7 @@
 
 use crate::int_map::{self, IntMap};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,11 @@ pub struct Connection {
     pub(super) out: Output,
     /// Sessions or links came or went (the admin API's counts need refreshing).
     pub(super) topology_changed: bool,
+    /// Bytes of incomplete deliveries, other than the large one, on this connection.
+    pub(super) incomplete: Arc<AtomicU64>,
+    /// The link with the one large delivery the connection may have in progress beyond
+    /// `max_incomplete_bytes`: (channel, handle).
+    pub(super) large: Option<(u16, u32)>,
 }
 
 impl Connection {
@@ -93,6 +99,8 @@ impl Connection {
             blocked: Vec::new(),
             out: Output::default(),
             topology_changed: false,
+            incomplete: Arc::default(),
+            large: None,
         }
     }
 

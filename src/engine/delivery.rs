@@ -20,6 +20,10 @@ use super::{AmqpFailure, Failure};
 /// delivery-id, a 4-byte tag, format, settled, more): below this, no size computation is needed.
 const TRANSFER_OVERHEAD_BOUND: usize = 8 + 64;
 
+/// Output a connection may have waiting for its socket before its consumers stop taking
+/// deliveries (the transport also stops reading at this size).
+pub const OUTPUT_CAP: usize = 4 * 1024 * 1024;
+
 /// A delivery to a consumer whose frames are not all sent yet.
 #[derive(Debug)]
 pub(super) struct Sending {
@@ -76,6 +80,7 @@ impl Connection {
     /// allow. Consumers stopped by a window are retried when the peer widens it.
     pub fn pump(&mut self) {
         self.apply_confirmed();
+        self.update_congestion();
         let mut ready = std::mem::take(&mut self.blocked);
         self.waker.take_ready(&mut ready);
         if ready.is_empty() {
@@ -85,6 +90,35 @@ impl Connection {
         ready.dedup();
         for id in ready {
             self.pump_consumer(id);
+        }
+    }
+
+    /// Tells the queues whether this connection's output is over its cap (they assign its
+    /// consumers nothing more while it is), and once it is under again, has the queues that
+    /// passed its consumers over dispatch to them again.
+    fn update_congestion(&mut self) {
+        let congested = self.out.len() >= OUTPUT_CAP;
+        let was = self.waker.set_congested(congested);
+        if was && !congested {
+            self.redispatch_starved();
+        }
+    }
+
+    fn redispatch_starved(&mut self) {
+        let mut queues = Vec::new();
+        for &(channel, handle) in self.consumers.values() {
+            let link = self
+                .sessions
+                .get(&channel)
+                .and_then(|s| s.links.get(&handle));
+            if let Some(LinkKind::Consumer(c)) = link.map(|l| &l.kind) {
+                if c.outbox.take_starved() {
+                    queues.push(c.queue.clone());
+                }
+            }
+        }
+        for q in queues {
+            q.redispatch();
         }
     }
 
@@ -101,6 +135,7 @@ impl Connection {
             sessions,
             out,
             blocked,
+            waker,
             ..
         } = self;
         let Some(session) = sessions.get_mut(&channel) else {
@@ -123,6 +158,14 @@ impl Connection {
         };
         let deleted = loop {
             if c.sending.is_none() {
+                if out.len() >= OUTPUT_CAP {
+                    // The peer is not reading fast enough: stop here, so the broker does not
+                    // buffer without bound; what is left waits in the outbox (and what the
+                    // queue has not assigned yet stays ready for other consumers).
+                    waker.set_congested(true);
+                    blocked.push(id);
+                    break None;
+                }
                 match c.outbox.pop() {
                     None => break None,
                     Some(OutItem::QueueDeleted) => break Some(queue_deleted(&c.queue)),
@@ -175,6 +218,11 @@ impl Connection {
             }
             c.sending = None;
         };
+        // The queue passed this consumer over while its outbox was full; it has room now.
+        let starved = (c.outbox.take_starved()).then(|| c.queue.clone());
+        if let Some(queue) = starved {
+            queue.redispatch();
+        }
         if let Some(error) = deleted {
             self.detach_with_error(channel, handle, error);
         }
