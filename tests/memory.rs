@@ -12,10 +12,14 @@ use std::time::Duration;
 
 use fe2o3_amqp::types::primitives::Binary;
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use fe2o3_amqp_types::definitions::{Handle, ReceiverSettleMode, Role, SenderSettleMode};
+use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
+use fe2o3_amqp_types::performatives::{Attach, Flow, Performative, Transfer};
 use sluice::{BrokerHandle, Config};
 use support::admin::{eventually, scrape};
 use support::broker::{start, test_config};
 use support::http::{get_json, request};
+use support::raw::{amqp_frame, attach_sender, begin, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -136,6 +140,227 @@ async fn a_flood_without_consumer_stops_at_the_watermark_and_loses_nothing() {
     })
     .await;
     receiver.close().await.unwrap();
+    session.end().await.unwrap();
+    conn.close().await.unwrap();
+    broker.shutdown().await;
+}
+
+/// A transfer frame of delivery `delivery_id` on `handle` (the id only on the first frame),
+/// pre-settled.
+fn transfer_frame(handle: u32, delivery_id: Option<u32>, more: bool, payload: &[u8]) -> Vec<u8> {
+    let transfer = Performative::Transfer(Transfer {
+        handle: Handle(handle),
+        delivery_id,
+        delivery_tag: delivery_id.map(|id| id.to_be_bytes().to_vec().into()),
+        message_format: delivery_id.map(|_| 0),
+        settled: Some(true),
+        more,
+        rcv_settle_mode: None,
+        state: None,
+        resume: false,
+        aborted: false,
+        batchable: false,
+    });
+    amqp_frame(0, &transfer, payload)
+}
+
+/// A message with one data section of `len` bytes.
+fn data_message(len: usize) -> Vec<u8> {
+    let mut m = vec![0x00, 0x53, 0x75, 0xb0];
+    m.extend_from_slice(&u32::try_from(len).expect("small").to_be_bytes());
+    m.resize(8 + len, b'.');
+    m
+}
+
+#[tokio::test]
+async fn incomplete_deliveries_are_capped_per_connection_but_one_large_message_may_finish() {
+    const FRAME: usize = 60 * 1024;
+    let toml = "[limits]\nmax_incomplete_bytes = \"1MiB\"\n[queues.big]\ndurable = false\n";
+    let (broker, _) = broker_with(toml, 100).await;
+    let mut peer = RawPeer::opened(broker.local_addrs()[0], "incomplete").await;
+    peer.send(&amqp_frame(0, &begin(), &[])).await;
+    for handle in 0..3 {
+        let attach = attach_sender(&format!("link-{handle}"), handle, "big");
+        peer.send(&amqp_frame(0, &attach, &[])).await;
+    }
+    for _ in 0..4 {
+        let (_, p) = peer.read_skipping_flows().await;
+        assert!(
+            matches!(p, Performative::Begin(_) | Performative::Attach(_)),
+            "{p:?}"
+        );
+    }
+    // Link 0 sends all but the last frame of a 2 MiB message: beyond 1 MiB it becomes the
+    // connection's one large message, which may go on.
+    let large = data_message(2 * 1024 * 1024);
+    let chunks: Vec<&[u8]> = large.chunks(FRAME).collect();
+    let (last, head) = chunks.split_last().expect("frames");
+    for (i, chunk) in head.iter().enumerate() {
+        peer.send(&transfer_frame(0, (i == 0).then_some(0), true, chunk))
+            .await;
+    }
+    // Link 1 holds 900 KiB of another message: within the cap.
+    let small = data_message(4 * 1024 * 1024);
+    for (i, chunk) in small.chunks(FRAME).take(15).enumerate() {
+        peer.send(&transfer_frame(1, (i == 0).then_some(1), true, chunk))
+            .await;
+    }
+    // Link 2 starts a third: its third frame would take the connection past 1 MiB of small
+    // incomplete deliveries while link 0 has the large one in progress.
+    for (i, chunk) in small.chunks(FRAME).take(3).enumerate() {
+        peer.send(&transfer_frame(2, (i == 0).then_some(2), true, chunk))
+            .await;
+    }
+    match peer.read_skipping_flows().await {
+        (0, Performative::Detach(d)) => {
+            assert_eq!(d.handle, Handle(2));
+            let error = d.error.expect("the detach says why");
+            assert_eq!(
+                sluice::engine::condition_name(&error.condition),
+                "amqp:resource-limit-exceeded"
+            );
+            let description = error.description.unwrap_or_default();
+            assert!(
+                description.contains("max_incomplete_bytes"),
+                "{description}"
+            );
+        }
+        other => panic!("expected link 2 to be detached, got {other:?}"),
+    }
+    // What the connection holds stays within the large message plus the cap.
+    let used = broker.memory().used;
+    assert!(
+        used <= (2 + 1) * 1024 * 1024 + 64 * 1024,
+        "{used} bytes held for incomplete deliveries"
+    );
+    // The large message completes and is queued; link 1's partial message is released when
+    // the connection goes.
+    peer.send(&transfer_frame(0, None, false, last)).await;
+    eventually("the large message to be queued", async || {
+        broker.queue_stats("big").is_some_and(|s| s.ready == 1)
+    })
+    .await;
+    drop(peer);
+    eventually("incomplete deliveries to be released", async || {
+        broker.memory().used <= large.len() as u64 + 64 * 1024
+    })
+    .await;
+    broker.shutdown().await;
+}
+
+/// An `attach` of a receiving link (the peer consumes) from `address`.
+fn attach_receiver(name: &str, handle: u32, address: &str) -> Performative {
+    Performative::Attach(Attach {
+        name: name.to_owned(),
+        handle: Handle(handle),
+        role: Role::Receiver,
+        snd_settle_mode: SenderSettleMode::Unsettled,
+        rcv_settle_mode: ReceiverSettleMode::First,
+        source: Some(Box::new(Source {
+            address: Some(address.to_owned()),
+            ..Source::default()
+        })),
+        target: Some(Box::new(TargetArchetype::Target(Target::default()))),
+        unsettled: None,
+        incomplete_unsettled: false,
+        initial_delivery_count: None,
+        max_message_size: None,
+        offered_capabilities: None,
+        desired_capabilities: None,
+        properties: None,
+    })
+}
+
+fn link_flow(handle: u32, credit: u32) -> Performative {
+    Performative::Flow(Flow {
+        next_incoming_id: Some(0),
+        incoming_window: u32::MAX / 2,
+        next_outgoing_id: 0,
+        outgoing_window: 2048,
+        handle: Some(Handle(handle)),
+        delivery_count: Some(0),
+        link_credit: Some(credit),
+        available: None,
+        drain: false,
+        echo: false,
+        properties: None,
+    })
+}
+
+/// The unsettled deliveries of the consumer named `link` of `queue`, from the admin API.
+async fn unacked_of(broker: &BrokerHandle, queue: &str, link: &str) -> u64 {
+    let admin = broker.admin_addr().expect("admin enabled");
+    let detail = get_json(admin, &format!("/api/queues/{queue}")).await;
+    detail["consumers_detail"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["link"] == link))
+        .and_then(|c| c["unacked"].as_u64())
+        .unwrap_or_else(|| panic!("no consumer {link} in {detail}"))
+}
+
+#[tokio::test]
+async fn a_consumer_that_does_not_read_cannot_take_the_queue_from_the_others() {
+    const SIZE: usize = 32 * 1024;
+    const TOTAL: usize = 2000; // 64 MiB
+    let toml = "[queues.shared]\ndurable = false\n";
+    let (broker, url) = broker_with(toml, 1000).await;
+    let mut conn = Connection::open("fill", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "p", "shared").await.unwrap();
+    for i in 0..TOTAL {
+        sender.send(body(SIZE, i)).await.unwrap();
+    }
+
+    // A consumer grants a million credit and never reads its socket.
+    let mut stuck = RawPeer::opened(broker.local_addrs()[0], "stuck").await;
+    stuck.send(&amqp_frame(0, &begin(), &[])).await;
+    stuck
+        .send(&amqp_frame(0, &attach_receiver("stuck", 0, "shared"), &[]))
+        .await;
+    stuck
+        .send(&amqp_frame(0, &link_flow(0, 1_000_000), &[]))
+        .await;
+    let mut held = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = unacked_of(&broker, "shared", "stuck").await;
+        if now == held && now > 0 {
+            break;
+        }
+        held = now;
+    }
+    // It holds what its outbox, the connection's output and the socket buffers take, not
+    // the queue.
+    assert!(
+        held > 0 && (held as usize) < TOTAL / 2,
+        "the stuck consumer holds {held} of {TOTAL} messages"
+    );
+
+    // A healthy consumer gets every other message at once, not after an idle timeout.
+    let mut receiver = Receiver::attach(&mut session, "healthy", "shared")
+        .await
+        .unwrap();
+    let mut got = 0;
+    while got < TOTAL - held as usize {
+        let d = tokio::time::timeout(WAIT, receiver.recv::<Binary>())
+            .await
+            .unwrap_or_else(|_| panic!("only {got} messages reached the healthy consumer"))
+            .unwrap();
+        receiver.accept(&d).await.unwrap();
+        got += 1;
+    }
+    // When the stuck consumer goes, what it held comes back to the healthy one.
+    drop(stuck);
+    while got < TOTAL {
+        let d = tokio::time::timeout(WAIT, receiver.recv::<Binary>())
+            .await
+            .unwrap_or_else(|_| panic!("only {got} messages reached the healthy consumer"))
+            .unwrap();
+        receiver.accept(&d).await.unwrap();
+        got += 1;
+    }
+    receiver.close().await.unwrap();
+    sender.close().await.unwrap();
     session.end().await.unwrap();
     conn.close().await.unwrap();
     broker.shutdown().await;
