@@ -365,3 +365,56 @@ async fn a_consumer_that_does_not_read_cannot_take_the_queue_from_the_others() {
     conn.close().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_consumer_that_settles_nothing_for_consumer_timeout_is_detached_and_its_messages_return()
+{
+    let toml = "[queues.slow]\ndurable = false\nconsumer_timeout = \"300ms\"\n";
+    let (broker, url) = broker_with(toml, 100).await;
+    let mut conn = Connection::open("slow", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "p", "slow").await.unwrap();
+    for i in 0..3 {
+        sender.send(body(64, i)).await.unwrap();
+    }
+    let mut silent = Receiver::attach(&mut session, "silent", "slow")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        tokio::time::timeout(WAIT, silent.recv::<Binary>())
+            .await
+            .expect("a delivery")
+            .unwrap();
+    }
+    // It settles nothing: after 300 ms its link is detached, saying why.
+    let started = std::time::Instant::now();
+    let detached = tokio::time::timeout(WAIT, silent.recv::<Binary>())
+        .await
+        .expect("the silent consumer is detached");
+    let error = format!("{detached:?}");
+    assert!(
+        detached.is_err() && error.contains("consumer_timeout") && error.contains("DetachForced"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Its messages return with delivery-count + 1, for another consumer.
+    let mut patient = Receiver::attach(&mut session, "patient", "slow")
+        .await
+        .unwrap();
+    for i in 0..3u64 {
+        let d = tokio::time::timeout(WAIT, patient.recv::<Binary>())
+            .await
+            .expect("a returned message")
+            .unwrap();
+        assert_eq!(d.body()[..8], i.to_be_bytes());
+        let count = d.message().header.as_ref().map(|h| h.delivery_count);
+        assert_eq!(count, Some(1), "message {i}");
+        patient.accept(&d).await.unwrap();
+    }
+    let _ = silent.close().await;
+    patient.close().await.unwrap();
+    sender.close().await.unwrap();
+    session.end().await.unwrap();
+    conn.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -72,6 +72,11 @@ pub struct Connection {
     /// The link with the one large delivery the connection may have in progress beyond
     /// `max_incomplete_bytes`: (channel, handle).
     pub(super) large: Option<(u16, u32)>,
+    /// The time of the latest frame or tick: what handlers that are not given the time use.
+    pub(super) clock: Instant,
+    /// When to look for consumers past their queue's `consumer_timeout` (None: no consumer
+    /// holds unsettled deliveries).
+    pub(super) consumer_check: Option<Instant>,
 }
 
 impl Connection {
@@ -101,6 +106,8 @@ impl Connection {
             topology_changed: false,
             incomplete: Arc::default(),
             large: None,
+            clock: now,
+            consumer_check: None,
         }
     }
 
@@ -137,6 +144,7 @@ impl Connection {
     /// Handles one decoded frame.
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) {
         self.last_received = now;
+        self.clock = now;
         if self.is_closing() {
             // After our close only the peer's close matters (§2.7.9).
             if let Body::Performative(Performative::Close(_)) = frame.body {
@@ -208,7 +216,8 @@ impl Connection {
 
     /// Sends heartbeats and enforces our idle timeout. Returns when to call again.
     pub fn tick(&mut self, now: Instant) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
+        self.clock = now;
+        let mut next: Option<Instant> = self.check_consumer_timeouts(now);
         if self.config.idle_timeout_ms > 0 && self.state != State::Closed {
             let limit = Duration::from_millis(u64::from(self.config.idle_timeout_ms));
             if now.duration_since(self.last_received) >= limit {
@@ -224,7 +233,8 @@ impl Connection {
                     ),
                 )));
             }
-            next = Some(self.last_received + limit);
+            let due = self.last_received + limit;
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
         if let Some(every) = self.heartbeat_every {
             if self.out.is_empty() && now.duration_since(self.last_sent) >= every {

@@ -12,6 +12,7 @@ use crate::transport::frame::{delivery_transfer_size, Output};
 use crate::transport::transfer::FirstFrame;
 
 use super::connection::Connection;
+use super::consumer_timeout::check_interval;
 use super::link::LinkKind;
 use super::session::{session_flow, Session, Window};
 use super::{AmqpFailure, Failure};
@@ -37,7 +38,7 @@ pub(super) struct Sending {
 
 impl Connection {
     pub(super) fn on_disposition(&mut self, channel: u16, d: Disposition) -> Result<(), Failure> {
-        let session = self.session_mut(channel)?;
+        self.session_mut(channel)?;
         if d.role == Role::Sender {
             // The peer settles deliveries it sent us (receiver-settle-mode second); we keep
             // nothing for them once queued.
@@ -52,11 +53,15 @@ impl Connection {
         };
         let first = d.first;
         let last = d.last.unwrap_or(first);
+        let now = self.clock;
+        let session = self.session_mut(channel)?;
         let ids = take_range(session, first, last);
         let mut reply_settle = Vec::new();
         for (delivery_id, handle, seq) in ids {
             if let Some(link) = session.links.get_mut(&handle) {
                 if let LinkKind::Consumer(c) = &mut link.kind {
+                    c.unsettled = c.unsettled.saturating_sub(1);
+                    c.active_at = now;
                     c.settlements.push((seq, outcome.clone()));
                     if !d.settled {
                         reply_settle.push(delivery_id);
@@ -136,6 +141,8 @@ impl Connection {
             out,
             blocked,
             waker,
+            clock,
+            consumer_check,
             ..
         } = self;
         let Some(session) = sessions.get_mut(&channel) else {
@@ -178,6 +185,7 @@ impl Connection {
                             .map(|(&id, _)| id);
                         if let Some(id) = id {
                             unsettled.remove(&id);
+                            c.unsettled = c.unsettled.saturating_sub(1);
                             let state = DeliveryState::Modified(Modified {
                                 delivery_failed: Some(true),
                                 undeliverable_here: None,
@@ -215,6 +223,14 @@ impl Connection {
                 c.settlements.push((sending.seq, Outcome::Accepted));
             } else {
                 unsettled.insert(sending.delivery_id, (handle, sending.seq));
+                if c.unsettled == 0 {
+                    c.active_at = *clock;
+                }
+                c.unsettled += 1;
+                let timeout = c.queue.settings().consumer_timeout;
+                if timeout > 0 && consumer_check.is_none() {
+                    *consumer_check = Some(*clock + check_interval(timeout));
+                }
             }
             c.sending = None;
         };

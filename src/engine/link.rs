@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use fe2o3_amqp_types::definitions::{
@@ -136,6 +137,11 @@ pub(super) struct Consumer {
     pub sending: Option<Sending>,
     /// Outcomes to hand to the queue at the next flush, in one lock.
     pub settlements: Vec<(u64, Outcome)>,
+    /// Deliveries sent and not yet settled by the peer.
+    pub unsettled: u32,
+    /// When the peer last settled a delivery on this link, or when it went from holding none
+    /// to holding some: `consumer_timeout` runs from here.
+    pub active_at: Instant,
 }
 
 impl Consumer {
@@ -324,6 +330,8 @@ impl Connection {
                     presettled,
                     sending: None,
                     settlements: Vec::new(),
+                    unsettled: 0,
+                    active_at: self.clock,
                 }),
                 detach_sent: false,
             },

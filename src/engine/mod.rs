@@ -6,6 +6,7 @@
 //! directly in tests and by the fuzz target.
 
 mod connection;
+mod consumer_timeout;
 mod delivery;
 mod incoming;
 mod introspect;
