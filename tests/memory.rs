@@ -418,3 +418,48 @@ async fn a_consumer_that_settles_nothing_for_consumer_timeout_is_detached_and_it
     conn.close().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn dead_letters_are_counted_in_their_new_queue() {
+    const SIZE: usize = 256 * 1024;
+    let toml = "[queues.work]\ndurable = false\ndead_letter_address = \"dlq\"\n[queues.dlq]\ndurable = false\n";
+    let (broker, url) = broker_with(toml, 100).await;
+    let mut conn = Connection::open("dl", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "p", "work").await.unwrap();
+    sender.send(body(SIZE, 7)).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "c", "work").await.unwrap();
+    let d = tokio::time::timeout(WAIT, receiver.recv::<Binary>())
+        .await
+        .expect("a delivery")
+        .unwrap();
+    receiver.reject(&d, None).await.unwrap();
+    drop(d);
+    eventually("the message to reach the dead-letter queue", async || {
+        broker.queue_stats("dlq").is_some_and(|s| s.ready == 1)
+    })
+    .await;
+    // The annotated copy is new bytes: it is what the account must see now.
+    let used = broker.memory().used;
+    assert!(
+        used >= SIZE as u64,
+        "{used} bytes counted for a {SIZE}-byte dead letter"
+    );
+    let mut dlq = Receiver::attach(&mut session, "d", "dlq").await.unwrap();
+    let d = tokio::time::timeout(WAIT, dlq.recv::<Binary>())
+        .await
+        .expect("the dead letter")
+        .unwrap();
+    dlq.accept(&d).await.unwrap();
+    drop(d);
+    eventually("the dead letter's bytes to be released", async || {
+        broker.memory().used < SIZE as u64 / 2
+    })
+    .await;
+    dlq.close().await.unwrap();
+    receiver.close().await.unwrap();
+    sender.close().await.unwrap();
+    session.end().await.unwrap();
+    conn.close().await.unwrap();
+    broker.shutdown().await;
+}
