@@ -102,7 +102,13 @@ impl Connection {
     /// consumers nothing more while it is), and once it is under again, has the queues that
     /// passed its consumers over dispatch to them again.
     fn update_congestion(&mut self) {
-        let congested = self.out.len() >= OUTPUT_CAP;
+        // Cleared only at half the cap, so a connection at the edge does not flip every write.
+        let was_congested = self.waker.is_congested();
+        let congested = if was_congested {
+            self.out.len() >= OUTPUT_CAP / 2
+        } else {
+            self.out.len() >= OUTPUT_CAP
+        };
         let was = self.waker.set_congested(congested);
         if was && !congested {
             self.redispatch_starved();
