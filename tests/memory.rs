@@ -60,10 +60,23 @@ async fn until_still(accepted: &AtomicU64, quiet: Duration) -> u64 {
 
 #[tokio::test]
 async fn a_flood_without_consumer_stops_at_the_watermark_and_loses_nothing() {
+    flood(false).await;
+}
+
+#[tokio::test]
+async fn a_durable_flood_without_consumer_stops_at_the_watermark_and_loses_nothing() {
+    flood(true).await;
+}
+
+/// One producer sends three times the watermark to a queue nobody consumes from.
+async fn flood(durable: bool) {
     const SIZE: usize = 16 * 1024;
     const TOTAL: usize = 1500; // 24 MiB: three times the watermark
     const CREDIT: u32 = 20;
-    let toml = "[limits]\nmemory_high_watermark = \"8MiB\"\n[queues.flood]\ndurable = false\n";
+    let toml = format!(
+        "[limits]\nmemory_high_watermark = \"8MiB\"\n[queues.flood]\ndurable = {durable}\n"
+    );
+    let toml = toml.as_str();
     let (broker, url) = broker_with(toml, CREDIT).await;
     let admin = broker.admin_addr().expect("admin enabled");
 
