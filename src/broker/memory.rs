@@ -112,6 +112,22 @@ impl Memory {
         true
     }
 
+    /// The credit to grant a producer whose full share is `link_credit`: all of it below half
+    /// the high watermark, then less and less as usage nears it (at least 1), so that what
+    /// producers may still send once the gate shuts shrinks with the room left.
+    pub fn credit(&self, link_credit: u32) -> u32 {
+        let high = self.high.load(Ordering::Relaxed);
+        let used = self.used();
+        if high == u64::MAX || used <= high / 2 {
+            return link_credit;
+        }
+        let room = high.saturating_sub(used);
+        let share = u64::from(link_credit) * room / (high / 2).max(1);
+        u32::try_from(share)
+            .unwrap_or(link_credit)
+            .clamp(1, link_credit)
+    }
+
     /// Records whether the store is full (refusing durable messages for lack of space).
     pub fn set_store_full(&self, full: bool) {
         if self.store_full.swap(full, Ordering::Relaxed) == full {
@@ -322,6 +338,22 @@ mod tests {
         drop(charge);
         assert_eq!(memory.status().used, 0);
         assert_eq!(memory.status().alarms, 1);
+    }
+
+    #[test]
+    fn credit_shrinks_as_usage_nears_the_watermark() {
+        let memory = Memory::new();
+        assert_eq!(memory.credit(1000), 1000);
+        memory.set_watermarks(1000, 900);
+        let mut charge = Charge::new(&memory);
+        charge.set(400);
+        assert_eq!(memory.credit(1000), 1000);
+        charge.set(750);
+        assert_eq!(memory.credit(1000), 500);
+        charge.set(999);
+        assert_eq!(memory.credit(1000), 2);
+        charge.set(1000);
+        assert_eq!(memory.credit(1000), 1);
     }
 
     #[test]

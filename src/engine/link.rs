@@ -230,8 +230,9 @@ impl Connection {
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
         // Above the memory watermark (or with the store full) a new producer starts with no
         // credit; `flush` grants it once the gate opens.
-        let credit = if self.router.memory().admits_producers() {
-            self.config.link_credit
+        let memory = self.router.memory();
+        let credit = if memory.admits_producers() {
+            memory.credit(self.config.link_credit)
         } else {
             0
         };

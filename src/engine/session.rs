@@ -171,7 +171,10 @@ impl Connection {
         let channels: Vec<u16> = self.sessions.keys().copied().collect();
         // Producers get credit only while memory is below the watermark and the store has
         // room (AMQP-native backpressure); the transport wakes us when that changes.
-        let admit = self.router.memory().admits_producers();
+        let memory = self.router.memory();
+        let admit = memory
+            .admits_producers()
+            .then(|| memory.credit(self.config.link_credit));
         for channel in channels {
             if let Some(mut session) = self.sessions.remove(&channel) {
                 self.flush_session(&mut session, admit);
@@ -180,18 +183,19 @@ impl Connection {
         }
     }
 
-    fn flush_session(&mut self, session: &mut Session, admit: bool) {
+    /// `admit`: the credit producers may be given now (None: none, the gate is shut).
+    fn flush_session(&mut self, session: &mut Session, admit: Option<u32>) {
         self.send_accepts(session);
         let link_credit = self.config.link_credit;
         let channel = session.channel;
         let mut flows = Vec::new();
         for (&handle, link) in session.links.iter_mut() {
             match &mut link.kind {
-                LinkKind::Producer(p)
-                    if admit && !link.detach_sent && p.credit <= link_credit / 2 =>
-                {
-                    p.credit = link_credit;
-                    flows.push((handle, p.delivery_count, link_credit));
+                LinkKind::Producer(p) if !link.detach_sent && p.credit <= link_credit / 2 => {
+                    if let Some(credit) = admit.filter(|&c| c > p.credit) {
+                        p.credit = credit;
+                        flows.push((handle, p.delivery_count, credit));
+                    }
                 }
                 LinkKind::Consumer(c) => c.flush_settlements(),
                 _ => {}
