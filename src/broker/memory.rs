@@ -18,6 +18,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+/// What a held message costs besides its bytes: its queue entry (128 bytes, see
+/// `broker::entry`) and the owner of its tracked bytes.
+pub const PER_MESSAGE: u64 = 192;
+
 /// The memory account of one broker.
 #[derive(Debug)]
 pub struct Memory {
@@ -83,12 +87,14 @@ impl Memory {
         }
     }
 
-    /// Wraps the bytes of a message so that they are counted until their last copy is gone.
+    /// Wraps the bytes of a message so that they are counted (with [`PER_MESSAGE`] for what
+    /// holds them) until their last copy is gone.
     pub fn track(self: &Arc<Self>, bytes: Bytes) -> Bytes {
-        let len = bytes.len() as u64;
-        self.add(len);
+        let cost = bytes.len() as u64 + PER_MESSAGE;
+        self.add(cost);
         Bytes::from_owner(Tracked {
             bytes,
+            cost,
             memory: self.clone(),
         })
     }
@@ -211,6 +217,7 @@ impl Memory {
 /// The owner of a tracked message's bytes: uncounts them when the last copy is dropped.
 struct Tracked {
     bytes: Bytes,
+    cost: u64,
     memory: Arc<Memory>,
 }
 
@@ -222,7 +229,7 @@ impl AsRef<[u8]> for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.memory.sub(self.bytes.len() as u64);
+        self.memory.sub(self.cost);
     }
 }
 
@@ -306,9 +313,9 @@ mod tests {
         let memory = Memory::new();
         let bytes = memory.track(Bytes::from(vec![0u8; 1000]));
         let copy = bytes.slice(10..20);
-        assert_eq!(memory.used(), 1000);
+        assert_eq!(memory.used(), 1000 + PER_MESSAGE);
         drop(bytes);
-        assert_eq!(memory.used(), 1000);
+        assert_eq!(memory.used(), 1000 + PER_MESSAGE);
         drop(copy);
         assert_eq!(memory.used(), 0);
     }
