@@ -7,6 +7,7 @@
 //! path, including dynamic parts such as `queues."orders.#"`.
 
 mod document;
+mod limits;
 mod pattern;
 mod queues;
 mod storage;
@@ -15,6 +16,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use document::{child, get, Node, Source, Value};
+use limits::LIMITS_KEYS;
+pub use limits::{LimitsConfig, Watermark};
 pub use queues::{GroupBuckets, GroupKey, GroupRelease, QueueRules, QueueSettings};
 pub use storage::StorageConfig;
 use storage::STORAGE_KEYS;
@@ -62,6 +65,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How the journal of durable queues writes.
     pub storage: StorageConfig,
+    /// Memory bounds (`[limits]`).
+    pub limits: LimitsConfig,
 }
 
 /// Where the management API, metrics and console are served (`[admin]`).
@@ -216,11 +221,14 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8672)),
             },
             storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
 
-const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues", "admin", "storage"];
+const ROOT_KEYS: &[&str] = &[
+    "broker", "auth", "users", "queues", "admin", "storage", "limits",
+];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen"];
 const BROKER_KEYS: &[&str] = &[
     "listen",
@@ -274,6 +282,11 @@ impl Config {
             config
                 .storage
                 .read(&src, src.table(node, "storage", "[storage]", STORAGE_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "limits") {
+            config
+                .limits
+                .read(&src, src.table(node, "limits", "[limits]", LIMITS_KEYS)?)?;
         }
         Ok(config)
     }

@@ -211,8 +211,12 @@ impl State {
             return;
         }
         self.stats.dead_lettered += 1;
+        let message = dead_letter::annotate(&entry, &why, queue, now.get());
+        // A rewritten copy is new bytes, which the memory account has not seen yet.
+        let rewritten = message.bytes().as_ptr() != entry.message.bytes().as_ptr();
         self.dead.push(DeadLetter {
-            message: dead_letter::annotate(&entry, &why, queue, now.get()),
+            message,
+            rewritten,
             seq: entry.seq,
             segment: entry.segment,
         });

@@ -12,6 +12,7 @@ pub mod entry;
 pub mod groups;
 pub mod journaled;
 mod lifecycle;
+pub mod memory;
 pub mod persist;
 pub mod queue;
 pub mod ready;

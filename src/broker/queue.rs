@@ -97,6 +97,8 @@ pub(super) struct State {
 #[derive(Debug)]
 pub(super) struct DeadLetter {
     pub message: Message,
+    /// The message is a rewritten copy (annotated), not counted in the memory account yet.
+    pub rewritten: bool,
     /// Its sequence number and journal segment here: its settle is journaled only once the
     /// dead-letter queue has journaled its enqueue, so a crash between the two duplicates it
     /// rather than losing it.
@@ -210,6 +212,12 @@ impl Queue {
             c.limit = limit;
             c.drain = drain;
         }
+        self.finish(st);
+    }
+
+    /// Dispatches again: a consumer that was passed over for lack of room has room now.
+    pub fn redispatch(&self) {
+        let st = lock(&self.state);
         self.finish(st);
     }
 
@@ -508,16 +516,20 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        let target = match &self.settings.dead_letter_address {
-            Some(address) => self
-                .router
-                .upgrade()
-                .ok_or_else(|| "the broker is stopping".to_owned())
-                .and_then(|router| router.queue(address).map_err(|e| e.to_string())),
-            None => Err("the queue has no dead_letter_address".to_owned()),
+        let router = self.router.upgrade();
+        let target = match (&self.settings.dead_letter_address, &router) {
+            (Some(address), Some(router)) => router.queue(address).map_err(|e| e.to_string()),
+            (Some(_), None) => Err("the broker is stopping".to_owned()),
+            (None, _) => Err("the queue has no dead_letter_address".to_owned()),
         };
         let settled: Vec<(u64, u32)> = dead.iter().map(|d| (d.seq, d.segment)).collect();
-        let messages = dead.into_iter().map(|d| d.message);
+        let messages = dead.into_iter().map(|d| match (&router, d.rewritten) {
+            (Some(router), true) => {
+                let tracked = router.memory().track(d.message.bytes().clone());
+                Message::parse(tracked).unwrap_or(d.message)
+            }
+            _ => d.message,
+        });
         match target {
             Ok(queue) => queue.enqueue_dead_letters(messages),
             Err(e) => tracing::error!(

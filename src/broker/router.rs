@@ -11,6 +11,7 @@ use crate::store::Store;
 
 use super::consumer::ConsumerId;
 use super::journaled::Journaled;
+use super::memory::Memory;
 use super::persist::QueueNo;
 use super::queue::Queue;
 
@@ -43,6 +44,8 @@ pub struct Router {
     next_queue_no: AtomicU32,
     /// `[storage] deliver_after_sync`, for the durable queues it creates.
     deliver_after_sync: bool,
+    /// The bytes its messages hold, and the producer gate.
+    memory: Arc<Memory>,
 }
 
 impl Router {
@@ -69,7 +72,13 @@ impl Router {
             store,
             next_queue_no: AtomicU32::new(next_queue_no),
             deliver_after_sync,
+            memory: Memory::new(),
         })
+    }
+
+    /// The memory account of the broker's messages.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
     }
 
     /// The store durable queues journal to, if any.

@@ -249,14 +249,14 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
         "broker.toml:2:3: unknown key `durabl` in [queues.\"orders.#\"]; expected one of auto_create, durable, max_message_size, \
          group_key, group_release, group_first_key, group_first_as_property, group_rebalance, \
          group_rebalance_pause_dispatch, group_buckets, default_delay, default_ttl, \
-         visibility_timeout, dead_letter_address, max_delivery_attempts, rewind_seconds, \
+         visibility_timeout, consumer_timeout, dead_letter_address, max_delivery_attempts, rewind_seconds, \
          rewind_max_bytes"
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")

@@ -196,15 +196,22 @@ impl Connection {
     /// for producers, settlements of pre-settled deliveries, and a wider session window.
     pub fn flush(&mut self) {
         let channels: Vec<u16> = self.sessions.keys().copied().collect();
+        // Producers get credit only while memory is below the watermark and the store has
+        // room (AMQP-native backpressure); the transport wakes us when that changes.
+        let memory = self.router.memory();
+        let admit = memory
+            .admits_producers()
+            .then(|| memory.credit(self.config.link_credit));
         for channel in channels {
             if let Some(mut session) = self.sessions.remove(&channel) {
-                self.flush_session(&mut session);
+                self.flush_session(&mut session, admit);
                 self.sessions.insert(channel, session);
             }
         }
     }
 
-    fn flush_session(&mut self, session: &mut Session) {
+    /// `admit`: the credit producers may be given now (None: none, the gate is shut).
+    fn flush_session(&mut self, session: &mut Session, admit: Option<u32>) {
         self.send_accepts(session);
         let link_credit = self.config.link_credit;
         let channel = session.channel;
@@ -212,8 +219,10 @@ impl Connection {
         for (&handle, link) in session.links.iter_mut() {
             match &mut link.kind {
                 LinkKind::Producer(p) if !link.detach_sent && p.credit <= link_credit / 2 => {
-                    p.credit = link_credit;
-                    flows.push((handle, p.delivery_count, link_credit));
+                    if let Some(credit) = admit.filter(|&c| c > p.credit) {
+                        p.credit = credit;
+                        flows.push((handle, p.delivery_count, credit));
+                    }
                 }
                 LinkKind::Consumer(c) => c.flush_settlements(),
                 _ => {}

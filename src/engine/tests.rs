@@ -15,6 +15,8 @@ use crate::broker::{ConnWaker, Router};
 use crate::config::Config;
 use crate::transport::frame::{decode_amqp, decode_raw, Body, Frame};
 
+mod gate;
+
 struct Harness {
     conn: Connection,
     router: Arc<Router>,

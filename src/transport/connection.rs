@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::broker::memory::Charge;
 use crate::broker::registry::Request;
 use crate::broker::{ConnWaker, Registry, Router};
 use crate::config::Config;
@@ -125,6 +126,10 @@ pub async fn serve(
         PeerInfo { addr: peer, user },
         Instant::now().into_std(),
     );
+    // The producer gate: when it opens, the engine hands out the credit it withheld.
+    let mut gate = shared.router.memory().subscribe();
+    let mut gate_alive = true;
+    let mut output_charge = Charge::new(shared.router.memory());
     let mut close_deadline: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow();
     loop {
@@ -170,6 +175,7 @@ pub async fn serve(
             .min();
         engine.output().prepare();
         let pending = engine.output().len();
+        output_charge.set(pending as u64);
         tokio::select! {
             read = rd.read_buf(&mut rbuf), if pending < MAX_PENDING_OUTPUT => match read {
                 Ok(0) | Err(_) => {
@@ -190,6 +196,7 @@ pub async fn serve(
                 }
             },
             _ = waker.notified() => {}
+            changed = gate.changed(), if gate_alive => gate_alive = changed.is_ok(),
             _ = sleep_until(deadline) => {
                 if close_deadline.is_some_and(|d| Instant::now() >= d) {
                     engine.abandon();
