@@ -7,6 +7,7 @@
 //! path, including dynamic parts such as `queues."orders.#"`.
 
 mod document;
+mod limits;
 mod pattern;
 mod queues;
 mod storage;
@@ -15,6 +16,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use document::{child, get, Node, Source, Value};
+use limits::LIMITS_KEYS;
+pub use limits::{LimitsConfig, Watermark};
 pub use queues::{GroupBuckets, GroupKey, GroupRelease, QueueRules, QueueSettings};
 pub use storage::StorageConfig;
 use storage::STORAGE_KEYS;
@@ -42,8 +45,16 @@ pub struct Config {
     pub session_window: u32,
     /// Credit granted to each producer link; at least 1.
     pub link_credit: u32,
-    /// Most connections open at once; 0 means unlimited.
+    /// Most connections past the handshake at once; 0 means unlimited. Sockets still in the
+    /// handshake do not count (see `max_handshakes`), so silent sockets cannot use them up.
     pub max_connections: u32,
+    /// Time from accept to the peer's `open` (protocol header, SASL and `open`), in ms.
+    pub handshake_timeout_ms: u32,
+    /// Most sockets still in the handshake at once; 0 means unlimited.
+    pub max_handshakes: u32,
+    /// Most sockets still in the handshake from one source (IPv4 address, IPv6 /64); 0 means
+    /// unlimited.
+    pub max_handshakes_per_source: u32,
     /// Which SASL mechanisms are offered to which clients.
     pub auth: AuthConfig,
     /// Accounts accepted by SASL PLAIN; names are unique and non-empty.
@@ -54,6 +65,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How the journal of durable queues writes.
     pub storage: StorageConfig,
+    /// Memory bounds (`[limits]`).
+    pub limits: LimitsConfig,
 }
 
 /// Where the management API, metrics and console are served (`[admin]`).
@@ -193,6 +206,9 @@ impl Default for Config {
             session_window: 2048,
             link_credit: 1000,
             max_connections: 0,
+            handshake_timeout_ms: 10_000,
+            max_handshakes: 1024,
+            max_handshakes_per_source: 512,
             auth: AuthConfig {
                 anonymous: Exposure::Loopback,
                 plain_without_tls: Exposure::Loopback,
@@ -205,11 +221,14 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8672)),
             },
             storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
 
-const ROOT_KEYS: &[&str] = &["broker", "auth", "users", "queues", "admin", "storage"];
+const ROOT_KEYS: &[&str] = &[
+    "broker", "auth", "users", "queues", "admin", "storage", "limits",
+];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen"];
 const BROKER_KEYS: &[&str] = &[
     "listen",
@@ -222,6 +241,9 @@ const BROKER_KEYS: &[&str] = &[
     "session_window",
     "link_credit",
     "max_connections",
+    "handshake_timeout_ms",
+    "max_handshakes",
+    "max_handshakes_per_source",
 ];
 const AUTH_KEYS: &[&str] = &["anonymous", "plain_without_tls", "failure_delay_ms"];
 const USER_KEYS: &[&str] = &["name", "password", "roles"];
@@ -260,6 +282,11 @@ impl Config {
             config
                 .storage
                 .read(&src, src.table(node, "storage", "[storage]", STORAGE_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "limits") {
+            config
+                .limits
+                .read(&src, src.table(node, "limits", "[limits]", LIMITS_KEYS)?)?;
         }
         Ok(config)
     }
@@ -307,6 +334,13 @@ impl Config {
                 "session_window" => self.session_window = src.integer(node, path, 1, u32::MAX)?,
                 "link_credit" => self.link_credit = src.integer(node, path, 1, u32::MAX)?,
                 "max_connections" => self.max_connections = src.integer(node, path, 0, u32::MAX)?,
+                "handshake_timeout_ms" => {
+                    self.handshake_timeout_ms = src.integer(node, path, 100, u32::MAX)?
+                }
+                "max_handshakes" => self.max_handshakes = src.integer(node, path, 0, u32::MAX)?,
+                "max_handshakes_per_source" => {
+                    self.max_handshakes_per_source = src.integer(node, path, 0, u32::MAX)?
+                }
                 _ => {} // rejected by `Source::table`
             }
         }

@@ -9,12 +9,12 @@ pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod int_map;
+pub mod logging;
 pub mod message;
 pub mod store;
 pub mod transport;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -25,6 +25,7 @@ pub use config::Config;
 use broker::storage::{Storage, StorageError};
 use broker::{Registry, Router};
 use engine::EngineConfig;
+use transport::admission::Admission;
 use transport::connection::Shared;
 use transport::listener;
 
@@ -97,6 +98,7 @@ impl Broker {
             None
         };
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        set_watermarks(&config, &router);
         let registry = Arc::new(Registry::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         if let Some(listener) = admin_listener {
@@ -115,6 +117,7 @@ impl Broker {
         }
         let shared = Arc::new(Shared {
             engine: EngineConfig::from(&config),
+            admission: Admission::new(&config),
             config,
             router: router.clone(),
             registry: registry.clone(),
@@ -124,8 +127,8 @@ impl Broker {
             router.clone(),
             shutdown_rx.clone(),
         ));
+        tokio::spawn(watch_store(router.clone(), shutdown_rx.clone()));
         let (alive_tx, alive_rx) = mpsc::channel(1);
-        let open = Arc::new(AtomicUsize::new(0));
         for l in listeners {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "listening for AMQP 1.0 connections");
@@ -135,7 +138,6 @@ impl Broker {
                 shared.clone(),
                 shutdown_rx.clone(),
                 alive_tx.clone(),
-                open.clone(),
             ));
         }
         Ok(BrokerHandle {
@@ -148,6 +150,46 @@ impl Broker {
             alive_tx: Some(alive_tx),
             storage,
         })
+    }
+}
+
+/// Resolves `[limits]` against the RAM available to the process and arms the memory gate.
+fn set_watermarks(config: &Config, router: &Router) {
+    let limits = &config.limits;
+    let ram = broker::memory::available_ram();
+    let (high, low) = match (ram, limits.memory_high_watermark) {
+        (Some(ram), _) => limits.watermarks(ram),
+        (None, config::Watermark::Bytes(_)) => limits.watermarks(0),
+        (None, share) => {
+            tracing::warn!(
+                "cannot read the RAM size (/proc/meminfo): the memory watermark {share} is off; set [limits] memory_high_watermark to a size"
+            );
+            (u64::MAX, u64::MAX)
+        }
+    };
+    router.memory().set_watermarks(high, low);
+    tracing::info!(
+        high_watermark = high,
+        low_watermark = low,
+        ram = ram.unwrap_or(0),
+        "memory watermark set: above it producers get no credit"
+    );
+}
+
+/// Mirrors the store's `full` state into the producer gate, so producers blocked by a full
+/// store get credit again once it has room (the store has no way to call us).
+async fn watch_store(router: Arc<Router>, mut shutdown: watch::Receiver<bool>) {
+    let Some(store) = router.store().cloned() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        router.memory().set_store_full(store.full());
     }
 }
 
@@ -231,6 +273,11 @@ impl BrokerHandle {
     /// The journal of durable queues.
     pub fn journal(&self) -> &Arc<store::Journal> {
         self.storage.journal()
+    }
+
+    /// The memory account: bytes used, the watermarks, and whether producers are held back.
+    pub fn memory(&self) -> broker::memory::MemoryStatus {
+        self.router.memory().status()
     }
 
     /// Names of all queues.

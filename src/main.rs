@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         None => {}
     }
     init_logging(cli.log.as_deref());
+    raise_fd_limit();
     let mut config = match &cli.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -153,11 +154,27 @@ fn init_logging(filter: Option<&str>) {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     // Logs go to stderr, beside our error messages, leaving stdout to command output; colour
-    // only on a terminal, so a log file or journal gets plain text.
+    // only on a terminal, so a log file or journal gets plain text. Every field is escaped and
+    // capped, so nothing a peer sends can forge a line or drive the terminal.
     tracing_subscriber::fmt()
+        .fmt_fields(sluice::logging::fields())
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Each connection is a file descriptor: the soft limit (often 1024) would let about a thousand
+/// sockets lock everyone out, while the hard limit is usually far higher and ours to take.
+fn raise_fd_limit() {
+    match sluice::transport::fd_limit::raise_to_hard_limit() {
+        Ok(limit) if limit.now > limit.before => tracing::info!(
+            from = limit.before,
+            to = limit.now,
+            "open file limit (RLIMIT_NOFILE) raised"
+        ),
+        Ok(limit) => tracing::debug!(limit = limit.now, "open file limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!("cannot raise the open file limit (RLIMIT_NOFILE): {e}"),
+    }
 }

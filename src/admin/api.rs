@@ -125,7 +125,24 @@ pub async fn overview(State(state): Shared) -> Json<Value> {
         "rates": state.rates.total(),
         "bytes_in": bytes_in,
         "bytes_out": bytes_out,
+        "memory": memory_view(&state),
     }))
+}
+
+/// The memory account: bytes used, the watermarks (null when off), and whether producers are
+/// held back.
+fn memory_view(state: &AdminState) -> Value {
+    let m = state.router.memory().status();
+    let off_as_null = |w: u64| (w != u64::MAX).then_some(w);
+    json!({
+        "used": m.used,
+        "high_watermark": off_as_null(m.high_watermark),
+        "low_watermark": off_as_null(m.low_watermark),
+        "alarm": m.alarm,
+        "alarms": m.alarms,
+        "store_full": m.store_full,
+        "producers_blocked": m.producers_blocked,
+    })
 }
 
 /// `GET /api/queues`

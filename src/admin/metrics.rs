@@ -221,6 +221,7 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
             state.started.elapsed().as_secs(),
         ),
     ];
+    broker.extend(memory_metrics(state));
     if let Some(journal) = &state.journal {
         broker.extend(journal_metrics(journal));
     }
@@ -244,6 +245,50 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
         fsync_histogram(journal.stats(), &mut text);
     }
     Ok(text)
+}
+
+/// The memory account and the producer gate (a watermark that is off reads 0).
+fn memory_metrics(state: &AdminState) -> Vec<(&'static str, &'static str, bool, u64)> {
+    let m = state.router.memory().status();
+    let off_as_zero = |w: u64| if w == u64::MAX { 0 } else { w };
+    vec![
+        (
+            "sluice_memory_used_bytes",
+            "Bytes of queued, unsettled and incomplete messages and output buffers.",
+            false,
+            m.used,
+        ),
+        (
+            "sluice_memory_high_watermark_bytes",
+            "Above this, producers get no more link credit (0: off).",
+            false,
+            off_as_zero(m.high_watermark),
+        ),
+        (
+            "sluice_memory_low_watermark_bytes",
+            "Below this, producers get credit again (0: off).",
+            false,
+            off_as_zero(m.low_watermark),
+        ),
+        (
+            "sluice_memory_alarm",
+            "1 while memory is above the high watermark (and not yet below the low one).",
+            false,
+            u64::from(m.alarm),
+        ),
+        (
+            "sluice_memory_alarms_total",
+            "Times memory crossed the high watermark.",
+            true,
+            m.alarms,
+        ),
+        (
+            "sluice_producers_blocked",
+            "1 while producers get no credit (memory alarm or store full).",
+            false,
+            u64::from(m.producers_blocked),
+        ),
+    ]
 }
 
 fn journal_metrics(journal: &Journal) -> Vec<(&'static str, &'static str, bool, u64)> {

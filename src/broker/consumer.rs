@@ -6,12 +6,17 @@
 //! never waits on a connection and a connection never holds a queue's lock while it writes.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 
 use crate::message::Message;
 use crate::store::{Completion, Done};
+
+/// Bytes of messages an outbox may hold before the queue stops assigning it more: what a
+/// consumer that does not read can take from the others (its credit aside).
+pub const OUTBOX_CAP: usize = 4 * 1024 * 1024;
 
 /// Identifies one consumer (one receiving link) across the whole broker.
 pub type ConsumerId = u64;
@@ -63,6 +68,8 @@ pub struct ConnWaker {
     connection: OnceLock<u64>,
     /// Producer deliveries whose journal records have completed.
     confirmed: Mutex<Vec<Confirmed>>,
+    /// The connection's output is over its cap: its consumers are assigned nothing more.
+    congested: AtomicBool,
 }
 
 /// A producer's delivery whose message the journal has written (or failed to): the
@@ -77,6 +84,13 @@ pub struct Confirmed {
     pub settle: bool,
     /// Ok once the message is on disk.
     pub result: Completion,
+}
+
+/// A queue that can take back a message whose journal record failed.
+pub trait Unstore: Send + Sync {
+    /// The message `seq` was not stored: it leaves the queue wherever it waits; one out with a
+    /// consumer is dropped when it comes back.
+    fn unstore(&self, seq: u64);
 }
 
 impl ConnWaker {
@@ -105,11 +119,23 @@ impl ConnWaker {
         self.connection.get().copied().unwrap_or(0)
     }
 
-    /// The completion for a producer's durable message: it records the outcome for the
-    /// connection and wakes it (on the journal's thread).
-    pub fn confirm_later(self: &Arc<Self>, channel: u16, delivery_id: u32, settle: bool) -> Done {
+    /// The completion for a producer's durable message, `seq` in `queue`: it records the
+    /// outcome for the connection and wakes it (on the journal's thread). A message the
+    /// journal failed to store is first taken out of the queue, so a producer told `rejected`
+    /// never has it delivered afterwards.
+    pub fn confirm_later(
+        self: &Arc<Self>,
+        channel: u16,
+        delivery_id: u32,
+        settle: bool,
+        queue: Arc<dyn Unstore>,
+        seq: u64,
+    ) -> Done {
         let waker = self.clone();
         Box::new(move |result| {
+            if result.is_err() {
+                queue.unstore(seq);
+            }
             lock(&waker.confirmed).push(Confirmed {
                 channel,
                 delivery_id,
@@ -130,6 +156,16 @@ impl ConnWaker {
         into.append(&mut lock(&self.ready));
     }
 
+    /// Records whether the connection's output is over its cap; returns the previous state.
+    pub fn set_congested(&self, congested: bool) -> bool {
+        self.congested.swap(congested, Ordering::Relaxed)
+    }
+
+    /// Whether the connection's output is over its cap.
+    pub fn is_congested(&self) -> bool {
+        self.congested.load(Ordering::Relaxed)
+    }
+
     fn mark_ready(&self, consumer: ConsumerId) {
         lock(&self.ready).push(consumer);
         self.notify.notify_one();
@@ -141,6 +177,10 @@ impl ConnWaker {
 pub struct Outbox {
     consumer: ConsumerId,
     items: Mutex<VecDeque<OutItem>>,
+    /// Message bytes of the deliveries waiting in `items`.
+    bytes: AtomicUsize,
+    /// The queue skipped this consumer for lack of room: it must dispatch again once there is.
+    starved: AtomicBool,
     waker: Arc<ConnWaker>,
 }
 
@@ -150,6 +190,8 @@ impl Outbox {
         Arc::new(Outbox {
             consumer,
             items: Mutex::new(VecDeque::new()),
+            bytes: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
             waker,
         })
     }
@@ -169,6 +211,7 @@ impl Outbox {
     pub fn push(&self, item: OutItem) {
         let mut items = lock(&self.items);
         let was_empty = items.is_empty();
+        self.bytes.fetch_add(item_bytes(&item), Ordering::Relaxed);
         items.push_back(item);
         drop(items);
         if was_empty {
@@ -178,12 +221,40 @@ impl Outbox {
 
     /// Removes and returns the first item, if any.
     pub fn pop(&self) -> Option<OutItem> {
-        lock(&self.items).pop_front()
+        let item = lock(&self.items).pop_front()?;
+        self.bytes.fetch_sub(item_bytes(&item), Ordering::Relaxed);
+        Some(item)
     }
 
     /// Puts an item back at the front (the connection could not send it yet).
     pub fn unpop(&self, item: OutItem) {
-        lock(&self.items).push_front(item);
+        let mut items = lock(&self.items);
+        self.bytes.fetch_add(item_bytes(&item), Ordering::Relaxed);
+        items.push_front(item);
+    }
+
+    /// Whether the queue may assign this consumer more: its outbox is under [`OUTBOX_CAP`]
+    /// and its connection's output under its cap. When not, the consumer is marked starved.
+    pub fn has_room(&self) -> bool {
+        let room = self.bytes.load(Ordering::Relaxed) < OUTBOX_CAP && !self.waker.is_congested();
+        if !room {
+            self.starved.store(true, Ordering::Relaxed);
+        }
+        room
+    }
+
+    /// Whether the queue skipped this consumer for lack of room since the last call, and
+    /// there is room now (the queue must then dispatch again).
+    pub fn take_starved(&self) -> bool {
+        self.starved.load(Ordering::Relaxed)
+            && self.bytes.load(Ordering::Relaxed) < OUTBOX_CAP
+            && !self.waker.is_congested()
+            && self.starved.swap(false, Ordering::Relaxed)
+    }
+
+    /// Message bytes waiting in the outbox.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Whether nothing is waiting.
@@ -193,7 +264,16 @@ impl Outbox {
 
     /// Empties the outbox, returning what was never sent.
     pub fn drain_all(&self) -> Vec<OutItem> {
-        lock(&self.items).drain(..).collect()
+        let mut items = lock(&self.items);
+        self.bytes.store(0, Ordering::Relaxed);
+        items.drain(..).collect()
+    }
+}
+
+fn item_bytes(item: &OutItem) -> usize {
+    match item {
+        OutItem::Deliver(d) => d.message.len(),
+        _ => 0,
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Journaled {
     queue: QueueNo,
     /// The segment holding the queue's `Declare`, live while the queue exists.
     declared_in: AtomicU32,
+    /// `[storage] deliver_after_sync`: a message is hidden from consumers until its enqueue
+    /// record is on disk.
+    deliver_after_sync: bool,
 }
 
 /// When an enqueue record becomes ready, due and expires (ms since the epoch; 0: not so).
@@ -49,23 +52,36 @@ impl Journaled {
         store: Arc<dyn Store>,
         queue: QueueNo,
         name: &str,
+        deliver_after_sync: bool,
     ) -> Result<Journaled, StoreError> {
         let journaled = Journaled {
             store,
             queue,
             declared_in: AtomicU32::new(0),
+            deliver_after_sync,
         };
         journaled.write_declare(name)?;
         Ok(journaled)
     }
 
     /// A queue recovered from the journal, declared in `segment`.
-    pub fn recovered(store: Arc<dyn Store>, queue: QueueNo, segment: u64) -> Journaled {
+    pub fn recovered(
+        store: Arc<dyn Store>,
+        queue: QueueNo,
+        segment: u64,
+        deliver_after_sync: bool,
+    ) -> Journaled {
         Journaled {
             store,
             queue,
             declared_in: AtomicU32::new(segment_no(segment)),
+            deliver_after_sync,
         }
+    }
+
+    /// Whether a message waits for its record to be on disk before a consumer may see it.
+    pub fn deliver_after_sync(&self) -> bool {
+        self.deliver_after_sync
     }
 
     fn write_declare(&self, name: &str) -> Result<(), StoreError> {

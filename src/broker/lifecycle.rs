@@ -133,6 +133,13 @@ impl State {
     /// its expiry, to the dead-letter address.
     fn returning(&mut self, entry: Entry, queue: &str, now: &Now) -> Option<Entry> {
         self.stats.returned += 1;
+        if let Some(i) = self.unstored.iter().position(|&s| s == entry.seq) {
+            // Its journal write failed and its producer was told so: it goes no further.
+            self.unstored.swap_remove(i);
+            self.schedule.forget(entry.seq);
+            self.stats.unstored += 1;
+            return None;
+        }
         let max = self.settings.max_delivery_attempts;
         if max > 0 && entry.delivery_count >= max {
             self.schedule.forget(entry.seq);
@@ -156,17 +163,36 @@ impl State {
         if self.acquired.contains_key(&seq) {
             return;
         }
-        let entry = match self.schedule.cancel(seq) {
-            Some(entry) => Some(entry),
-            None => match self.schedule.expiry_group(seq) {
-                Some(g) => self.groups.remove(g, seq),
-                None => self.ready.remove(seq),
-            },
+        let entry = match self.syncing.remove(&seq) {
+            Some((entry, _)) => Some(entry),
+            None => self.remove_waiting(seq),
         };
         self.schedule.forget(seq);
         if let Some(entry) = entry {
             self.expire(entry, queue, now);
         }
+    }
+
+    /// Takes the message `seq` from wherever it waits: delayed, ready, or ready in its group.
+    pub(super) fn remove_waiting(&mut self, seq: u64) -> Option<Entry> {
+        if let Some(entry) = self.schedule.cancel(seq) {
+            return Some(entry);
+        }
+        if let Some(g) = self.schedule.expiry_group(seq) {
+            return self.groups.remove(g, seq);
+        }
+        if let Some(entry) = self.ready.remove(seq) {
+            return Some(entry);
+        }
+        // A grouped message with no deadline: the schedule does not know its group, so it is
+        // looked for. Only a failed journal write comes here.
+        let mut group = None;
+        self.groups.for_each_mut(|e| {
+            if e.seq == seq {
+                group = e.group;
+            }
+        });
+        group.and_then(|g| self.groups.remove(g, seq))
     }
 
     /// An expired message: dead-lettered when the queue has an address for it, else dropped;
@@ -185,8 +211,12 @@ impl State {
             return;
         }
         self.stats.dead_lettered += 1;
+        let message = dead_letter::annotate(&entry, &why, queue, now.get());
+        // A rewritten copy is new bytes, which the memory account has not seen yet.
+        let rewritten = message.bytes().as_ptr() != entry.message.bytes().as_ptr();
         self.dead.push(DeadLetter {
-            message: dead_letter::annotate(&entry, &why, queue, now.get()),
+            message,
+            rewritten,
             seq: entry.seq,
             segment: entry.segment,
         });

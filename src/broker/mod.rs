@@ -12,6 +12,7 @@ pub mod entry;
 pub mod groups;
 pub mod journaled;
 mod lifecycle;
+pub mod memory;
 pub mod persist;
 pub mod queue;
 pub mod ready;
@@ -24,7 +25,7 @@ pub mod stats;
 pub mod storage;
 pub mod timer;
 
-pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
+pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
 pub use groups::GroupInfo;
 pub use queue::{ConsumerInfo, Outcome, Publish, Queue, QueueStats};
 pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};

@@ -86,12 +86,19 @@ pub(super) struct State {
     pub dead: Vec<DeadLetter>,
     /// The journal, for a durable queue.
     pub journal: Option<Arc<Journaled>>,
+    /// With `deliver_after_sync`: messages whose enqueue record is not on disk yet, with the
+    /// time they are due if delayed. No consumer sees them before it is.
+    pub syncing: IntMap<u64, (Entry, Option<i64>)>,
+    /// Messages out with a consumer whose journal write failed: dropped when they come back.
+    pub unstored: Vec<u64>,
 }
 
 /// A message on its way to the dead-letter address.
 #[derive(Debug)]
 pub(super) struct DeadLetter {
     pub message: Message,
+    /// The message is a rewritten copy (annotated), not counted in the memory account yet.
+    pub rewritten: bool,
     /// Its sequence number and journal segment here: its settle is journaled only once the
     /// dead-letter queue has journaled its enqueue, so a crash between the two duplicates it
     /// rather than losing it.
@@ -155,6 +162,8 @@ impl Queue {
                 retention: Retention::new(window_ms, settings.rewind_max_bytes),
                 dead: Vec::new(),
                 journal,
+                syncing: IntMap::default(),
+                unstored: Vec::new(),
                 settings: settings.clone(),
             }),
             settings,
@@ -203,6 +212,12 @@ impl Queue {
             c.limit = limit;
             c.drain = drain;
         }
+        self.finish(st);
+    }
+
+    /// Dispatches again: a consumer that was passed over for lack of room has room now.
+    pub fn redispatch(&self) {
+        let st = lock(&self.state);
         self.finish(st);
     }
 
@@ -501,16 +516,20 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        let target = match &self.settings.dead_letter_address {
-            Some(address) => self
-                .router
-                .upgrade()
-                .ok_or_else(|| "the broker is stopping".to_owned())
-                .and_then(|router| router.queue(address).map_err(|e| e.to_string())),
-            None => Err("the queue has no dead_letter_address".to_owned()),
+        let router = self.router.upgrade();
+        let target = match (&self.settings.dead_letter_address, &router) {
+            (Some(address), Some(router)) => router.queue(address).map_err(|e| e.to_string()),
+            (Some(_), None) => Err("the broker is stopping".to_owned()),
+            (None, _) => Err("the queue has no dead_letter_address".to_owned()),
         };
         let settled: Vec<(u64, u32)> = dead.iter().map(|d| (d.seq, d.segment)).collect();
-        let messages = dead.into_iter().map(|d| d.message);
+        let messages = dead.into_iter().map(|d| match (&router, d.rewritten) {
+            (Some(router), true) => {
+                let tracked = router.memory().track(d.message.bytes().clone());
+                Message::parse(tracked).unwrap_or(d.message)
+            }
+            _ => d.message,
+        });
         match target {
             Ok(queue) => queue.enqueue_dead_letters(messages),
             Err(e) => tracing::error!(

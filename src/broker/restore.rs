@@ -237,17 +237,18 @@ pub fn rebuild(replayed: Replayed, journal: &Journal, router: &Router) -> Restor
         let mut messages = Vec::with_capacity(model.messages.len());
         for (seq, r) in model.messages {
             journal.retain(r.segment);
+            let bytes = router.memory().track(r.bytes); // counted against the watermark
             let message = if r.message_format == 0 {
-                match Message::parse(r.bytes.clone()) {
+                match Message::parse(bytes.clone()) {
                     Ok(m) => m,
                     Err(e) => {
                         // Parsed when it arrived; kept as it is rather than dropped.
                         tracing::warn!(queue = %model.name, seq, error = %e, "journal: message no longer parses; kept opaque");
-                        Message::opaque(r.bytes, 0)
+                        Message::opaque(bytes, 0)
                     }
                 }
             } else {
-                Message::opaque(r.bytes, r.message_format)
+                Message::opaque(bytes, r.message_format)
             };
             messages.push(RestoredMessage {
                 seq,

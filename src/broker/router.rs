@@ -11,6 +11,7 @@ use crate::store::Store;
 
 use super::consumer::ConsumerId;
 use super::journaled::Journaled;
+use super::memory::Memory;
 use super::persist::QueueNo;
 use super::queue::Queue;
 
@@ -41,21 +42,27 @@ pub struct Router {
     /// Where durable queues journal their messages (None: nothing is durable).
     store: Option<Arc<dyn Store>>,
     next_queue_no: AtomicU32,
+    /// `[storage] deliver_after_sync`, for the durable queues it creates.
+    deliver_after_sync: bool,
+    /// The bytes its messages hold, and the producer gate.
+    memory: Arc<Memory>,
 }
 
 impl Router {
     /// A router with no queues yet; `rules` gives the settings of queues created on demand.
     /// Its queues route dead letters back through it.
     pub fn new(rules: QueueRules) -> Arc<Router> {
-        Router::with_store(rules, None, 1)
+        Router::with_store(rules, None, 1, false)
     }
 
     /// A router whose durable queues journal to `store`, numbering new queues from
-    /// `next_queue_no` (past every number the journal has used).
+    /// `next_queue_no` (past every number the journal has used); with `deliver_after_sync`
+    /// their messages reach consumers only once on disk.
     pub fn with_store(
         rules: QueueRules,
         store: Option<Arc<dyn Store>>,
         next_queue_no: QueueNo,
+        deliver_after_sync: bool,
     ) -> Arc<Router> {
         Arc::new_cyclic(|me| Router {
             me: me.clone(),
@@ -64,7 +71,14 @@ impl Router {
             next_id: AtomicU64::new(1),
             store,
             next_queue_no: AtomicU32::new(next_queue_no),
+            deliver_after_sync,
+            memory: Memory::new(),
         })
+    }
+
+    /// The memory account of the broker's messages.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
     }
 
     /// The store durable queues journal to, if any.
@@ -77,8 +91,9 @@ impl Router {
         let journal = match (&self.store, settings.durable) {
             (Some(store), true) => {
                 let no = self.next_queue_no.fetch_add(1, Ordering::Relaxed);
-                let journaled = Journaled::declare(store.clone(), no, name)
-                    .map_err(|e| RouteError::Store(name.to_string(), e.to_string()))?;
+                let journaled =
+                    Journaled::declare(store.clone(), no, name, self.deliver_after_sync)
+                        .map_err(|e| RouteError::Store(name.to_string(), e.to_string()))?;
                 Some(Arc::new(journaled))
             }
             _ => None,
@@ -96,7 +111,12 @@ impl Router {
     pub fn recovered(&self, name: &str, no: QueueNo, segment: u64) -> Option<Arc<Queue>> {
         let store = self.store.as_ref()?;
         let settings = self.rules.settings_for(name);
-        let journal = Arc::new(Journaled::recovered(store.clone(), no, segment));
+        let journal = Arc::new(Journaled::recovered(
+            store.clone(),
+            no,
+            segment,
+            self.deliver_after_sync,
+        ));
         let queue = Queue::with_journal(
             name.to_string(),
             settings,

@@ -39,6 +39,9 @@ pub struct QueueStats {
     pub rewound: u64,
     /// Consumed messages kept for rewind.
     pub retained: usize,
+    /// Messages taken back because the journal failed to store them (their producers were
+    /// told `rejected`).
+    pub unstored: u64,
 }
 
 /// One consumer of a queue, as the admin API shows it.

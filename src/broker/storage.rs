@@ -110,7 +110,12 @@ impl Storage {
         )?);
         let records = replayed.records;
         let store: Arc<dyn Store> = journal.clone();
-        let router = Router::with_store(rules, Some(store), replayed.next_queue_no());
+        let router = Router::with_store(
+            rules,
+            Some(store),
+            replayed.next_queue_no(),
+            config.deliver_after_sync,
+        );
         let restored = restore::rebuild(replayed, &journal, &router);
         tracing::info!(
             dir = %dir.display(),

@@ -18,6 +18,9 @@ pub struct Timer {
     armed: AtomicI64,
     started: AtomicBool,
     stopped: AtomicBool,
+    /// The runtime the queue was made in: a deadline may be armed from the journal's thread
+    /// (a message made visible once on disk), which has no runtime of its own.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Timer {
@@ -27,24 +30,28 @@ impl Default for Timer {
             armed: AtomicI64::new(i64::MAX),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 }
 
 impl Timer {
     /// Makes sure the task wakes by `at`. The task starts with the first deadline, inside the
-    /// tokio runtime; without one (a unit test of the core) the caller drives
-    /// [`Queue::tick`] itself.
+    /// tokio runtime (the caller's, else the one the queue was made in); without one (a unit
+    /// test of the core) the caller drives [`Queue::tick`] itself.
     pub fn arm(self: &Arc<Self>, at: i64, queue: &Weak<Queue>) {
         if at >= self.armed.load(Relaxed) || self.stopped.load(Relaxed) {
             return;
         }
         if !self.started.swap(true, Relaxed) {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
+            let runtime = tokio::runtime::Handle::try_current()
+                .ok()
+                .or_else(|| self.runtime.clone());
+            match runtime {
+                Some(runtime) => {
                     runtime.spawn(run(queue.clone(), self.clone()));
                 }
-                Err(_) => {
+                None => {
                     self.started.store(false, Relaxed);
                     return;
                 }

@@ -199,6 +199,9 @@ queue_settings! {
     /// Milliseconds a consumer may hold an acquired message unsettled before it is released
     /// to others, so a stuck consumer cannot hide messages; 0 = none.
     visibility_timeout: u64 = 0, read by duration_ms;
+    /// Milliseconds a consumer holding unsettled messages may go without settling any before
+    /// its link is detached and they return to the queue (RabbitMQ's name); 0 = never.
+    consumer_timeout: u64 = 30 * 60 * 1000, read by duration_ms;
     /// The queue that receives rejected, expired and over-delivered messages instead of
     /// losing them; none when absent.
     dead_letter_address: Option<String> = None, read by optional_queue_name;

@@ -6,7 +6,12 @@ use super::document::{child, Node, Source, Value};
 use super::ConfigError;
 
 /// The keys of `[storage]`.
-pub(super) const STORAGE_KEYS: &[&str] = &["sync", "segment_size", "min_free_bytes"];
+pub(super) const STORAGE_KEYS: &[&str] = &[
+    "sync",
+    "segment_size",
+    "min_free_bytes",
+    "deliver_after_sync",
+];
 
 /// How durable messages are written (`[storage]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +23,9 @@ pub struct StorageConfig {
     /// Durable messages are refused while the data dir's file system has less free space than
     /// this (plus one segment).
     pub min_free_bytes: u64,
+    /// A durable message reaches consumers only once its record is on disk, so none acts on
+    /// a message a power loss could erase (at the cost of the fsync's latency per message).
+    pub deliver_after_sync: bool,
 }
 
 impl Default for StorageConfig {
@@ -26,6 +34,7 @@ impl Default for StorageConfig {
             sync: SyncMode::Batch,
             segment_size: DEFAULT_SEGMENT_SIZE,
             min_free_bytes: 64 * 1024 * 1024,
+            deliver_after_sync: false,
         }
     }
 }
@@ -51,6 +60,7 @@ impl StorageConfig {
                     }
                 }
                 "min_free_bytes" => self.min_free_bytes = src.size(node, path)?,
+                "deliver_after_sync" => self.deliver_after_sync = src.boolean(node, path)?,
                 _ => {} // rejected by `Source::table`
             }
         }
@@ -95,8 +105,10 @@ mod tests {
 
     #[test]
     fn storage_settings_are_read_and_checked() {
-        let text = "[storage]\nsync = \"always\"\nsegment_size = 1048576\nmin_free_bytes = 0\n";
+        let text = "[storage]\nsync = \"always\"\nsegment_size = 1048576\nmin_free_bytes = 0\ndeliver_after_sync = true\n";
         let c = Config::from_toml(text, "broker.toml").unwrap();
+        assert!(c.storage.deliver_after_sync);
+        assert!(!Config::default().storage.deliver_after_sync);
         assert_eq!(c.storage.sync, SyncMode::Always);
         assert_eq!(c.storage.segment_size, 1 << 20);
         assert_eq!(c.storage.min_free_bytes, 0);

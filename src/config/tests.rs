@@ -36,6 +36,14 @@ fn an_empty_file_means_all_defaults() {
         (60000, 2048, 1000)
     );
     assert_eq!(c.max_connections, 0);
+    assert_eq!(
+        (
+            c.handshake_timeout_ms,
+            c.max_handshakes,
+            c.max_handshakes_per_source
+        ),
+        (10_000, 1024, 512)
+    );
     assert_eq!(c.auth.anonymous, Exposure::Loopback);
     assert_eq!(c.auth.plain_without_tls, Exposure::Loopback);
     assert_eq!(c.auth.failure_delay_ms, 1000);
@@ -115,6 +123,9 @@ fn every_key_can_be_set() {
         session_window = 1
         link_credit = 1
         max_connections = 10
+        handshake_timeout_ms = 250
+        max_handshakes = 3
+        max_handshakes_per_source = 0
         [auth]
         anonymous = "never"
         plain_without_tls = "everywhere"
@@ -141,6 +152,14 @@ fn every_key_can_be_set() {
         (0, 1, 1)
     );
     assert_eq!(c.max_connections, 10);
+    assert_eq!(
+        (
+            c.handshake_timeout_ms,
+            c.max_handshakes,
+            c.max_handshakes_per_source
+        ),
+        (250, 3, 0)
+    );
     assert_eq!(
         c.auth,
         AuthConfig {
@@ -169,6 +188,14 @@ fn errors_point_at_line_and_column_and_name_the_key() {
         (
             "[broker]\nmax_frame_size = 100\n",
             "broker.toml:2:18: broker.max_frame_size: expected an integer from 512 to 4294967295, found 100",
+        ),
+        (
+            "[broker]\nhandshake_timeout_ms = 5\n",
+            "broker.toml:2:24: broker.handshake_timeout_ms: expected an integer from 100 to 4294967295, found 5",
+        ),
+        (
+            "[broker]\nmax_handshakes_per_source = -1\n",
+            "broker.toml:2:29: broker.max_handshakes_per_source: expected an integer from 0 to 4294967295, found -1",
         ),
         (
             "[broker]\nchannel_max = 70000\n",
@@ -217,18 +244,19 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
         error("[broker]\ndata_dir = \"d\"\nlistn = \"0.0.0.0:1\"\n"),
         "broker.toml:3:1: unknown key `listn` in [broker]; expected one of listen, data_dir, \
          container_id, max_frame_size, channel_max, handle_max, idle_timeout_ms, session_window, \
-         link_credit, max_connections"
+         link_credit, max_connections, handshake_timeout_ms, max_handshakes, \
+         max_handshakes_per_source"
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
         "broker.toml:2:3: unknown key `durabl` in [queues.\"orders.#\"]; expected one of auto_create, durable, max_message_size, \
          group_key, group_release, group_first_key, group_first_as_property, group_rebalance, \
          group_rebalance_pause_dispatch, group_buckets, default_delay, default_ttl, \
-         visibility_timeout, dead_letter_address, max_delivery_attempts, rewind_seconds, \
+         visibility_timeout, consumer_timeout, dead_letter_address, max_delivery_attempts, rewind_seconds, \
          rewind_max_bytes"
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")

@@ -3,6 +3,7 @@
 
 use crate::int_map::{self, IntMap};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,19 @@ pub struct Connection {
     pub(super) out: Output,
     /// Sessions or links came or went (the admin API's counts need refreshing).
     pub(super) topology_changed: bool,
+    /// Channels of sessions we ended with an error whose `end` the peer has not sent yet:
+    /// frames on them are discarded until it does (§2.5.5).
+    pub(super) ending: Vec<u16>,
+    /// Bytes of incomplete deliveries, other than the large one, on this connection.
+    pub(super) incomplete: Arc<AtomicU64>,
+    /// The link with the one large delivery the connection may have in progress beyond
+    /// `max_incomplete_bytes`: (channel, handle).
+    pub(super) large: Option<(u16, u32)>,
+    /// The time of the latest frame or tick: what handlers that are not given the time use.
+    pub(super) clock: Instant,
+    /// When to look for consumers past their queue's `consumer_timeout` (None: no consumer
+    /// holds unsettled deliveries).
+    pub(super) consumer_check: Option<Instant>,
 }
 
 impl Connection {
@@ -93,6 +107,11 @@ impl Connection {
             blocked: Vec::new(),
             out: Output::default(),
             topology_changed: false,
+            ending: Vec::new(),
+            incomplete: Arc::default(),
+            large: None,
+            clock: now,
+            consumer_check: None,
         }
     }
 
@@ -129,6 +148,7 @@ impl Connection {
     /// Handles one decoded frame.
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) {
         self.last_received = now;
+        self.clock = now;
         if self.is_closing() {
             // After our close only the peer's close matters (§2.7.9).
             if let Body::Performative(Performative::Close(_)) = frame.body {
@@ -137,6 +157,13 @@ impl Connection {
             return;
         }
         let channel = frame.channel;
+        if let Some(i) = self.ending.iter().position(|&c| c == channel) {
+            // We ended this session: only the peer's `end` matters, and it frees the channel.
+            if let Body::Performative(Performative::End(_)) = frame.body {
+                self.ending.swap_remove(i);
+            }
+            return;
+        }
         let result = match frame.body {
             Body::Heartbeat => Ok(()),
             Body::Transfer(transfer, payload) => self.on_transfer(channel, transfer, payload),
@@ -155,6 +182,7 @@ impl Connection {
         match result {
             Ok(()) => {}
             Err(Failure::Connection(e)) => self.close_with(Some(e)),
+            Err(Failure::Session { channel, error }) => self.end_with_error(channel, error),
             Err(Failure::Link {
                 channel,
                 handle,
@@ -200,7 +228,8 @@ impl Connection {
 
     /// Sends heartbeats and enforces our idle timeout. Returns when to call again.
     pub fn tick(&mut self, now: Instant) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
+        self.clock = now;
+        let mut next: Option<Instant> = self.check_consumer_timeouts(now);
         if self.config.idle_timeout_ms > 0 && self.state != State::Closed {
             let limit = Duration::from_millis(u64::from(self.config.idle_timeout_ms));
             if now.duration_since(self.last_received) >= limit {
@@ -216,7 +245,8 @@ impl Connection {
                     ),
                 )));
             }
-            next = Some(self.last_received + limit);
+            let due = self.last_received + limit;
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
         if let Some(every) = self.heartbeat_every {
             if self.out.is_empty() && now.duration_since(self.last_sent) >= every {

@@ -12,6 +12,7 @@ use crate::transport::frame::{delivery_transfer_size, Output};
 use crate::transport::transfer::FirstFrame;
 
 use super::connection::Connection;
+use super::consumer_timeout::check_interval;
 use super::link::LinkKind;
 use super::session::{session_flow, Session, Window};
 use super::{AmqpFailure, Failure};
@@ -19,6 +20,10 @@ use super::{AmqpFailure, Failure};
 /// Room a transfer performative needs at most when it carries only the fields we set (handle,
 /// delivery-id, a 4-byte tag, format, settled, more): below this, no size computation is needed.
 const TRANSFER_OVERHEAD_BOUND: usize = 8 + 64;
+
+/// Output a connection may have waiting for its socket before its consumers stop taking
+/// deliveries (the transport also stops reading at this size).
+pub const OUTPUT_CAP: usize = 4 * 1024 * 1024;
 
 /// A delivery to a consumer whose frames are not all sent yet.
 #[derive(Debug)]
@@ -33,7 +38,7 @@ pub(super) struct Sending {
 
 impl Connection {
     pub(super) fn on_disposition(&mut self, channel: u16, d: Disposition) -> Result<(), Failure> {
-        let session = self.session_mut(channel)?;
+        self.session_mut(channel)?;
         if d.role == Role::Sender {
             // The peer settles deliveries it sent us (receiver-settle-mode second); we keep
             // nothing for them once queued.
@@ -48,11 +53,15 @@ impl Connection {
         };
         let first = d.first;
         let last = d.last.unwrap_or(first);
+        let now = self.clock;
+        let session = self.session_mut(channel)?;
         let ids = take_range(session, first, last);
         let mut reply_settle = Vec::new();
         for (delivery_id, handle, seq) in ids {
             if let Some(link) = session.links.get_mut(&handle) {
                 if let LinkKind::Consumer(c) = &mut link.kind {
+                    c.unsettled = c.unsettled.saturating_sub(1);
+                    c.active_at = now;
                     c.settlements.push((seq, outcome.clone()));
                     if !d.settled {
                         reply_settle.push(delivery_id);
@@ -76,6 +85,7 @@ impl Connection {
     /// allow. Consumers stopped by a window are retried when the peer widens it.
     pub fn pump(&mut self) {
         self.apply_confirmed();
+        self.update_congestion();
         let mut ready = std::mem::take(&mut self.blocked);
         self.waker.take_ready(&mut ready);
         if ready.is_empty() {
@@ -85,6 +95,41 @@ impl Connection {
         ready.dedup();
         for id in ready {
             self.pump_consumer(id);
+        }
+    }
+
+    /// Tells the queues whether this connection's output is over its cap (they assign its
+    /// consumers nothing more while it is), and once it is under again, has the queues that
+    /// passed its consumers over dispatch to them again.
+    fn update_congestion(&mut self) {
+        // Cleared only at half the cap, so a connection at the edge does not flip every write.
+        let was_congested = self.waker.is_congested();
+        let congested = if was_congested {
+            self.out.len() >= OUTPUT_CAP / 2
+        } else {
+            self.out.len() >= OUTPUT_CAP
+        };
+        let was = self.waker.set_congested(congested);
+        if was && !congested {
+            self.redispatch_starved();
+        }
+    }
+
+    fn redispatch_starved(&mut self) {
+        let mut queues = Vec::new();
+        for &(channel, handle) in self.consumers.values() {
+            let link = self
+                .sessions
+                .get(&channel)
+                .and_then(|s| s.links.get(&handle));
+            if let Some(LinkKind::Consumer(c)) = link.map(|l| &l.kind) {
+                if c.outbox.take_starved() {
+                    queues.push(c.queue.clone());
+                }
+            }
+        }
+        for q in queues {
+            q.redispatch();
         }
     }
 
@@ -101,6 +146,9 @@ impl Connection {
             sessions,
             out,
             blocked,
+            waker,
+            clock,
+            consumer_check,
             ..
         } = self;
         let Some(session) = sessions.get_mut(&channel) else {
@@ -123,6 +171,14 @@ impl Connection {
         };
         let deleted = loop {
             if c.sending.is_none() {
+                if out.len() >= OUTPUT_CAP {
+                    // The peer is not reading fast enough: stop here, so the broker does not
+                    // buffer without bound; what is left waits in the outbox (and what the
+                    // queue has not assigned yet stays ready for other consumers).
+                    waker.set_congested(true);
+                    blocked.push(id);
+                    break None;
+                }
                 match c.outbox.pop() {
                     None => break None,
                     Some(OutItem::QueueDeleted) => break Some(queue_deleted(&c.queue)),
@@ -135,6 +191,7 @@ impl Connection {
                             .map(|(&id, _)| id);
                         if let Some(id) = id {
                             unsettled.remove(&id);
+                            c.unsettled = c.unsettled.saturating_sub(1);
                             let state = DeliveryState::Modified(Modified {
                                 delivery_failed: Some(true),
                                 undeliverable_here: None,
@@ -172,9 +229,22 @@ impl Connection {
                 c.settlements.push((sending.seq, Outcome::Accepted));
             } else {
                 unsettled.insert(sending.delivery_id, (handle, sending.seq));
+                if c.unsettled == 0 {
+                    c.active_at = *clock;
+                }
+                c.unsettled += 1;
+                let timeout = c.queue.settings().consumer_timeout;
+                if timeout > 0 && consumer_check.is_none() {
+                    *consumer_check = Some(*clock + check_interval(timeout));
+                }
             }
             c.sending = None;
         };
+        // The queue passed this consumer over while its outbox was full; it has room now.
+        let starved = (c.outbox.take_starved()).then(|| c.queue.clone());
+        if let Some(queue) = starved {
+            queue.redispatch();
+        }
         if let Some(error) = deleted {
             self.detach_with_error(channel, handle, error);
         }

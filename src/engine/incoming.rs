@@ -2,21 +2,23 @@
 //! producer told the outcome: accepted at once, or for a durable message once the journal has
 //! it on disk.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fe2o3_amqp_types::definitions::{AmqpError, LinkError, Role, SessionError};
+use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError, Role, SessionError};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::Performative;
 
-use crate::broker::{Publish, Queue};
+use crate::broker::memory::Memory;
+use crate::broker::{Publish, Queue, Unstore};
 use crate::message::Message;
 use crate::store::StoreError;
 use crate::transport::transfer::Transfer;
 
 use super::connection::Connection;
 use super::delivery::{disposition, queue_deleted};
-use super::link::{Incoming, Link, LinkKind};
+use super::link::{Held, Incoming, Link, LinkKind};
 use super::session::Session;
 use super::{AmqpFailure, Failure};
 
@@ -46,6 +48,14 @@ impl Connection {
         payload: Bytes,
     ) -> Result<(), Failure> {
         let handle = transfer.handle;
+        // What a frame of an unfinished delivery needs to be counted (see `hold`).
+        let hold_ctx = transfer.more.then(|| HoldCtx {
+            memory: self.router.memory().clone(),
+            small: self.incomplete.clone(),
+            cap: self.config.max_incomplete_bytes,
+            large_elsewhere: self.large != Some((channel, handle))
+                && self.large.is_some_and(|(c, h)| self.holds_large(c, h)),
+        });
         let session = self.count_incoming_transfer(channel)?;
         let Some(link) = session.links.get_mut(&handle) else {
             return Err(AmqpFailure::new(
@@ -71,14 +81,14 @@ impl Connection {
                 .into())
             }
         };
-        let link_failure = |condition: AmqpError, description: String| Failure::Link {
+        let link_failure = |condition: ErrorCondition, description: String| Failure::Link {
             channel,
             handle,
             error: AmqpFailure::new(condition, description),
         };
         if transfer.resume {
             return Err(link_failure(
-                AmqpError::NotImplemented,
+                AmqpError::NotImplemented.into(),
                 "resuming a delivery is not supported: the broker keeps no unsettled state across attaches".into(),
             ));
         }
@@ -109,11 +119,11 @@ impl Connection {
                     .into());
                 };
                 if producer.credit == 0 {
-                    return Err(AmqpFailure::new(
-                        LinkError::TransferLimitExceeded,
+                    // Only this link broke the rule: the connection's other links go on.
+                    return Err(link_failure(
+                        LinkError::TransferLimitExceeded.into(),
                         format!("transfer on link '{link_name}', which has no credit"),
-                    )
-                    .into());
+                    ));
                 }
                 producer.credit -= 1;
                 producer.delivery_count = producer.delivery_count.wrapping_add(1);
@@ -124,6 +134,7 @@ impl Connection {
                     first: Bytes::new(),
                     rest: Vec::new(),
                     size: 0,
+                    held: None,
                 }
             }
         };
@@ -145,6 +156,12 @@ impl Connection {
                 ),
             });
         }
+        let mut designate = false;
+        if let Some(ctx) = &hold_ctx {
+            designate = hold(ctx, &mut incoming, payload.len() as u64).map_err(|description| {
+                link_failure(AmqpError::ResourceLimitExceeded.into(), description)
+            })?;
+        }
         if incoming.first.is_empty() {
             incoming.first = payload;
         } else if !payload.is_empty() {
@@ -152,6 +169,9 @@ impl Connection {
         }
         if transfer.more {
             producer.incoming = Some(incoming);
+            if designate {
+                self.large = Some((channel, handle));
+            }
             return Ok(());
         }
         let settle_second = producer.settle_second;
@@ -169,19 +189,23 @@ impl Connection {
         let arrival = match arrival {
             Arrival::Queued(queue, message) if incoming.settled => {
                 // Sent settled (at-most-once): nobody waits for the disk.
-                match queue.publish(message, None::<fn() -> crate::store::Done>) {
-                    Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
+                match queue.publish(message, None::<fn(u64) -> crate::store::Done>) {
+                    Publish::Refused(e) => Arrival::Refused(self.store_refused(&e)),
                     _ => return Ok(()),
                 }
             }
             Arrival::Queued(queue, message) => {
                 let waker = &self.waker;
                 let (id, settle) = (incoming.delivery_id, !settle_second);
-                match queue.publish(message, Some(|| waker.confirm_later(channel, id, settle))) {
+                let confirm = |seq| {
+                    let undo: Arc<dyn Unstore> = queue.clone();
+                    waker.confirm_later(channel, id, settle, undo, seq)
+                };
+                match queue.publish(message, Some(confirm)) {
                     Publish::Queued => Arrival::Accepted,
                     // Accepted once its record is on disk: see `apply_confirmed`.
                     Publish::Confirming => return Ok(()),
-                    Publish::Refused(e) => Arrival::Refused(store_refused(&e)),
+                    Publish::Refused(e) => Arrival::Refused(self.store_refused(&e)),
                 }
             }
             other => other,
@@ -215,9 +239,38 @@ impl Connection {
         Ok(())
     }
 
+    /// Why the store refused a durable message, as the producer hears it; a full store also
+    /// shuts the producer gate at once (the broker's monitor opens it when there is room).
+    fn store_refused(&self, e: &StoreError) -> AmqpFailure {
+        if matches!(e, StoreError::Full { .. }) {
+            self.router.memory().set_store_full(true);
+        }
+        store_refused(e)
+    }
+
+    /// Whether the link on (channel, handle) has the connection's large delivery in progress.
+    fn holds_large(&self, channel: u16, handle: u32) -> bool {
+        let link = self
+            .sessions
+            .get(&channel)
+            .and_then(|s| s.links.get(&handle));
+        match link.map(|l| &l.kind) {
+            Some(LinkKind::Producer(p)) => p
+                .incoming
+                .as_ref()
+                .and_then(|i| i.held.as_ref())
+                .is_some_and(|h| h.is_large()),
+            _ => false,
+        }
+    }
+
     /// Turns the frames of a delivery into a message and finds its queue.
     fn arrive(&self, target: Option<Arc<Queue>>, incoming: &Incoming) -> Arrival {
-        let bytes = concat(&incoming.first, &incoming.rest);
+        // Counted against the memory watermark for as long as any copy of it lives.
+        let bytes = self
+            .router
+            .memory()
+            .track(concat(&incoming.first, &incoming.rest));
         let message = if incoming.message_format == 0 {
             match Message::parse(bytes) {
                 Ok(m) => m,
@@ -322,6 +375,38 @@ impl Connection {
             i = j;
         }
     }
+}
+
+/// What `hold` needs of the connection, taken before the link is borrowed.
+struct HoldCtx {
+    memory: Arc<Memory>,
+    small: Arc<AtomicU64>,
+    cap: u64,
+    large_elsewhere: bool,
+}
+
+/// Counts `len` more bytes of an unfinished delivery. Beyond `max_incomplete_bytes` on the
+/// connection, the delivery becomes the connection's one large message (bounded by
+/// max-message-size) if there is none yet; otherwise the link must be detached (the Err is the
+/// description). Returns whether this delivery just became the large one.
+fn hold(ctx: &HoldCtx, incoming: &mut Incoming, len: u64) -> Result<bool, String> {
+    let held = incoming
+        .held
+        .get_or_insert_with(|| Held::new(&ctx.memory, &ctx.small));
+    let mut designated = false;
+    if !held.is_large() && ctx.small.load(Ordering::Relaxed) + len > ctx.cap {
+        if ctx.large_elsewhere {
+            return Err(format!(
+                "this connection already holds {} bytes of unfinished multi-frame deliveries (max_incomplete_bytes = {}) besides the large message in progress on another link: finish a delivery before sending more of another",
+                ctx.small.load(Ordering::Relaxed),
+                ctx.cap
+            ));
+        }
+        held.make_large();
+        designated = true;
+    }
+    held.add(len);
+    Ok(designated)
 }
 
 /// Joins the payloads of a delivery; a single frame's payload is used as it is, without a copy.

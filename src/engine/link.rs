@@ -1,7 +1,9 @@
 //! Links: attach (finding or creating the node), detach, link flow, and the state each kind of
 //! link keeps.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use fe2o3_amqp_types::definitions::{
@@ -10,6 +12,7 @@ use fe2o3_amqp_types::definitions::{
 use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 
+use crate::broker::memory::{Charge, Memory};
 use crate::broker::{ConsumerId, Outbox, Outcome, Queue, RouteError};
 
 use super::connection::Connection;
@@ -67,6 +70,55 @@ pub(super) struct Incoming {
     pub first: Bytes,
     pub rest: Vec<Bytes>,
     pub size: u64,
+    /// The bytes held so far, counted while the delivery is incomplete (None for the single
+    /// frame of a one-frame delivery, which is never held).
+    pub held: Option<Held>,
+}
+
+/// The bytes of an incomplete delivery: counted against the broker's memory watermark, and
+/// against the connection's `max_incomplete_bytes` unless it is the connection's one large
+/// delivery.
+#[derive(Debug)]
+pub(super) struct Held {
+    charge: Charge,
+    /// The connection's count of small incomplete bytes; None once this is the large one.
+    small: Option<Arc<AtomicU64>>,
+}
+
+impl Held {
+    pub fn new(memory: &Arc<Memory>, small: &Arc<AtomicU64>) -> Held {
+        Held {
+            charge: Charge::new(memory),
+            small: Some(small.clone()),
+        }
+    }
+
+    /// Counts `n` more bytes.
+    pub fn add(&mut self, n: u64) {
+        self.charge.set(self.charge.bytes() + n);
+        if let Some(small) = &self.small {
+            small.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes this the connection's large delivery: no longer counted as small.
+    pub fn make_large(&mut self) {
+        if let Some(small) = self.small.take() {
+            small.fetch_sub(self.charge.bytes(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_large(&self) -> bool {
+        self.small.is_none()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(small) = &self.small {
+            small.fetch_sub(self.charge.bytes(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// The state of a link on which the peer receives from a queue.
@@ -85,6 +137,11 @@ pub(super) struct Consumer {
     pub sending: Option<Sending>,
     /// Outcomes to hand to the queue at the next flush, in one lock.
     pub settlements: Vec<(u64, Outcome)>,
+    /// Deliveries sent and not yet settled by the peer.
+    pub unsettled: u32,
+    /// When the peer last settled a delivery on this link, or when it went from holding none
+    /// to holding some: `consumer_timeout` runs from here.
+    pub active_at: Instant,
 }
 
 impl Consumer {
@@ -171,7 +228,14 @@ impl Connection {
         self.out
             .push_frame(channel, &Performative::Attach(reply), &[]);
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
-        let credit = self.config.link_credit;
+        // Above the memory watermark (or with the store full) a new producer starts with no
+        // credit; `flush` grants it once the gate opens.
+        let memory = self.router.memory();
+        let credit = if memory.admits_producers() {
+            memory.credit(self.config.link_credit)
+        } else {
+            0
+        };
         let handle = attach.handle.0;
         let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
         session.links.insert(
@@ -267,6 +331,8 @@ impl Connection {
                     presettled,
                     sending: None,
                     settlements: Vec::new(),
+                    unsettled: 0,
+                    active_at: self.clock,
                 }),
                 detach_sent: false,
             },

@@ -6,6 +6,7 @@
 //! directly in tests and by the fuzz target.
 
 mod connection;
+mod consumer_timeout;
 mod delivery;
 mod incoming;
 mod introspect;
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     pub session_window: u32,
     /// Credit granted to each producer link, replenished as messages are queued.
     pub link_credit: u32,
+    /// Bytes of incomplete deliveries a connection may hold besides its one large message.
+    pub max_incomplete_bytes: u64,
 }
 
 impl From<&Config> for EngineConfig {
@@ -47,6 +50,7 @@ impl From<&Config> for EngineConfig {
             idle_timeout_ms: c.idle_timeout_ms,
             session_window: c.session_window.max(1),
             link_credit: c.link_credit.max(1),
+            max_incomplete_bytes: c.limits.max_incomplete_bytes,
         }
     }
 }
@@ -90,6 +94,8 @@ pub fn condition_name(c: &ErrorCondition) -> String {
 pub(crate) enum Failure {
     /// The connection is closed with this error.
     Connection(AmqpFailure),
+    /// Only this session is ended with this error; the connection's other sessions go on.
+    Session { channel: u16, error: AmqpFailure },
     /// Only this link is detached (closed) with this error.
     Link {
         channel: u16,

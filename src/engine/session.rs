@@ -118,6 +118,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the session on `channel` with `error`: its links let go of what they hold and
+    /// frames on the channel are discarded until the peer's `end` (§2.5.5).
+    pub(super) fn end_with_error(&mut self, channel: u16, error: AmqpFailure) {
+        if !self.sessions.contains_key(&channel) {
+            return;
+        }
+        tracing::warn!(
+            peer = %self.peer.addr,
+            channel,
+            condition = %super::condition_name(&error.condition),
+            "ending session: {}",
+            error.description
+        );
+        self.teardown_session(channel);
+        self.topology_changed = true;
+        self.ending.push(channel);
+        let end = End {
+            error: Some(error.to_error()),
+        };
+        self.out.push_frame(channel, &Performative::End(end), &[]);
+    }
+
     /// Releases everything the session's links hold and forgets the session.
     pub(super) fn teardown_session(&mut self, channel: u16) {
         let Some(mut session) = self.sessions.remove(&channel) else {
@@ -152,13 +174,18 @@ impl Connection {
         &mut self,
         channel: u16,
     ) -> Result<&mut Session, Failure> {
+        let window = self.config.session_window;
         let session = self.session_mut(channel)?;
         if session.window.incoming_window == 0 {
-            return Err(AmqpFailure::new(
-                SessionError::WindowViolation,
-                format!("transfer on channel {channel} beyond the session's incoming-window"),
-            )
-            .into());
+            return Err(Failure::Session {
+                channel,
+                error: AmqpFailure::new(
+                    SessionError::WindowViolation,
+                    format!(
+                        "transfer on channel {channel} beyond the session's incoming-window of {window}"
+                    ),
+                ),
+            });
         }
         session.window.incoming_window -= 1;
         session.window.next_incoming_id = session.window.next_incoming_id.wrapping_add(1);
@@ -169,15 +196,22 @@ impl Connection {
     /// for producers, settlements of pre-settled deliveries, and a wider session window.
     pub fn flush(&mut self) {
         let channels: Vec<u16> = self.sessions.keys().copied().collect();
+        // Producers get credit only while memory is below the watermark and the store has
+        // room (AMQP-native backpressure); the transport wakes us when that changes.
+        let memory = self.router.memory();
+        let admit = memory
+            .admits_producers()
+            .then(|| memory.credit(self.config.link_credit));
         for channel in channels {
             if let Some(mut session) = self.sessions.remove(&channel) {
-                self.flush_session(&mut session);
+                self.flush_session(&mut session, admit);
                 self.sessions.insert(channel, session);
             }
         }
     }
 
-    fn flush_session(&mut self, session: &mut Session) {
+    /// `admit`: the credit producers may be given now (None: none, the gate is shut).
+    fn flush_session(&mut self, session: &mut Session, admit: Option<u32>) {
         self.send_accepts(session);
         let link_credit = self.config.link_credit;
         let channel = session.channel;
@@ -185,8 +219,10 @@ impl Connection {
         for (&handle, link) in session.links.iter_mut() {
             match &mut link.kind {
                 LinkKind::Producer(p) if !link.detach_sent && p.credit <= link_credit / 2 => {
-                    p.credit = link_credit;
-                    flows.push((handle, p.delivery_count, link_credit));
+                    if let Some(credit) = admit.filter(|&c| c > p.credit) {
+                        p.credit = credit;
+                        flows.push((handle, p.delivery_count, credit));
+                    }
                 }
                 LinkKind::Consumer(c) => c.flush_settlements(),
                 _ => {}

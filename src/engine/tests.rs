@@ -15,6 +15,8 @@ use crate::broker::{ConnWaker, Router};
 use crate::config::Config;
 use crate::transport::frame::{decode_amqp, decode_raw, Body, Frame};
 
+mod gate;
+
 struct Harness {
     conn: Connection,
     router: Arc<Router>,
@@ -246,7 +248,7 @@ fn anything_before_open_closes_the_connection_with_illegal_state() {
 }
 
 #[test]
-fn a_transfer_beyond_the_session_window_is_a_window_violation() {
+fn a_transfer_beyond_the_session_window_ends_the_session_with_a_window_violation() {
     let config = Config {
         session_window: 2,
         ..Config::default()
@@ -258,9 +260,10 @@ fn a_transfer_beyond_the_session_window_is_a_window_violation() {
     // Two frames fit the window; the window is widened only at flush, so send three at once.
     let frames = h.send_batch(0, 0, 3);
     assert_eq!(
-        close_condition(&frames).as_deref(),
+        end_condition(&frames).as_deref(),
         Some("amqp:session:window-violation")
     );
+    assert!(!h.conn.is_closing());
     assert_eq!(h.router.get("q").unwrap().stats().enqueued, 2);
 }
 
@@ -407,6 +410,18 @@ fn detach_condition(frames: &[Frame]) -> Option<String> {
     })
 }
 
+fn end_condition(frames: &[Frame]) -> Option<String> {
+    frames.iter().find_map(|f| match &f.body {
+        Body::Performative(Performative::End(e)) => Some(
+            e.error
+                .as_ref()
+                .map(|e| super::condition_name(&e.condition))
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    })
+}
+
 #[test]
 fn a_message_over_the_queue_limit_detaches_its_link_and_the_connection_goes_on() {
     let config = Config::from_toml("[queues.q]\nmax_message_size = 100\n", "t.toml").unwrap();
@@ -456,7 +471,7 @@ fn resuming_a_delivery_is_refused_on_the_link() {
 }
 
 #[test]
-fn a_transfer_beyond_link_credit_closes_the_connection() {
+fn a_transfer_beyond_link_credit_detaches_the_link() {
     let config = Config {
         link_credit: 2,
         ..Config::default()
@@ -467,7 +482,8 @@ fn a_transfer_beyond_link_credit_closes_the_connection() {
     h.attach(0, 0, Role::Sender, "q");
     let frames = h.send_batch(0, 0, 3);
     assert_eq!(
-        close_condition(&frames).as_deref(),
+        detach_condition(&frames).as_deref(),
         Some("amqp:link:transfer-limit-exceeded")
     );
+    assert!(!h.conn.is_closing());
 }

@@ -17,13 +17,17 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::broker::memory::Charge;
 use crate::broker::registry::Request;
 use crate::broker::{ConnWaker, Registry, Router};
 use crate::config::Config;
 use crate::engine::{Connection, EngineConfig, PeerInfo};
+use crate::logging::PeerText;
 
+use super::admission::{Admission, HandshakeTicket};
 use super::frame::{decode_amqp, decode_raw, Output};
 use super::handshake::{self, HandshakeError, Identity};
+use super::refuse;
 
 /// Stop reading while this much output waits for the socket.
 const MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
@@ -43,22 +47,30 @@ pub struct Shared {
     pub router: Arc<Router>,
     /// The open connections, for the admin API.
     pub registry: Arc<Registry>,
+    /// The caps on sockets in the handshake and on connections.
+    pub admission: Admission,
 }
 
-/// Serves one accepted socket until the connection ends or the broker shuts down.
+/// Serves one accepted socket until the connection ends or the broker shuts down. `ticket` is
+/// its place among the sockets in the handshake, given back once the peer's `open` arrives.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    ticket: HandshakeTicket,
 ) {
+    // Header, SASL and open must all arrive by then.
+    let handshake_deadline = Instant::now() + handshake::timeout(&shared.config);
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     // A peer still in the handshake has no AMQP connection to close with
     // amqp:connection:forced; at shutdown it is simply dropped, so it cannot hold the broker up.
     let negotiated = tokio::select! {
-        negotiated = handshake::negotiate(&mut rd, &mut wr, &mut rbuf, &shared.config, peer) => {
+        negotiated = handshake::negotiate(
+            &mut rd, &mut wr, &mut rbuf, &shared.config, peer, handshake_deadline,
+        ) => {
             Some(negotiated)
         }
         _ = shutdown.wait_for(|&stopping| stopping) => None,
@@ -72,16 +84,34 @@ pub async fn serve(
             return;
         }
         Some(Err(e)) => {
-            tracing::warn!(%peer, "connection refused during handshake: {e}");
+            if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+                tracing::warn!(%peer, suppressed, "connection refused during handshake: {e}");
+            }
             let _ = wr.shutdown().await;
             return;
         }
         None => {
-            tracing::info!(%peer, "connection dropped during handshake: the broker is shutting down");
+            // Up to max_handshakes of these at once: a line for each would flood the log.
+            if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+                tracing::info!(%peer, suppressed, "connection dropped during handshake: the broker is shutting down");
+            }
             let _ = wr.shutdown().await;
             return;
         }
     };
+    // Only now does the socket take one of the max_connections places.
+    let _place = match shared.admission.connection() {
+        Ok(place) => place,
+        Err(cap) => {
+            if let Some(suppressed) = shared.admission.refusals.allow(now()) {
+                tracing::warn!(%peer, cap, suppressed, "connection refused: broker.max_connections reached");
+            }
+            let reason = format!("the broker serves at most {cap} connections (broker.max_connections); try again later");
+            refuse::refuse(&mut rd, &mut wr, &shared.config.container_id, reason).await;
+            return;
+        }
+    };
+    let mut ticket = Some(ticket);
     let user = match identity {
         Identity::Anonymous => None,
         Identity::User(u) => Some(u),
@@ -96,6 +126,10 @@ pub async fn serve(
         PeerInfo { addr: peer, user },
         Instant::now().into_std(),
     );
+    // The producer gate: when it opens, the engine hands out the credit it withheld.
+    let mut gate = shared.router.memory().subscribe();
+    let mut gate_alive = true;
+    let mut output_charge = Charge::new(shared.router.memory());
     let mut close_deadline: Option<Instant> = None;
     let mut shutting_down = *shutdown.borrow();
     loop {
@@ -111,6 +145,10 @@ pub async fn serve(
             }
         }
         feed_input(&mut engine, &mut rbuf, Instant::now().into_std());
+        if ticket.is_some() && (engine.container_id().is_some() || engine.is_closing()) {
+            // Opened (or already failed): no longer in the handshake.
+            ticket = None;
+        }
         if engine.take_topology_changed() {
             let (sessions, links) = engine.counts();
             entry.set_counts(sessions, links);
@@ -130,9 +168,14 @@ pub async fn serve(
         if engine.is_closed() {
             break;
         }
-        let deadline = [next_tick, close_deadline].into_iter().flatten().min();
+        let open_deadline = ticket.is_some().then_some(handshake_deadline);
+        let deadline = [next_tick, close_deadline, open_deadline]
+            .into_iter()
+            .flatten()
+            .min();
         engine.output().prepare();
         let pending = engine.output().len();
+        output_charge.set(pending as u64);
         tokio::select! {
             read = rd.read_buf(&mut rbuf), if pending < MAX_PENDING_OUTPUT => match read {
                 Ok(0) | Err(_) => {
@@ -153,9 +196,14 @@ pub async fn serve(
                 }
             },
             _ = waker.notified() => {}
+            changed = gate.changed(), if gate_alive => gate_alive = changed.is_ok(),
             _ = sleep_until(deadline) => {
                 if close_deadline.is_some_and(|d| Instant::now() >= d) {
                     engine.abandon();
+                }
+                // A close of the engine's own (say, an idle timeout) already says why.
+                if open_deadline.is_some_and(|d| Instant::now() >= d) && !engine.is_closing() {
+                    open_timed_out(&mut engine, &shared, peer);
                 }
             }
             _ = shutdown.changed(), if !shutting_down => shutting_down = true,
@@ -165,11 +213,27 @@ pub async fn serve(
     let _ = tokio::time::timeout(CLOSE_GRACE, flush_all(&mut wr, engine.output())).await;
     let _ = wr.shutdown().await;
     shared.registry.remove(entry.id);
-    tracing::info!(
-        %peer,
-        container_id = engine.container_id().unwrap_or("-"),
-        "connection closed"
-    );
+    match engine.container_id() {
+        Some(id) => tracing::info!(%peer, container_id = %PeerText(id), "connection closed"),
+        // Never opened, so never logged as opened either.
+        None => tracing::debug!(%peer, "connection closed before open"),
+    }
+}
+
+/// The peer sent no `open` within the handshake timeout: it gets our `open` and a `close`
+/// saying so (the engine has sent nothing yet), and the socket ends.
+fn open_timed_out(engine: &mut Connection, shared: &Shared, peer: SocketAddr) {
+    let limit = handshake::timeout(&shared.config);
+    if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+        tracing::warn!(%peer, suppressed, "connection closed: no open within {limit:?} (broker.handshake_timeout_ms)");
+    }
+    engine.abandon();
+    let reason = format!("no open within {limit:?} of connecting (broker.handshake_timeout_ms)");
+    refuse::push_refusal(engine.output(), &shared.config.container_id, reason);
+}
+
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// Feeds every complete frame in `rbuf` to the engine: the whole of what the connection task

@@ -12,8 +12,10 @@ use bytes::BytesMut;
 use fe2o3_amqp_types::primitives::{Array, Symbol};
 use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::config::{Config, Exposure};
+use crate::logging::PeerText;
 
 use super::frame::{decode_raw, decode_sasl, FrameError, Output};
 
@@ -26,8 +28,6 @@ pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
 
 /// SASL frames are small; this bounds what an unauthenticated peer can make us buffer.
 const SASL_MAX_FRAME: u32 = 4096;
-/// How long a peer may take over the header and SASL exchange.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who the peer turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,9 @@ pub enum HandshakeError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The peer took too long.
-    #[error("no complete protocol header and SASL exchange within {0:?}")]
+    #[error(
+        "no protocol header, SASL exchange and open within {0:?} (broker.handshake_timeout_ms)"
+    )]
     Timeout(Duration),
     /// The peer asked for a protocol we do not speak; it was told which one we do.
     #[error("unsupported protocol header {0:02x?}")]
@@ -58,25 +60,29 @@ pub enum HandshakeError {
     AuthFailed(String),
 }
 
-/// Runs the header and SASL exchange. On success the AMQP header has been exchanged and `rbuf`
-/// holds whatever the peer sent after it.
+/// Runs the header and SASL exchange, which must end by `deadline` (the handshake timeout,
+/// counted from accept: the peer's `open` must arrive by then too). On success the AMQP header
+/// has been exchanged and `rbuf` holds whatever the peer sent after it.
 pub async fn negotiate<R, W>(
     rd: &mut R,
     wr: &mut W,
     rbuf: &mut BytesMut,
     config: &Config,
     peer: SocketAddr,
+    deadline: Instant,
 ) -> Result<Identity, HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        negotiate_inner(rd, wr, rbuf, config, peer),
-    )
-    .await
-    .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))?
+    tokio::time::timeout_at(deadline, negotiate_inner(rd, wr, rbuf, config, peer))
+        .await
+        .map_err(|_| HandshakeError::Timeout(timeout(config)))?
+}
+
+/// `broker.handshake_timeout_ms`.
+pub fn timeout(config: &Config) -> Duration {
+    Duration::from_millis(u64::from(config.handshake_timeout_ms))
 }
 
 async fn negotiate_inner<R, W>(
@@ -233,16 +239,20 @@ fn authenticate(init: &SaslInit, config: &Config, policy: &Policy) -> Result<Ide
             };
             if !policy.plain {
                 return Err(format!(
-                    "PLAIN over an unencrypted connection is not allowed for this peer (auth.plain_without_tls), user '{user}'"
+                    "PLAIN over an unencrypted connection is not allowed for this peer (auth.plain_without_tls), user '{}'",
+                    PeerText(user)
                 ));
             }
             if config.authenticate(user, password) {
                 Ok(Identity::User(user.to_owned()))
             } else {
-                Err(format!("wrong user name or password for '{user}'"))
+                Err(format!(
+                    "wrong user name or password for '{}'",
+                    PeerText(user)
+                ))
             }
         }
-        other => Err(format!("unsupported mechanism {other}")),
+        other => Err(format!("unsupported mechanism {}", PeerText(other))),
     }
 }
 
@@ -453,6 +463,25 @@ mod tests {
     }
 
     #[test]
+    fn what_the_peer_sent_is_escaped_in_the_failure_reason() {
+        let config = config_with_user();
+        let reason = authenticate(
+            &plain(b"\0bob\nERROR forged\x1b[2J\0pw"),
+            &config,
+            &permissive(),
+        )
+        .unwrap_err();
+        assert!(reason.contains(r"bob\nERROR forged\u{1b}[2J"), "{reason}");
+        assert!(!reason.contains(['\n', '\x1b']), "{reason}");
+        let mechanism = SaslInit {
+            mechanism: Symbol::from("X\r\nY"),
+            ..anonymous()
+        };
+        let reason = authenticate(&mechanism, &config, &permissive()).unwrap_err();
+        assert!(reason.ends_with(r"X\r\nY"), "{reason}");
+    }
+
+    #[test]
     fn anonymous_follows_the_policy_and_unknown_mechanisms_fail() {
         let config = Config::default();
         assert_eq!(
@@ -480,7 +509,8 @@ mod tests {
         let (mut rd, mut wr) = tokio::io::split(server);
         client.write_all(sent).await.expect("write to duplex");
         let mut rbuf = BytesMut::new();
-        let result = negotiate(&mut rd, &mut wr, &mut rbuf, config, addr(peer)).await;
+        let deadline = Instant::now() + timeout(config);
+        let result = negotiate(&mut rd, &mut wr, &mut rbuf, config, addr(peer), deadline).await;
         drop((rd, wr));
         let mut answer = Vec::new();
         client

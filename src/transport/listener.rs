@@ -1,22 +1,27 @@
 //! The accept loop: one task per listening socket, one task per connection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::connection::{serve, Shared};
 
+/// How long the loop pauses after a failed `accept` (typically EMFILE: out of descriptors),
+/// rather than spinning on a connection it cannot take.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Accepts connections on `listener` until `shutdown` turns true. Each connection task holds a
-/// clone of `alive`, so the broker knows when the last one has finished.
+/// clone of `alive`, so the broker knows when the last one has finished. It never waits for a
+/// place: a socket over a cap (broker.max_handshakes, broker.max_handshakes_per_source) is
+/// closed at once, and the client may retry.
 pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
-    open_connections: Arc<AtomicUsize>,
 ) {
     let local = listener.local_addr().ok();
     loop {
@@ -27,26 +32,28 @@ pub async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Typically EMFILE: back off briefly instead of spinning.
-                tracing::warn!(?local, "accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if let Some(suppressed) = shared.admission.accept_errors.allow(Instant::now()) {
+                    tracing::warn!(?local, suppressed, "accept failed: {e}");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let limit = shared.config.max_connections as usize;
-        if limit > 0 && open_connections.load(Ordering::Relaxed) >= limit {
-            tracing::warn!(%peer, limit, "connection refused: max_connections reached");
-            drop(stream);
-            continue;
-        }
-        open_connections.fetch_add(1, Ordering::Relaxed);
+        let ticket = match shared.admission.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                if let Some(suppressed) = shared.admission.refusals.allow(Instant::now()) {
+                    tracing::warn!(%peer, suppressed, "connection refused: {refusal}");
+                }
+                drop(stream);
+                continue;
+            }
+        };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let alive = alive.clone();
-        let open = open_connections.clone();
         tokio::spawn(async move {
-            serve(stream, peer, shared, shutdown).await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            serve(stream, peer, shared, shutdown, ticket).await;
             drop(alive);
         });
     }

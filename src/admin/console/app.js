@@ -228,6 +228,20 @@ function renderOverview(o) {
     `${fmtRate(o.rates.enqueue)}/s in`,
     `${fmtRate(o.rates.deliver)}/s out`,
   ].join(' · '));
+  renderMemory(o.memory);
+}
+
+/** Memory against the watermark; a warning while producers are held back. */
+function renderMemory(m) {
+  const el = byId('memory');
+  if (!m) return;
+  const limit = m.high_watermark == null ? 'no watermark' : `of ${fmtBytes(m.high_watermark)}`;
+  const why = m.alarm ? 'memory above the watermark' : 'store full';
+  setText(el, `memory ${fmtBytes(m.used)} ${limit}` +
+    (m.producers_blocked ? ` · producers paused (${why})` : ''));
+  el.title = `${fmtInt(m.used)} bytes held by messages, incomplete deliveries and output; ` +
+    `producers get no credit above the high watermark until below ${m.low_watermark == null ? '-' : fmtBytes(m.low_watermark)}`;
+  el.classList.toggle('alarm', Boolean(m.producers_blocked));
 }
 
 function showError(error) {

@@ -5,7 +5,7 @@ use crate::message::Message;
 use crate::store::{Done, StoreError};
 
 use super::super::clock::Now;
-use super::super::consumer::lock;
+use super::super::consumer::{lock, Unstore};
 use super::super::journaled::Times;
 use super::super::lifecycle::{default_expiry, due_of, expiry_of};
 use super::{Entry, Queue, State};
@@ -40,7 +40,7 @@ impl Queue {
         let mut st = lock(&self.state);
         let now = Now::lazy();
         for message in messages {
-            let no_confirm = None::<fn() -> Done>;
+            let no_confirm = None::<fn(u64) -> Done>;
             if let Publish::Refused(e) =
                 self.admit(&mut st, &now, message, dead_letters, no_confirm)
             {
@@ -52,9 +52,10 @@ impl Queue {
 
     /// Appends a message from a producer. A durable message in a durable queue is journaled
     /// first; with `confirm` (a producer waiting for the outcome), it is asked for the
-    /// completion to run once the record is on disk, and the result is
-    /// [`Publish::Confirming`]. When the store refuses, the message is not queued.
-    pub fn publish(&self, message: Message, confirm: Option<impl FnOnce() -> Done>) -> Publish {
+    /// completion of the message's sequence number, to run once the record is on disk, and
+    /// the result is [`Publish::Confirming`]. When the store refuses, the message is not
+    /// queued.
+    pub fn publish(&self, message: Message, confirm: Option<impl FnOnce(u64) -> Done>) -> Publish {
         let mut st = lock(&self.state);
         let now = Now::lazy();
         let published = self.admit(&mut st, &now, message, false, confirm);
@@ -68,7 +69,7 @@ impl Queue {
         now: &Now,
         message: Message,
         dead_letter: bool,
-        confirm: Option<impl FnOnce() -> Done>,
+        confirm: Option<impl FnOnce(u64) -> Done>,
     ) -> Publish {
         let seq = st.next_seq;
         let mut entry = Entry::new(seq, message);
@@ -95,14 +96,32 @@ impl Queue {
                 due_ms: due.unwrap_or(0),
                 expires_ms: expires.unwrap_or(0),
             };
-            let done = confirm.map(|c| c());
+            let done = confirm.map(|c| c(seq));
             let confirming = done.is_some();
+            let after_sync = journal.deliver_after_sync();
+            let done = match after_sync {
+                true => Some(self.when_synced(seq, done)),
+                false => done,
+            };
             match journal.enqueue(&entry, times, done) {
                 Ok(segment) => entry.segment = segment,
                 Err(e) => return Publish::Refused(e),
             }
             if confirming {
                 published = Publish::Confirming;
+            }
+            if after_sync {
+                st.next_seq += 1;
+                st.stats.enqueued += 1;
+                if let Some(at) = expires {
+                    st.schedule.expire_at(seq, at, None);
+                }
+                if due.is_none() && st.retention.is_on() {
+                    st.retention.enqueued(seq, now.get());
+                }
+                // Out of every consumer's sight until the record is on disk: see `synced`.
+                st.syncing.insert(seq, (entry, due));
+                return published;
             }
         }
         st.next_seq += 1;
@@ -120,5 +139,62 @@ impl Queue {
             }
         }
         published
+    }
+}
+
+impl Queue {
+    /// The journal's completion for message `seq` under `deliver_after_sync`: the queue first
+    /// makes the message visible (or, if the write failed, drops it), then `done` answers the
+    /// producer. Runs on the journal's thread.
+    fn when_synced(&self, seq: u64, done: Option<Done>) -> Done {
+        let me = self.me.clone();
+        Box::new(move |result| {
+            if let Some(queue) = me.upgrade() {
+                queue.synced(seq, result.is_ok());
+            }
+            if let Some(done) = done {
+                done(result);
+            }
+        })
+    }
+
+    /// Message `seq` waited for its record to reach the disk, and it did (`stored`) or not.
+    fn synced(&self, seq: u64, stored: bool) {
+        let mut st = lock(&self.state);
+        let Some((entry, due)) = st.syncing.remove(&seq) else {
+            return; // expired or purged meanwhile
+        };
+        if !stored {
+            st.schedule.forget(seq);
+            st.stats.unstored += 1;
+            return;
+        }
+        match due {
+            Some(due) => st.schedule.delay(due, entry),
+            None => st.make_ready(entry),
+        }
+        self.finish(st);
+    }
+
+    /// The message `seq` could not be stored (its producer hears `rejected`): see
+    /// [`Unstore`].
+    fn take_back(&self, seq: u64) {
+        let mut st = lock(&self.state);
+        if st.acquired.contains_key(&seq) {
+            // A consumer has it: dropped when it comes back, whatever it says.
+            st.unstored.push(seq);
+            return;
+        }
+        if st.syncing.remove(&seq).is_some() || st.remove_waiting(seq).is_some() {
+            st.stats.unstored += 1;
+        }
+        st.schedule.forget(seq);
+        self.finish(st);
+    }
+}
+
+impl Unstore for Queue {
+    fn unstore(&self, seq: u64) {
+        self.take_back(seq);
     }
 }

@@ -1,0 +1,103 @@
+//! A peer cannot forge log lines (issue 12 §7): a SASL user name and a container-id holding a
+//! newline and a terminal escape reach the log escaped, on the line they belong to.
+//!
+//! The broker runs on this test's thread (a current-thread runtime), so the subscriber set
+//! for the thread sees everything the connection tasks log.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::Connection;
+
+use sluice::config::User;
+use support::broker::{start, test_config};
+use support::raw::RawPeer;
+
+/// What the subscriber wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes).expect("the log is UTF-8")
+    }
+}
+
+/// The tail every forged string carries: a line of its own, then "clear the screen".
+const FORGED: &str = "\nERROR forged line\x1b[2J";
+
+#[tokio::test]
+async fn user_names_and_container_ids_are_logged_escaped() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // The subscriber `sluice` installs: the escaping field formatter, plain text.
+    let subscriber = tracing_subscriber::fmt()
+        .fmt_fields(sluice::logging::fields())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut config = test_config();
+    config.users = vec![User {
+        name: "app".into(),
+        password: "secret".into(),
+        roles: vec![],
+    }];
+    config.auth.failure_delay_ms = 0;
+    let (broker, url) = start(config).await;
+
+    let user = format!("mallory{FORGED}");
+    let refused = Connection::builder()
+        .container_id("log-test")
+        .sasl_profile(SaslProfile::Plain {
+            username: user,
+            password: "wrong".into(),
+        })
+        .open(url.as_str())
+        .await;
+    assert!(refused.is_err(), "a wrong password was accepted");
+
+    let container_id = format!("client{FORGED}");
+    let peer = RawPeer::opened(broker.local_addrs()[0], &container_id).await;
+    drop(peer);
+    broker.shutdown().await;
+
+    let log = captured.text();
+    let escaped = r"\nERROR forged line\u{1b}[2J";
+    assert!(
+        log.contains(&format!("mallory{escaped}")),
+        "the user name is not in the log, escaped:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("client{escaped}")),
+        "the container-id is not in the log, escaped:\n{log}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "a terminal escape reached the log:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit()),
+            "a line that does not start with a timestamp: {line:?}\n{log}"
+        );
+    }
+}
