@@ -17,7 +17,7 @@ use sluice::store::lock::{DataDirLock, LockError};
 use sluice::store::segment::{
     list_segments, parse_segment_file_name, read_segment, segment_path, ScanEnd,
 };
-use sluice::store::{self, Fs, RealFs, RecoveryError, RecoverySummary};
+use sluice::store::{self, Fs, RealFs, RecoveryError, RecoverySummary, SimFs};
 use sluice::Config;
 
 /// Arguments of `sluice repair`.
@@ -40,6 +40,11 @@ pub struct RepairArgs {
     /// Change the journal: truncate a corrupt journal without asking, and a torn tail.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Instead of truncating at the damage, skip each damaged record (blanked in place into a
+    /// void record; reading resynchronises on the next record whose length and CRC hold) and
+    /// keep every record after it. Still changes nothing without --yes.
+    #[arg(long)]
+    skip_damaged: bool,
 }
 
 impl RepairArgs {
@@ -103,6 +108,9 @@ pub fn run(args: RepairArgs) -> ExitCode {
         file.display()
     );
     println!("  kept: the {kept} records before that point");
+    if args.skip_damaged {
+        return skip_mode(&fs, &dir, (file, offset, reason), args.yes);
+    }
     if let Err(e) = print_what_would_be_lost(&fs, &dir, &file, offset) {
         return read_error(&dir, e);
     }
@@ -199,6 +207,136 @@ fn torn_tail(fs: &dyn Fs, dir: &Path, summary: &RecoverySummary, yes: bool) -> E
         }
         Err(e) => read_error(dir, e),
     }
+}
+
+type Damage = (PathBuf, u64, String);
+
+/// `--skip-damaged`: shows what skipping would blank (done on a copy in memory), then, once
+/// confirmed, does it.
+fn skip_mode(fs: &RealFs, dir: &Path, first: Damage, yes: bool) -> ExitCode {
+    let copy = match copy_to_memory(fs, dir) {
+        Ok(copy) => copy,
+        Err(e) => return read_error(dir, e),
+    };
+    let (would, left) = match skip_all(&copy, dir, first.clone()) {
+        Ok(r) => r,
+        Err(e) => return read_error(dir, e),
+    };
+    for s in &would {
+        println!(
+            "  would skip: {} offset {}: {} bytes blanked{}",
+            file_name(&s.file),
+            s.offset,
+            s.len,
+            s.resumed_at.map_or(
+                " (to the end of the segment's data)".to_owned(),
+                |r| format!(", reading resumes at offset {r}")
+            )
+        );
+    }
+    if let Some((file, offset, reason)) = &left {
+        println!(
+            "  cannot skip: {} offset {offset}: {reason}; run without --skip-damaged to \
+             truncate there",
+            file.display()
+        );
+    }
+    let (file, offset, _) = &first;
+    let go = yes
+        || (std::io::stdin().is_terminal() && {
+            eprint!(
+                "Skip the damaged records above (from {} offset {offset}), keeping the rest? \
+                 [y/N] ",
+                file.display()
+            );
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer).is_ok()
+                && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        });
+    if !go || would.is_empty() {
+        eprintln!(
+            "sluice repair: not repaired; nothing was changed.{}",
+            if would.is_empty() {
+                ""
+            } else {
+                " To skip the damaged records, run `sluice repair --skip-damaged --yes` with \
+                 the same options."
+            }
+        );
+        return ExitCode::from(1);
+    }
+    match skip_all(fs, dir, first) {
+        Ok((done, left)) => {
+            println!(
+                "repaired: {} damaged records skipped, every record after them kept",
+                done.len()
+            );
+            if let Some((file, offset, reason)) = left {
+                eprintln!(
+                    "sluice repair: the journal is still corrupt at {} offset {offset}: \
+                     {reason}; run `sluice repair` to truncate there",
+                    file.display()
+                );
+                return ExitCode::from(1);
+            }
+            match check(fs, dir, &mut 0) {
+                Ok(summary) => torn_tail(fs, dir, &summary, true),
+                Err(e) => read_error(dir, e),
+            }
+        }
+        Err(e) => read_error(dir, e),
+    }
+}
+
+/// Skips damage after damage until the journal reads clean or a damage cannot be skipped
+/// (returned).
+fn skip_all(
+    fs: &dyn Fs,
+    dir: &Path,
+    first: Damage,
+) -> Result<(Vec<store::Skipped>, Option<Damage>), RecoveryError> {
+    let mut skipped = Vec::new();
+    let mut next = Some(first);
+    while let Some((file, offset, reason)) = next.take() {
+        match store::skip_damaged(fs, dir, &file, offset)? {
+            Some(s) => skipped.push(s),
+            None => return Ok((skipped, Some((file, offset, reason)))),
+        }
+        match store::recovery::check_with(fs, dir, |_| ()) {
+            Ok(_) => {}
+            Err(RecoveryError::Corrupt {
+                file: f,
+                offset: o,
+                reason: r,
+            }) => {
+                if (&f, o) == (&file, offset) {
+                    // No progress: this damage is not one skipping can mend.
+                    return Ok((skipped, Some((f, o, r))));
+                }
+                next = Some((f, o, r));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((skipped, None))
+}
+
+/// The journal directory copied into a simulated file system, to try repairs on.
+fn copy_to_memory(fs: &RealFs, dir: &Path) -> Result<SimFs, RecoveryError> {
+    let io = |op: &'static str, file: PathBuf| move |source| RecoveryError::Io { op, file, source };
+    let sim = SimFs::new();
+    sim.create_dir_all(dir)
+        .map_err(io("create", dir.to_owned()))?;
+    for name in fs.list(dir).map_err(io("list", dir.to_owned()))? {
+        let path = dir.join(&name);
+        let data = fs.read(&path).map_err(io("read", path.clone()))?;
+        let f = sim.create(&path).map_err(io("copy", path.clone()))?;
+        f.write_at(0, &data).map_err(io("copy", path.clone()))?;
+        f.sync_data().map_err(io("copy", path))?;
+    }
+    sim.sync_dir(dir).map_err(io("copy", dir.to_owned()))?;
+    Ok(sim)
 }
 
 /// Lists what truncating at `file` `offset` would drop: the rest of that segment and every

@@ -318,3 +318,41 @@ fn a_bad_config_exits_2_naming_it() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("cannot read missing.toml"), "{err}");
 }
+
+#[test]
+fn skip_damaged_blanks_only_the_damaged_record_and_keeps_every_later_one() {
+    let journal = Journal::write(4);
+    let damaged = journal.corrupt_middle_of(2);
+    let before = journal.snapshot();
+    let name = format!("{:020}.seg", 2);
+
+    // Without --yes: what it would skip, and nothing changed.
+    let output = repair(&journal, &["--skip-damaged"]);
+    assert_eq!(output.status.code(), Some(1), "{}", all_output(&output));
+    let text = all_output(&output);
+    assert!(
+        text.contains(&format!("would skip: {name} offset {}", damaged.offset)),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert_eq!(journal.snapshot(), before, "the journal was changed");
+
+    // With it: one record gone, every other one kept, later segments included.
+    let output = repair(&journal, &["--skip-damaged", "--yes"]);
+    assert_eq!(output.status.code(), Some(0), "{}", all_output(&output));
+    assert!(
+        stdout(&output).contains("1 damaged records skipped"),
+        "{}",
+        all_output(&output)
+    );
+    let again = repair(&journal, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", all_output(&again));
+    let text = stdout(&again);
+    assert!(
+        text.contains(&format!(
+            "clean (4 segments, {} records",
+            journal.records.len() - 1
+        )),
+        "{text}"
+    );
+}

@@ -49,8 +49,8 @@ pub use fs::{FaultOp, Fs, FsFile, RealFs, SimFs};
 pub use journal::{Journal, JournalOptions, JournalStats, SyncMode, SYNC_BUCKETS_US};
 pub use record::{RecordKind, RecordTooLarge, MAX_PAYLOAD_LEN, MAX_RECORD_LEN};
 pub use recovery::{
-    recover, recover_with, repair, Recovered, RecoveredRecord, RecoveryError, RecoverySummary,
-    Repaired, TruncatedTail,
+    recover, recover_with, repair, skip_damaged, Recovered, RecoveredRecord, RecoveryError,
+    RecoverySummary, Repaired, Skipped, TruncatedTail,
 };
 pub use segment::{RecordPos, SegmentWriter, StoreError, DEFAULT_SEGMENT_SIZE};
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::fs::Fs;
 use super::manifest::{self, Manifest};
-use super::record::{encoded_len, RecordKind};
+use super::record::{self, encoded_len, Decoded, RecordKind};
 use super::segment::{
     last_nonzero, list_segments, parse_segment_file_name, scan_segment, segment_path, RecordPos,
     ScanEnd, SEGMENT_HEADER_LEN,
@@ -169,10 +169,29 @@ fn read_journal(
         fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
     }
     let mut summary = RecoverySummary::default();
+    // The segment read last: its file, where its data ends, its file's length.
+    let mut previous: Option<(PathBuf, u64, u64)> = None;
     for (i, &seq) in seqs.iter().enumerate() {
         let last = i + 1 == seqs.len();
         let path = segment_path(dir, seq);
         let data = Bytes::from(fs.read(&path).map_err(io_err("read", &path))?);
+        // Within a batch, the writer starts a segment only when the next record does not fit
+        // in the one before (whose file is preallocated to its capacity): if it would have
+        // fitted, records at the end of the previous segment were zeroed or lost.
+        if let (Some((prev, end, len)), Some(first)) = (&previous, first_record_len(&data)) {
+            if end + first as u64 <= *len {
+                return Err(RecoveryError::Corrupt {
+                    file: prev.clone(),
+                    offset: *end,
+                    reason: format!(
+                        "the data of this segment ends here, but the first record of segment \
+                         {seq} ({first} bytes) would have fitted after it, so the writer would \
+                         not have started a new segment: records at the end of this segment \
+                         were zeroed or lost"
+                    ),
+                });
+            }
+        }
         let end = scan_segment(&data, seq, |offset, kind, payload| {
             summary.records += 1;
             summary.bytes += encoded_len(payload.len()) as u64;
@@ -187,6 +206,7 @@ fn read_journal(
         });
         let (offset, reason) = match end {
             ScanEnd::Clean { offset } => {
+                previous = Some((path, offset, data.len() as u64));
                 summary.segments.push(seq);
                 summary.tail = Some(RecordPos {
                     segment: seq,
@@ -298,6 +318,24 @@ fn read_journal(
         "journal recovered"
     );
     Ok(summary)
+}
+
+/// Bytes taken by the first record of a segment, if one is there whole and continues the
+/// batch of the segment before. (A batch start proves nothing here: after a restart the
+/// writer goes on in the segment recovery left last, even a nearly empty one.)
+fn first_record_len(data: &[u8]) -> Option<usize> {
+    match record::decode(data.get(SEGMENT_HEADER_LEN as usize..)?) {
+        Decoded::Record {
+            len_on_disk,
+            batch_start: false,
+            ..
+        }
+        | Decoded::Void {
+            len_on_disk,
+            batch_start: false,
+        } => Some(len_on_disk),
+        _ => None,
+    }
 }
 
 /// Checks the segments on disk against the manifest: every one from its `low` to its `high`
@@ -515,6 +553,105 @@ pub fn repair(
     })
 }
 
+/// What [`skip_damaged`] blanked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The segment.
+    pub file: PathBuf,
+    /// Where the blanked bytes start.
+    pub offset: u64,
+    /// How many bytes were turned into a void record (the damaged record, and any bytes up
+    /// to the next whole record with a good CRC).
+    pub len: u64,
+    /// Where reading resumes: the next whole record (None: nothing more in this segment).
+    pub resumed_at: Option<u64>,
+}
+
+/// The offset, from `from`, of the next whole record with a good CRC in `data` (records
+/// resynchronise on length + CRC), if there is one before the zeros after the data.
+fn resync(data: &[u8], from: usize) -> Option<usize> {
+    let end = last_nonzero(data.get(from..)?)? + from + 1;
+    (from..end).find(|&off| {
+        matches!(
+            record::decode(&data[off..]),
+            Decoded::Record { .. } | Decoded::Void { .. } | Decoded::Checkpoint { .. }
+        )
+    })
+}
+
+/// `sluice repair --skip-damaged`: instead of truncating at damage (`offset` in segment
+/// `file`, as named by [`RecoveryError::Corrupt`]), turns the damaged bytes, up to the next
+/// whole record with a good CRC (or the end of the data), into one void record, which readers
+/// skip, and keeps everything after it. Every later record keeps its position. Damage in a
+/// segment header (offset below the header's end), a missing segment or the manifest is
+/// handled as [`repair`] does; so is damage shorter than a void record (9 bytes) with data
+/// after it, which cannot be blanked in place (`None` then: use [`repair`]).
+pub fn skip_damaged(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &Path,
+    offset: u64,
+) -> Result<Option<Skipped>, RecoveryError> {
+    let Some(seq) = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_segment_file_name)
+    else {
+        return Ok(None);
+    };
+    let path = segment_path(dir, seq);
+    if offset < SEGMENT_HEADER_LEN {
+        return Ok(None);
+    }
+    let data = match fs.read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let at = offset as usize;
+    if at >= data.len() {
+        return Ok(None);
+    }
+    let next = resync(&data, at + 1);
+    let end = match next {
+        Some(n) => n,
+        None => last_nonzero(&data[at..]).map_or(at, |p| at + p + 1),
+    };
+    let span = end - at;
+    let blank = if span == 0 {
+        Vec::new()
+    } else if span >= encoded_len(0) {
+        let mut buf = bytes::BytesMut::new();
+        let zeros = vec![0u8; span - encoded_len(0)];
+        record::encode_raw(record::VOID_KIND, &[&zeros], false, &mut buf).map_err(|e| {
+            io_err("blank", &path)(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        buf.to_vec()
+    } else if next.is_none() {
+        // Debris shorter than a record at the end of the data: zeros end the segment.
+        vec![0u8; span]
+    } else {
+        return Ok(None);
+    };
+    let f = fs.open(&path).map_err(io_err("open", &path))?;
+    f.write_at(offset, &blank).map_err(io_err("write", &path))?;
+    f.sync_data().map_err(io_err("sync", &path))?;
+    // The journal no longer ends where a clean shutdown left it, if it did.
+    rewrite_manifest(fs, dir)?;
+    tracing::warn!(
+        file = %path.display(),
+        offset,
+        len = span,
+        "journal repaired: a damaged record skipped (blanked), the records after it kept"
+    );
+    Ok(Some(Skipped {
+        file: path,
+        offset,
+        len: span as u64,
+        resumed_at: next.map(|n| n as u64),
+    }))
+}
+
 /// Writes the manifest from the segments there are (none: no manifest, a new journal).
 fn rewrite_manifest(fs: &dyn Fs, dir: &Path) -> Result<(), RecoveryError> {
     let path = manifest::manifest_path(dir);
@@ -531,3 +668,6 @@ fn rewrite_manifest(fs: &dyn Fs, dir: &Path) -> Result<(), RecoveryError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod corruption_tests;

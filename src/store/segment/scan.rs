@@ -63,9 +63,10 @@ pub(crate) fn last_nonzero(data: &[u8]) -> Option<usize> {
 /// The offset in `data` of a whole, CRC-checked record marked as the start of a batch, if
 /// one lies anywhere in it (every offset is tried; the zeros after the data are not).
 fn later_batch_start(data: &[u8]) -> Option<usize> {
+    // Records start before the last non-zero byte, but may end after it (a checkpoint's
+    // payload ends in the zero high bytes of its offset), so they are decoded from `data`.
     let end = last_nonzero(data)? + 1;
-    let data = &data[..end];
-    (0..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&off| {
+    (0..end.min(data.len().saturating_sub(RECORD_HEADER_LEN))).find(|&off| {
         // The flag in the kind byte is the cheap filter; the CRC decides.
         data[off + RECORD_HEADER_LEN] & BATCH_START != 0
             && matches!(
