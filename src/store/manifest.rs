@@ -165,6 +165,73 @@ pub fn record_deleting(fs: &dyn Fs, dir: &Path, seq: u64) -> io::Result<()> {
     }
 }
 
+/// The fence marker's file name in the journal directory (issue 12 §5).
+pub const FENCED_FILE: &str = "FENCED";
+const FENCED_MAGIC: [u8; 4] = *b"SLFN";
+
+/// The fence marker's path in `dir`.
+pub fn fenced_path(dir: &Path) -> PathBuf {
+    dir.join(FENCED_FILE)
+}
+
+/// Records, best effort and durably if the disk allows, that the journal was fenced with
+/// everything from `at` (segment, offset) on never acknowledged: a write or sync failed there.
+/// After a failed fsync the kernel may still hold (and later write) those pages, so without
+/// this the records of producers told `rejected` could be read back at the next start.
+pub fn record_fenced(fs: &dyn Fs, dir: &Path, at: (u64, u64)) -> io::Result<()> {
+    let mut buf = [0u8; 24];
+    buf[..4].copy_from_slice(&FENCED_MAGIC);
+    buf[4..12].copy_from_slice(&at.0.to_le_bytes());
+    buf[12..20].copy_from_slice(&at.1.to_le_bytes());
+    let crc = crc32c::crc32c(&buf[..20]);
+    buf[20..].copy_from_slice(&crc.to_le_bytes());
+    let path = fenced_path(dir);
+    let file = fs.create(&path)?;
+    file.write_at(0, &buf)?;
+    file.sync_data()?;
+    fs.sync_dir(dir)
+}
+
+/// Reads the fence marker of `dir`: where the unacknowledged data starts, if the journal was
+/// fenced. A marker that does not read back whole is an error (`InvalidData`).
+pub fn read_fenced(fs: &dyn Fs, dir: &Path) -> io::Result<Option<(u64, u64)>> {
+    let path = fenced_path(dir);
+    let data = match fs.read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&data[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if data.len() < 24
+        || data[..4] != FENCED_MAGIC
+        || crc32c::crc32c(&data[..20])
+            != u32::from_le_bytes([data[20], data[21], data[22], data[23]])
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: a damaged fence marker (the journal was fenced after a failed write or \
+                 sync, but where is unreadable)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some((word(4), word(12))))
+}
+
+/// Removes the fence marker once applied.
+pub fn clear_fenced(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    match fs.remove(&fenced_path(dir)) {
+        Ok(()) => fs.sync_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

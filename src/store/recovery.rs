@@ -155,10 +155,19 @@ fn read_journal(
     mut visit: impl FnMut(RecoveredRecord),
 ) -> Result<RecoverySummary, RecoveryError> {
     let started = Instant::now();
+    let fenced_file = manifest::fenced_path(dir);
+    let fence = manifest::read_fenced(fs, dir).map_err(io_err("read", &fenced_file))?;
+    if let (true, Some(at)) = (mend, fence) {
+        drop_after_fence(fs, dir, at)?;
+    }
     let seqs = list_segments(fs, dir).map_err(io_err("list", dir))?;
     let manifest_file = manifest::manifest_path(dir);
     let manifest = manifest::read(fs, dir).map_err(io_err("read", &manifest_file))?;
-    let (dead, seqs) = check_segments(dir, seqs, manifest)?;
+    let (dead, mut seqs) = check_segments(dir, seqs, manifest)?;
+    // Checking only (repair without --yes): read as if the fence had been applied.
+    if let Some((s, _)) = fence {
+        seqs.retain(|&seq| seq <= s);
+    }
     let clean = manifest.and_then(|m| m.clean);
     if mend && !dead.is_empty() {
         // Recorded as deleted before a crash cut their removal short: dead, never replayed.
@@ -174,7 +183,12 @@ fn read_journal(
     for (i, &seq) in seqs.iter().enumerate() {
         let last = i + 1 == seqs.len();
         let path = segment_path(dir, seq);
-        let data = Bytes::from(fs.read(&path).map_err(io_err("read", &path))?);
+        let mut data = Bytes::from(fs.read(&path).map_err(io_err("read", &path))?);
+        if let Some((s, o)) = fence {
+            if s == seq && (o as usize) < data.len() {
+                data.truncate(o as usize);
+            }
+        }
         // Within a batch, the writer starts a segment only when the next record does not fit
         // in the one before (whose file is preallocated to its capacity): if it would have
         // fitted, records at the end of the previous segment were zeroed or lost.
@@ -318,6 +332,49 @@ fn read_journal(
         "journal recovered"
     );
     Ok(summary)
+}
+
+/// Applies the fence marker: the journal was fenced after a write or sync failed at `at`
+/// (segment, offset), and nothing from there on was acknowledged (its producers were told
+/// `rejected`), though the kernel may have kept and written it. It is dropped: the segment is
+/// cut there, later ones deleted, the manifest's high-water mark lowered, the marker removed.
+fn drop_after_fence(fs: &dyn Fs, dir: &Path, at: (u64, u64)) -> Result<(), RecoveryError> {
+    let (seg, off) = at;
+    let mut dropped = 0u64;
+    for seq in list_segments(fs, dir).map_err(io_err("list", dir))? {
+        let path = segment_path(dir, seq);
+        if seq > seg {
+            let data = fs.read(&path).map_err(io_err("read", &path))?;
+            dropped += last_nonzero(&data).map_or(0, |p| p as u64 + 1);
+            fs.remove(&path).map_err(io_err("remove", &path))?;
+        } else if seq == seg {
+            let data = fs.read(&path).map_err(io_err("read", &path))?;
+            if (off as usize) < data.len() {
+                dropped += last_nonzero(&data[off as usize..]).map_or(0, |p| p as u64 + 1);
+                let f = fs.open(&path).map_err(io_err("open", &path))?;
+                f.set_len(off).map_err(io_err("truncate", &path))?;
+                f.sync_data().map_err(io_err("sync", &path))?;
+            }
+        }
+    }
+    fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+    let manifest_file = manifest::manifest_path(dir);
+    if let Some(m) = manifest::read(fs, dir).map_err(io_err("read", &manifest_file))? {
+        if m.high > seg {
+            manifest::write(fs, dir, m.low.min(seg), seg)
+                .map_err(io_err("write", &manifest_file))?;
+        }
+    }
+    let fenced_file = manifest::fenced_path(dir);
+    manifest::clear_fenced(fs, dir).map_err(io_err("remove", &fenced_file))?;
+    tracing::warn!(
+        segment = seg,
+        offset = off,
+        dropped_bytes = dropped,
+        "journal: it was fenced after a failed write or sync; dropped what was written from \
+         there on, which no producer was told is stored"
+    );
+    Ok(())
 }
 
 /// Bytes taken by the first record of a segment, if one is there whole and continues the

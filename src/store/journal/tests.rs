@@ -386,3 +386,61 @@ fn a_full_disk_refuses_the_waiting_records_keeps_the_rest_and_writes_again_once_
     assert_eq!(enqueued, accepted.len(), "accepted: {accepted:?}");
     assert_eq!(settles, n);
 }
+
+/// Issue 12 §5: a record whose producer was told `rejected` after a failed fsync does not come
+/// back at the next start, even though the kernel kept it (no power loss: the process
+/// restarts and reads back what the page cache holds).
+#[test]
+fn records_rejected_after_a_failed_fsync_do_not_come_back_after_a_restart() {
+    let (fs, dir) = setup();
+    let journal = open(&fs, &dir, SyncMode::Batch);
+    assert_eq!(append_all(&journal, 3), [0, 1, 2]);
+    fs.fail_next(FaultOp::Sync, std::io::ErrorKind::Other);
+    let (tx, rx) = mpsc::channel();
+    append(&journal, 3, Box::new(move |r| tx.send(r).unwrap())).unwrap();
+    assert!(rx.recv_timeout(WAIT).unwrap().is_err(), "rejected");
+    assert!(journal.fenced().is_some());
+    drop(journal);
+    let marker = crate::store::manifest::fenced_path(&dir);
+    assert!(fs.exists(&marker), "the fence was recorded");
+    // Without the marker, what the failed batch wrote is still there to be read back.
+    let segment = crate::store::segment::segment_path(&dir, 1);
+    let seen = fs.contents(&segment).unwrap();
+    let needle = record(3);
+    assert!(
+        seen.windows(4).any(|w| w == &needle[..]),
+        "the rejected record is in the page cache"
+    );
+    // The restart: a new process sees what the page cache holds (and no poisoned handle).
+    let restarted = SimFs::new();
+    restarted.create_dir_all(&dir).unwrap();
+    for name in fs.list(&dir).unwrap() {
+        let path = dir.join(&name);
+        let f = restarted.create(&path).unwrap();
+        f.write_at(0, &fs.contents(&path).unwrap()).unwrap();
+        f.sync_data().unwrap();
+    }
+    restarted.sync_dir(&dir).unwrap();
+    let fs = restarted;
+    assert!(fs.exists(&marker));
+    let recovered = recover(&fs, &dir).unwrap();
+    let got: Vec<u32> = recovered
+        .records
+        .iter()
+        .map(|r| u32::from_le_bytes(r.payload[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(got, [0, 1, 2], "the rejected record came back");
+    assert!(!fs.exists(&marker), "the marker is removed once applied");
+    // The journal goes on from there.
+    let journal = Journal::open(
+        Arc::new(fs.clone()),
+        &dir,
+        &recovered.summary.segments,
+        recovered.summary.tail,
+        options(SyncMode::Batch),
+    )
+    .unwrap();
+    assert_eq!(append_all(&journal, 2), [0, 1]);
+    journal.close();
+    assert_eq!(recover(&fs, &dir).unwrap().records.len(), 5);
+}

@@ -147,11 +147,38 @@ pub(super) fn run(shared: &Shared, file: Segment) -> bool {
             Err((e, chunks, waiters)) if no_space(&e) && !shared.lock().closed => {
                 match stall(shared, &mut out, &e, chunks, waiters) {
                     Ok(kept) => stalled = kept,
-                    Err(e) => fail_everything(shared, &e, Vec::new()),
+                    Err(e) => {
+                        record_fence(shared, out.synced);
+                        fail_everything(shared, &e, Vec::new())
+                    }
                 }
             }
-            Err((e, _, waiters)) => fail_everything(shared, &e, waiters),
+            Err((e, _, waiters)) => {
+                record_fence(shared, out.synced);
+                fail_everything(shared, &e, waiters)
+            }
         }
+    }
+}
+
+/// Records where the unacknowledged data starts (the marker next to the segments), so that
+/// recovery drops what a failed sync left behind: those producers were told `rejected`.
+fn record_fence(shared: &Shared, synced: RecordPos) {
+    let at = (synced.segment, synced.offset);
+    match super::super::manifest::record_fenced(&*shared.fs, &shared.dir, at) {
+        Ok(()) => tracing::warn!(
+            segment = at.0,
+            offset = at.1,
+            "journal: fenced; everything written from here on was never acknowledged and is \
+             dropped at the next start"
+        ),
+        Err(e) => tracing::error!(
+            segment = at.0,
+            offset = at.1,
+            error = %e,
+            "journal: fenced, and the fence marker cannot be written: records of producers \
+             told `rejected` may come back at the next start"
+        ),
     }
 }
 

@@ -9,6 +9,12 @@
 //! shorten a preallocated segment, so this could be refused; it is not yet, because recovery
 //! itself shortens the last segment when it cuts a torn tail and a crash before it is
 //! preallocated again could leave a genuine torn record at the end of a short file.)
+//!
+//! Second known limit, kept out of the table by writing the fixture again: records zeroed
+//! at the end of a segment are caught only when the next segment starts inside a batch (its
+//! first record would have fitted where the zeros are). When it starts a batch, the writer
+//! may legitimately have left room there (after a restart it goes on in the segment recovery
+//! left last, even a nearly empty one), so nothing is provable.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +40,32 @@ fn payload(i: usize) -> Vec<u8> {
 /// going idle (a checkpoint); `clean`: closed, else copied while still open (an unclean
 /// shutdown with everything synced).
 fn fixture(clean: bool) -> Files {
+    // The batches the writer makes depend on timing; a segment that starts a batch is one
+    // where a zeroed record at the end of the segment before is not caught (the known limit
+    // in the module doc), so such a layout is written again.
+    for _ in 0..10 {
+        let files = fixture_once(clean);
+        let continues_a_batch = |data: &Vec<u8>| {
+            matches!(
+                crate::store::record::decode(&data[SEGMENT_HEADER_LEN as usize..]),
+                crate::store::record::Decoded::Record {
+                    batch_start: false,
+                    ..
+                }
+            )
+        };
+        if files
+            .iter()
+            .filter(|(n, _)| parse_segment_file_name(n).is_some_and(|s| s > 1))
+            .all(|(_, d)| continues_a_batch(d))
+        {
+            return files;
+        }
+    }
+    panic!("no layout with every segment boundary inside a batch in 10 tries")
+}
+
+fn fixture_once(clean: bool) -> Files {
     let fs = SimFs::new();
     let dir = PathBuf::from(DIR);
     fs.create_dir_all(&dir).unwrap();
@@ -66,7 +98,14 @@ fn fixture(clean: bool) -> Files {
             rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
         }
         // The writer goes idle (a tick is 250 ms) and checkpoints.
-        std::thread::sleep(Duration::from_millis(700));
+        let waited = std::time::Instant::now();
+        while !ends_with_checkpoint(&fs, &dir) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "no idle checkpoint"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     if clean {
         journal.close();
@@ -74,6 +113,29 @@ fn fixture(clean: bool) -> Files {
     let files = copy_out(&fs, &dir);
     drop(journal);
     files
+}
+
+/// Whether the last record written is a checkpoint.
+fn ends_with_checkpoint(fs: &SimFs, dir: &Path) -> bool {
+    use crate::store::record::{decode, Decoded};
+    let Some(&last) = list_segments(fs, dir).unwrap().last() else {
+        return false;
+    };
+    let data = fs.read(&segment_path(dir, last)).unwrap();
+    let (mut off, mut checkpoint) = (SEGMENT_HEADER_LEN as usize, false);
+    loop {
+        match decode(&data[off..]) {
+            Decoded::Record { len_on_disk, .. } | Decoded::Void { len_on_disk, .. } => {
+                checkpoint = false;
+                off += len_on_disk;
+            }
+            Decoded::Checkpoint { len_on_disk, .. } => {
+                checkpoint = true;
+                off += len_on_disk;
+            }
+            _ => return checkpoint,
+        }
+    }
 }
 
 fn copy_out(fs: &SimFs, dir: &Path) -> Files {
