@@ -117,7 +117,16 @@ struct Chunk {
     capacity: u64,
     start: u64,
     buf: BytesMut,
+    /// Its first record starts a batch because the one before reached [`MAX_BATCH_BYTES`]:
+    /// the writer syncs what it wrote before writing this chunk.
+    sync_before: bool,
 }
+
+/// The most bytes of records one batch (one batch mark, one sync) may hold: beyond it the
+/// next record starts a new batch, synced before it is written (issue 12 §3). Damage in the
+/// last batch of an unclean shutdown is indistinguishable from a torn tail, so this bounds
+/// what such damage can drop without a refusal.
+pub const MAX_BATCH_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -137,6 +146,8 @@ struct State {
     waiters: Vec<Waiter>,
     /// A record was appended since the writer last took the buffer.
     in_batch: bool,
+    /// Bytes of records in the batch being built, from its batch mark on.
+    batch_bytes: u64,
     fenced: Option<String>,
     closed: bool,
     /// Segments on disk or pending, with their live counts.
@@ -209,6 +220,7 @@ impl Journal {
                 pending: Vec::new(),
                 waiters: Vec::new(),
                 in_batch: false,
+                batch_bytes: 0,
                 fenced: None,
                 closed: false,
                 segments: counts,
@@ -327,16 +339,26 @@ impl Store for Journal {
         }
         let (segment, offset, capacity) = (st.segment, st.offset, st.capacity);
         let start = RecordPos { segment, offset };
+        // A batch that reached its bound ends here: this record starts the next one.
+        let split = st.in_batch && st.batch_bytes > 0 && st.batch_bytes + need > MAX_BATCH_BYTES;
+        if split {
+            st.in_batch = false;
+        }
         let batch_start = !std::mem::replace(&mut st.in_batch, true);
+        if batch_start {
+            st.batch_bytes = 0;
+        }
+        st.batch_bytes += need;
         let was_empty = st.pending.is_empty();
         let chunk = match st.pending.last_mut() {
-            Some(c) if c.segment == segment => c,
+            Some(c) if c.segment == segment && !split => c,
             _ => {
                 st.pending.push(Chunk {
                     segment,
                     capacity,
                     start: offset,
                     buf: BytesMut::with_capacity(64 * 1024),
+                    sync_before: split,
                 });
                 st.pending.last_mut().expect("just pushed")
             }
@@ -428,8 +450,10 @@ impl Shared {
             capacity,
             start: offset,
             buf,
+            sync_before: false,
         });
         st.in_batch = true;
+        st.batch_bytes = need;
         st.offset += need;
         true
     }

@@ -23,6 +23,9 @@ use super::segment::{
     ScanEnd, SEGMENT_HEADER_LEN,
 };
 
+/// How often a long recovery logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 /// A record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveredRecord {
@@ -180,7 +183,21 @@ fn read_journal(
     let mut summary = RecoverySummary::default();
     // The segment read last: its file, where its data ends, its file's length.
     let mut previous: Option<(PathBuf, u64, u64)> = None;
+    // Long recoveries say how far they are (issue 12 §7): the broker serves nothing meanwhile.
+    let mut last_progress = Instant::now();
     for (i, &seq) in seqs.iter().enumerate() {
+        if mend && last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            tracing::info!(
+                dir = %dir.display(),
+                segments_read = i,
+                segments = seqs.len(),
+                records = summary.records,
+                bytes = summary.bytes,
+                elapsed_s = started.elapsed().as_secs_f64(),
+                "journal recovery in progress"
+            );
+        }
         let last = i + 1 == seqs.len();
         let path = segment_path(dir, seq);
         let mut data = Bytes::from(fs.read(&path).map_err(io_err("read", &path))?);

@@ -444,3 +444,67 @@ fn records_rejected_after_a_failed_fsync_do_not_come_back_after_a_restart() {
     journal.close();
     assert_eq!(recover(&fs, &dir).unwrap().records.len(), 5);
 }
+
+/// Issue 12 §3: no batch holds more than [`MAX_BATCH_BYTES`] of records, so damage in the
+/// last batch of an unclean shutdown (which reads as a torn tail) can drop at most that.
+#[test]
+fn a_batch_is_bounded_in_bytes() {
+    let (fs, dir) = setup();
+    let journal = Journal::open(
+        Arc::new(fs.clone()),
+        &dir,
+        &[],
+        None,
+        JournalOptions {
+            segment_size: 64 << 20,
+            ..options(SyncMode::Batch)
+        },
+    )
+    .unwrap();
+    let big = vec![7u8; 100_000];
+    let syncs = fs.sync_count();
+    for _ in 0..250 {
+        journal
+            .append(RecordKind::Enqueue, &[&big], true, None)
+            .unwrap();
+    }
+    let (tx, rx) = mpsc::channel();
+    append(&journal, 0, Box::new(move |r| tx.send(r).unwrap())).unwrap();
+    rx.recv_timeout(WAIT).unwrap().unwrap();
+    journal.close();
+    assert!(
+        fs.sync_count() - syncs >= 3,
+        "25 MB in batches of at most 8 MiB"
+    );
+    // The batch marks are never more than the bound apart.
+    let data = fs
+        .contents(&crate::store::segment::segment_path(&dir, 1))
+        .unwrap();
+    let mut off = crate::store::segment::SEGMENT_HEADER_LEN as usize;
+    let mut marks = Vec::new();
+    loop {
+        match record::decode(&data[off..]) {
+            record::Decoded::Record {
+                len_on_disk,
+                batch_start,
+                ..
+            } => {
+                if batch_start {
+                    marks.push(off);
+                }
+                off += len_on_disk;
+            }
+            record::Decoded::Checkpoint { len_on_disk, .. } => {
+                marks.push(off);
+                off += len_on_disk;
+            }
+            _ => break,
+        }
+    }
+    marks.push(off);
+    assert!(
+        marks.windows(2).all(|w| (w[1] - w[0]) as u64 <= 8 << 20),
+        "{marks:?}"
+    );
+    assert!(marks.len() >= 4, "{marks:?}");
+}

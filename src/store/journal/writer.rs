@@ -330,6 +330,7 @@ fn write_each(
                 capacity: first.capacity,
                 start: first.start,
                 buf: first.buf.split_to(upto.min(first.buf.len())),
+                sync_before: std::mem::take(&mut first.sync_before),
             };
             first.start += piece.buf.len() as u64;
             let finished = first.buf.is_empty();
@@ -364,6 +365,11 @@ fn write_batch(shared: &Shared, out: &mut Out, chunks: &[Chunk]) -> Result<(), S
     for chunk in chunks {
         if chunk.buf.is_empty() {
             continue;
+        }
+        if chunk.sync_before && out.unsynced && !never {
+            // The batch before reached its bound: synced before the next batch mark.
+            out.file.sync()?;
+            out.mark_synced();
         }
         if chunk.segment != out.file.seq() {
             // Every segment but the last is complete and synced before the next exists.
