@@ -185,100 +185,142 @@ fn read_journal(
     let mut previous: Option<(PathBuf, u64, u64)> = None;
     // Long recoveries say how far they are (issue 12 §7): the broker serves nothing meanwhile.
     let mut last_progress = Instant::now();
-    for (i, &seq) in seqs.iter().enumerate() {
-        if mend && last_progress.elapsed() >= PROGRESS_EVERY {
-            last_progress = Instant::now();
-            tracing::info!(
-                dir = %dir.display(),
-                segments_read = i,
-                segments = seqs.len(),
-                records = summary.records,
-                bytes = summary.bytes,
-                elapsed_s = started.elapsed().as_secs_f64(),
-                "journal recovery in progress"
-            );
-        }
-        let last = i + 1 == seqs.len();
-        let path = segment_path(dir, seq);
-        let mut data = Bytes::from(fs.read(&path).map_err(io_err("read", &path))?);
-        if let Some((s, o)) = fence {
-            if s == seq && (o as usize) < data.len() {
-                data.truncate(o as usize);
+    // Segments are read ahead on a thread of their own (two at most in memory besides the
+    // one being scanned), so that reading the disk overlaps checking and replaying records
+    // (issue 12 §7).
+    let to_read = &seqs;
+    std::thread::scope(|scope| -> Result<(), RecoveryError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || {
+            for &seq in to_read {
+                if tx.send(fs.read(&segment_path(dir, seq))).is_err() {
+                    break;
+                }
             }
-        }
-        // Within a batch, the writer starts a segment only when the next record does not fit
-        // in the one before (whose file is preallocated to its capacity): if it would have
-        // fitted, records at the end of the previous segment were zeroed or lost.
-        if let (Some((prev, end, len)), Some(first)) = (&previous, first_record_len(&data)) {
-            if end + first as u64 <= *len {
-                return Err(RecoveryError::Corrupt {
-                    file: prev.clone(),
-                    offset: *end,
-                    reason: format!(
-                        "the data of this segment ends here, but the first record of segment \
-                         {seq} ({first} bytes) would have fitted after it, so the writer would \
-                         not have started a new segment: records at the end of this segment \
-                         were zeroed or lost"
-                    ),
-                });
-            }
-        }
-        let end = scan_segment(&data, seq, |offset, kind, payload| {
-            summary.records += 1;
-            summary.bytes += encoded_len(payload.len()) as u64;
-            visit(RecoveredRecord {
-                pos: RecordPos {
-                    segment: seq,
-                    offset,
-                },
-                kind,
-                payload,
-            });
         });
-        let (offset, reason) = match end {
-            ScanEnd::Clean { offset } => {
-                previous = Some((path, offset, data.len() as u64));
-                summary.segments.push(seq);
-                summary.tail = Some(RecordPos {
-                    segment: seq,
+        for (i, &seq) in seqs.iter().enumerate() {
+            if mend && last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                tracing::info!(
+                    dir = %dir.display(),
+                    segments_read = i,
+                    segments = seqs.len(),
+                    records = summary.records,
+                    bytes = summary.bytes,
+                    elapsed_s = started.elapsed().as_secs_f64(),
+                    "journal recovery in progress"
+                );
+            }
+            let last = i + 1 == seqs.len();
+            let path = segment_path(dir, seq);
+            let read = rx.recv().unwrap_or_else(|_| fs.read(&path));
+            let mut data = Bytes::from(read.map_err(io_err("read", &path))?);
+            if let Some((s, o)) = fence {
+                if s == seq && (o as usize) < data.len() {
+                    data.truncate(o as usize);
+                }
+            }
+            // Within a batch, the writer starts a segment only when the next record does not fit
+            // in the one before (whose file is preallocated to its capacity): if it would have
+            // fitted, records at the end of the previous segment were zeroed or lost.
+            if let (Some((prev, end, len)), Some(first)) = (&previous, first_record_len(&data)) {
+                if end + first as u64 <= *len {
+                    return Err(RecoveryError::Corrupt {
+                        file: prev.clone(),
+                        offset: *end,
+                        reason: format!(
+                            "the data of this segment ends here, but the first record of segment \
+                             {seq} ({first} bytes) would have fitted after it, so the writer would \
+                             not have started a new segment: records at the end of this segment \
+                             were zeroed or lost"
+                        ),
+                    });
+                }
+            }
+            let end = scan_segment(&data, seq, |offset, kind, payload| {
+                summary.records += 1;
+                summary.bytes += encoded_len(payload.len()) as u64;
+                visit(RecoveredRecord {
+                    pos: RecordPos {
+                        segment: seq,
+                        offset,
+                    },
+                    kind,
+                    payload,
+                });
+            });
+            let (offset, reason) = match end {
+                ScanEnd::Clean { offset } => {
+                    previous = Some((path, offset, data.len() as u64));
+                    summary.segments.push(seq);
+                    summary.tail = Some(RecordPos {
+                        segment: seq,
+                        offset,
+                    });
+                    continue;
+                }
+                ScanEnd::Torn { offset, reason } if last && clean.is_none() => (offset, reason),
+                ScanEnd::Torn { offset, reason } if last => {
+                    let (s, o) = clean.unwrap_or_default();
+                    return Err(RecoveryError::Corrupt {
+                        file: path,
+                        offset,
+                        reason: format!(
+                            "{reason}; but sluice was shut down cleanly with the journal ending at \
+                             segment {s} offset {o}, so this is damage, not a crash's torn tail"
+                        ),
+                    });
+                }
+                ScanEnd::Torn { offset, reason } => {
+                    let reason = format!(
+                        "{reason}; this is not the last segment, so it was complete and synced before \
+                         the next one was created"
+                    );
+                    return Err(RecoveryError::Corrupt {
+                        file: path,
+                        offset,
+                        reason,
+                    });
+                }
+                ScanEnd::Corrupt { offset, reason } => {
+                    return Err(RecoveryError::Corrupt {
+                        file: path,
+                        offset,
+                        reason,
+                    });
+                }
+            };
+            let dropped_bytes = last_nonzero(&data[offset as usize..]).map_or(0, |p| p as u64 + 1);
+            if !mend {
+                if offset >= SEGMENT_HEADER_LEN {
+                    summary.segments.push(seq);
+                    summary.tail = Some(RecordPos {
+                        segment: seq,
+                        offset,
+                    });
+                }
+                summary.truncated = Some(TruncatedTail {
+                    file: path,
                     offset,
+                    dropped_bytes,
+                    reason,
                 });
                 continue;
             }
-            ScanEnd::Torn { offset, reason } if last && clean.is_none() => (offset, reason),
-            ScanEnd::Torn { offset, reason } if last => {
-                let (s, o) = clean.unwrap_or_default();
-                return Err(RecoveryError::Corrupt {
-                    file: path,
-                    offset,
-                    reason: format!(
-                        "{reason}; but sluice was shut down cleanly with the journal ending at \
-                         segment {s} offset {o}, so this is damage, not a crash's torn tail"
-                    ),
-                });
-            }
-            ScanEnd::Torn { offset, reason } => {
-                let reason = format!(
-                    "{reason}; this is not the last segment, so it was complete and synced before \
-                     the next one was created"
-                );
-                return Err(RecoveryError::Corrupt {
-                    file: path,
-                    offset,
-                    reason,
-                });
-            }
-            ScanEnd::Corrupt { offset, reason } => {
-                return Err(RecoveryError::Corrupt {
-                    file: path,
-                    offset,
-                    reason,
-                });
-            }
-        };
-        let dropped_bytes = last_nonzero(&data[offset as usize..]).map_or(0, |p| p as u64 + 1);
-        if !mend {
-            if offset >= SEGMENT_HEADER_LEN {
+            tracing::warn!(
+                file = %path.display(),
+                offset,
+                dropped_bytes,
+                %reason,
+                "journal: truncating a record torn by a crash at the end of the last segment"
+            );
+            if offset < SEGMENT_HEADER_LEN {
+                fs.remove(&path).map_err(io_err("remove", &path))?;
+                fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
+            } else {
+                let file = fs.open(&path).map_err(io_err("open", &path))?;
+                file.set_len(offset).map_err(io_err("truncate", &path))?;
+                file.sync_data().map_err(io_err("sync", &path))?;
                 summary.segments.push(seq);
                 summary.tail = Some(RecordPos {
                     segment: seq,
@@ -291,35 +333,9 @@ fn read_journal(
                 dropped_bytes,
                 reason,
             });
-            continue;
         }
-        tracing::warn!(
-            file = %path.display(),
-            offset,
-            dropped_bytes,
-            %reason,
-            "journal: truncating a record torn by a crash at the end of the last segment"
-        );
-        if offset < SEGMENT_HEADER_LEN {
-            fs.remove(&path).map_err(io_err("remove", &path))?;
-            fs.sync_dir(dir).map_err(io_err("sync directory", dir))?;
-        } else {
-            let file = fs.open(&path).map_err(io_err("open", &path))?;
-            file.set_len(offset).map_err(io_err("truncate", &path))?;
-            file.sync_data().map_err(io_err("sync", &path))?;
-            summary.segments.push(seq);
-            summary.tail = Some(RecordPos {
-                segment: seq,
-                offset,
-            });
-        }
-        summary.truncated = Some(TruncatedTail {
-            file: path,
-            offset,
-            dropped_bytes,
-            reason,
-        });
-    }
+        Ok(())
+    })?;
     if let Some((s, o)) = clean {
         let end = summary.tail.map(|t| (t.segment, t.offset));
         if end != Some((s, o)) {
