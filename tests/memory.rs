@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use fe2o3_amqp::types::primitives::Binary;
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use fe2o3_amqp_types::definitions::{Handle, ReceiverSettleMode, Role, SenderSettleMode};
-use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
-use fe2o3_amqp_types::performatives::{Attach, Flow, Performative, Transfer};
+use fe2o3_amqp_types::definitions::Handle;
+use fe2o3_amqp_types::performatives::{Performative, Transfer};
 use sluice::{BrokerHandle, Config};
 use support::admin::{eventually, scrape};
 use support::broker::{start, test_config};
 use support::http::{get_json, request};
-use support::raw::{amqp_frame, attach_sender, begin, RawPeer};
+use support::raw::{amqp_frame, attach_receiver, attach_sender, begin, link_flow, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -260,45 +259,6 @@ async fn incomplete_deliveries_are_capped_per_connection_but_one_large_message_m
     })
     .await;
     broker.shutdown().await;
-}
-
-/// An `attach` of a receiving link (the peer consumes) from `address`.
-fn attach_receiver(name: &str, handle: u32, address: &str) -> Performative {
-    Performative::Attach(Attach {
-        name: name.to_owned(),
-        handle: Handle(handle),
-        role: Role::Receiver,
-        snd_settle_mode: SenderSettleMode::Unsettled,
-        rcv_settle_mode: ReceiverSettleMode::First,
-        source: Some(Box::new(Source {
-            address: Some(address.to_owned()),
-            ..Source::default()
-        })),
-        target: Some(Box::new(TargetArchetype::Target(Target::default()))),
-        unsettled: None,
-        incomplete_unsettled: false,
-        initial_delivery_count: None,
-        max_message_size: None,
-        offered_capabilities: None,
-        desired_capabilities: None,
-        properties: None,
-    })
-}
-
-fn link_flow(handle: u32, credit: u32) -> Performative {
-    Performative::Flow(Flow {
-        next_incoming_id: Some(0),
-        incoming_window: u32::MAX / 2,
-        next_outgoing_id: 0,
-        outgoing_window: 2048,
-        handle: Some(Handle(handle)),
-        delivery_count: Some(0),
-        link_credit: Some(credit),
-        available: None,
-        drain: false,
-        echo: false,
-        properties: None,
-    })
 }
 
 /// The unsettled deliveries of the consumer named `link` of `queue`, from the admin API.

@@ -6,6 +6,9 @@ use crate::message::Message;
 use super::consumer::ConsumerId;
 use super::groups::GroupId;
 
+/// Message annotations as symbol keys with their values encoded as AMQP.
+pub type Annotations = std::sync::Arc<[(String, Vec<u8>)]>;
+
 /// What the consumer decided about a delivery (AMQP 1.0 §3.4 outcomes, in broker terms).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -19,6 +22,10 @@ pub enum Outcome {
         delivery_failed: bool,
         /// Do not deliver it to this consumer again.
         undeliverable_here: bool,
+        /// Message annotations to merge into the message before it is delivered again, a key
+        /// already there superseded (§3.4.5): symbol keys with their values as encoded on the
+        /// wire. Shared, because one disposition can settle a range of deliveries.
+        annotations: Option<Annotations>,
     },
     /// Invalid: dead-lettered when the queue has a dead-letter address, else dropped and counted.
     Rejected {

@@ -104,6 +104,8 @@ impl State {
             Outcome::Modified {
                 delivery_failed,
                 undeliverable_here,
+                // Merged into the message by `Queue::settle`, which has the memory account.
+                annotations: _,
             } => {
                 if delivery_failed {
                     entry.delivery_count = entry.delivery_count.saturating_add(1);

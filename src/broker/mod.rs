@@ -26,8 +26,9 @@ pub mod storage;
 pub mod timer;
 
 pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
+pub use entry::{Annotations, Outcome};
 pub use groups::GroupInfo;
-pub use queue::{ConsumerInfo, Outcome, Publish, Queue, QueueStats};
+pub use queue::{ConsumerInfo, Publish, Queue, QueueStats};
 pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};
 pub use router::{RouteError, Router};
 

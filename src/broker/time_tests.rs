@@ -323,6 +323,7 @@ async fn past_its_delivery_attempts_a_message_goes_to_the_dead_letter_address() 
     let failed = Outcome::Modified {
         delivery_failed: true,
         undeliverable_here: false,
+        annotations: None,
     };
     let got = rig.fetch(1, 1);
     rig.settle(1, &got, failed.clone());

@@ -3,11 +3,11 @@
 //! `incoming.rs`.
 
 use bytes::Bytes;
-use fe2o3_amqp_types::definitions::{AmqpError, Handle, Role};
+use fe2o3_amqp_types::definitions::{AmqpError, Fields, Handle, Role};
 use fe2o3_amqp_types::messaging::{DeliveryState, Modified};
 use fe2o3_amqp_types::performatives::{Disposition, Performative};
 
-use crate::broker::{ConsumerId, Delivery, OutItem, Outcome, Queue};
+use crate::broker::{Annotations, ConsumerId, Delivery, OutItem, Outcome, Queue};
 use crate::transport::frame::{delivery_transfer_size, Output};
 use crate::transport::transfer::FirstFrame;
 
@@ -57,6 +57,11 @@ impl Connection {
         let session = self.session_mut(channel)?;
         let ids = take_range(session, first, last);
         let mut reply_settle = Vec::new();
+        // Accepted messages are gone whenever their settlement is applied, so those are batched
+        // until the end of the read; a message that goes back must be at its place before the
+        // next frame is acted on (a flow right after a release must get it first).
+        let returns = !matches!(outcome, Outcome::Accepted);
+        let mut touched: Vec<u32> = Vec::new();
         for (delivery_id, handle, seq) in ids {
             if let Some(link) = session.links.get_mut(&handle) {
                 if let LinkKind::Consumer(c) = &mut link.kind {
@@ -66,7 +71,16 @@ impl Connection {
                     if !d.settled {
                         reply_settle.push(delivery_id);
                     }
+                    if returns && touched.last() != Some(&handle) {
+                        touched.push(handle);
+                    }
                 }
+            }
+        }
+        for handle in touched {
+            if let Some(LinkKind::Consumer(c)) = session.links.get_mut(&handle).map(|l| &mut l.kind)
+            {
+                c.flush_settlements();
             }
         }
         // The peer gave an outcome without settling (receiver-settle-mode second, or a client
@@ -375,9 +389,21 @@ fn to_outcome(state: &DeliveryState) -> Option<Outcome> {
         DeliveryState::Modified(m) => Some(Outcome::Modified {
             delivery_failed: m.delivery_failed.unwrap_or(false),
             undeliverable_here: m.undeliverable_here.unwrap_or(false),
+            annotations: m.message_annotations.as_ref().and_then(encode_annotations),
         }),
         _ => None,
     }
+}
+
+/// A `modified` outcome's message-annotations as symbol keys and encoded values (None when
+/// empty). A value serde_amqp cannot encode again is left out rather than failing the
+/// settlement: the outcome itself still applies.
+fn encode_annotations(fields: &Fields) -> Option<Annotations> {
+    let encoded: Vec<(String, Vec<u8>)> = fields
+        .iter()
+        .filter_map(|(key, value)| Some((key.0.clone(), serde_amqp::to_vec(value).ok()?)))
+        .collect();
+    (!encoded.is_empty()).then(|| encoded.into())
 }
 
 pub(super) fn disposition(

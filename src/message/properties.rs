@@ -43,6 +43,9 @@ pub enum AnnotationValue<'a> {
     Timestamp(i64),
     /// An AMQP uint.
     Uint(u32),
+    /// A value already encoded (one whole AMQP value, as a peer sent it): the annotations a
+    /// consumer's `modified` outcome carries are any AMQP type.
+    Encoded(&'a [u8]),
 }
 
 impl AnnotationValue<'_> {
@@ -61,6 +64,7 @@ impl AnnotationValue<'_> {
                 let (encoding, len) = uint_encoding(n);
                 out.extend(encoding.get(..len)?);
             }
+            AnnotationValue::Encoded(value) => out.extend(value),
         }
         Some(())
     }

@@ -110,6 +110,46 @@ pub fn attach_sender(name: &str, handle: u32, address: &str) -> Performative {
     })
 }
 
+/// An `attach` of a receiving link (the peer consumes) from `address`.
+pub fn attach_receiver(name: &str, handle: u32, address: &str) -> Performative {
+    Performative::Attach(Attach {
+        name: name.to_owned(),
+        handle: Handle(handle),
+        role: Role::Receiver,
+        snd_settle_mode: SenderSettleMode::Unsettled,
+        rcv_settle_mode: ReceiverSettleMode::First,
+        source: Some(Box::new(Source {
+            address: Some(address.to_owned()),
+            ..Source::default()
+        })),
+        target: Some(Box::new(TargetArchetype::Target(Target::default()))),
+        unsettled: None,
+        incomplete_unsettled: false,
+        initial_delivery_count: None,
+        max_message_size: None,
+        offered_capabilities: None,
+        desired_capabilities: None,
+        properties: None,
+    })
+}
+
+/// A `flow` granting `credit` on the link `handle` (delivery-count 0), with a wide session window.
+pub fn link_flow(handle: u32, credit: u32) -> Performative {
+    Performative::Flow(Flow {
+        next_incoming_id: Some(0),
+        incoming_window: u32::MAX / 2,
+        next_outgoing_id: 0,
+        outgoing_window: 2048,
+        handle: Some(Handle(handle)),
+        delivery_count: Some(0),
+        link_credit: Some(credit),
+        available: None,
+        drain: false,
+        echo: false,
+        properties: None,
+    })
+}
+
 /// The first and only transfer of delivery `delivery_id` on `handle`, pre-settled.
 pub fn transfer(handle: u32, delivery_id: u32) -> Performative {
     Performative::Transfer(Transfer {

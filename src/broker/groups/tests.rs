@@ -518,6 +518,7 @@ fn undeliverable_here_on_a_grouped_message_does_not_block_other_groups() {
         Outcome::Modified {
             delivery_failed: false,
             undeliverable_here: true,
+            annotations: None,
         },
     );
     assert_eq!(rig.fetch_names(1, 5), ["B1"]);

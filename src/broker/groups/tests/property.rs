@@ -77,7 +77,7 @@ proptest! {
                         let outcome = match o {
                             0 | 1 => Outcome::Accepted,
                             2 => Outcome::Released,
-                            _ => Outcome::Modified { delivery_failed: true, undeliverable_here: false },
+                            _ => Outcome::Modified { delivery_failed: true, undeliverable_here: false, annotations: None },
                         };
                         if outcome == Outcome::Accepted {
                             prop_assert!(consumed.insert(got.seq), "{} consumed twice", got.seq);
