@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
 
-use broker::storage::{Storage, StorageError};
+use broker::durable::storage::{Storage, StorageError};
 use broker::{Registry, Router};
 use engine::EngineConfig;
 use transport::admission::Admission;

@@ -14,7 +14,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::broker::rewind::RewindError;
+use crate::broker::queue::rewind::RewindError;
 
 use super::api::find_queue;
 use super::{AdminState, ApiError};

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 /// What a held message costs besides its bytes: its queue entry (128 bytes, see
-/// `broker::entry`) and the owner of its tracked bytes.
+/// `broker::queue::entry`) and the owner of its tracked bytes.
 pub const PER_MESSAGE: u64 = 192;
 
 /// The memory account of one broker.

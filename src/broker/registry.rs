@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::consumer::{lock, ConnWaker};
+use crate::broker::consumer::{lock, ConnWaker};
 
 /// Identifies one connection for as long as the broker runs.
 pub type ConnectionId = u64;

@@ -9,11 +9,11 @@ use dashmap::DashMap;
 use crate::config::{QueueRules, QueueSettings};
 use crate::store::Store;
 
-use super::consumer::ConsumerId;
-use super::journaled::Journaled;
-use super::memory::Memory;
-use super::persist::QueueNo;
-use super::queue::Queue;
+use crate::broker::consumer::ConsumerId;
+use crate::broker::durable::events::QueueNo;
+use crate::broker::durable::journaled::Journaled;
+use crate::broker::memory::Memory;
+use crate::broker::queue::Queue;
 
 /// Why an address could not be resolved to a node.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

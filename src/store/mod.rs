@@ -1,7 +1,7 @@
 //! The journal: where durable queues persist their changes (DESIGN.md §5, issue 7).
 //!
 //! This module knows records and bytes, not AMQP: a record is a kind and an opaque payload,
-//! which the queue layer (`broker::persist`) encodes and decodes.
+//! which the queue layer (`broker::durable::events`) encodes and decodes.
 //!
 //! ```text
 //!  record    [len u32][crc32c u32][kind u8][payload]        record.rs

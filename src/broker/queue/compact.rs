@@ -2,10 +2,10 @@
 //! segment is written again with the state it has now, so that the segment holds nothing
 //! live and can be deleted.
 
-use super::super::clock::now_ms;
-use super::super::consumer::lock;
-use super::super::journaled::Times;
+use super::clock::now_ms;
 use super::{Queue, State};
+use crate::broker::consumer::lock;
+use crate::broker::durable::journaled::Times;
 
 impl Queue {
     /// Writes again the records this queue still needs from journal segment `segment`
@@ -30,7 +30,7 @@ impl Queue {
         // Ready since: the enqueue time rewind knows, else now (only rewind reads it).
         let ready_since = |seq: u64| retention.enqueued_at(seq).unwrap_or(now);
         let expiry = |seq: u64| schedule.expiry(seq).unwrap_or(0);
-        let mut rewrite_ready = |e: &mut super::Entry| {
+        let mut rewrite_ready = |e: &mut super::entry::Entry| {
             if e.segment == segment {
                 let times = Times {
                     ready_ms: ready_since(e.seq),

@@ -4,11 +4,12 @@
 use crate::message::Message;
 use crate::store::{Done, StoreError};
 
-use super::super::clock::Now;
-use super::super::consumer::{lock, Unstore};
-use super::super::journaled::Times;
-use super::super::lifecycle::{default_expiry, due_of, expiry_of};
-use super::{Entry, Queue, State};
+use super::clock::Now;
+use super::entry::Entry;
+use super::lifecycle::{default_expiry, due_of, expiry_of};
+use super::{Queue, State};
+use crate::broker::consumer::{lock, Unstore};
+use crate::broker::durable::journaled::Times;
 
 /// What became of a published message.
 #[derive(Debug)]

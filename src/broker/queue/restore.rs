@@ -1,9 +1,10 @@
 //! A durable queue rebuilt from the journal at start.
 
-use super::super::clock::{now_ms, Now};
-use super::super::consumer::lock;
-use super::super::restore::RestoredMessage;
-use super::{Entry, Queue};
+use super::clock::{now_ms, Now};
+use super::entry::Entry;
+use super::Queue;
+use crate::broker::consumer::lock;
+use crate::broker::durable::restore::RestoredMessage;
 
 impl Queue {
     /// Puts back the messages the journal holds for this queue, in sequence order: kept for

@@ -6,19 +6,19 @@ use crate::config::QueueSettings;
 use crate::message::Message;
 
 use super::clock::Now;
-use super::consumer::ConsumerId;
 use super::dead_letter::{self, DeadReason};
 use super::groups::closes_group;
-use super::queue::{Acquired, DeadLetter, Entry, Outcome, State};
+use super::{Acquired, DeadLetter, Entry, Outcome, State};
+use crate::broker::consumer::ConsumerId;
 
 impl State {
     /// Puts a message that has become ready into its lane: its group's, or the ungrouped one.
-    pub(super) fn make_ready(&mut self, entry: Entry) {
+    pub(in crate::broker) fn make_ready(&mut self, entry: Entry) {
         self.place(entry, false);
     }
 
     /// Puts a consumed message back at its original position (a rewind).
-    pub(super) fn put_back(&mut self, entry: Entry) {
+    pub(in crate::broker) fn put_back(&mut self, entry: Entry) {
         self.place(entry, true);
     }
 
@@ -46,7 +46,7 @@ impl State {
         self.schedule.moved(seq, placed_in);
     }
 
-    pub(super) fn settle_one(
+    pub(in crate::broker) fn settle_one(
         &mut self,
         consumer: ConsumerId,
         seq: u64,
@@ -161,7 +161,7 @@ impl State {
 
     /// The message `seq` expired: wherever it waits, it leaves the queue. One out with a
     /// consumer is dealt with when it comes back (it may yet be accepted).
-    pub(super) fn expire_seq(&mut self, seq: u64, queue: &str, now: &Now) {
+    pub(in crate::broker) fn expire_seq(&mut self, seq: u64, queue: &str, now: &Now) {
         if self.acquired.contains_key(&seq) {
             return;
         }
@@ -176,7 +176,7 @@ impl State {
     }
 
     /// Takes the message `seq` from wherever it waits: delayed, ready, or ready in its group.
-    pub(super) fn remove_waiting(&mut self, seq: u64) -> Option<Entry> {
+    pub(in crate::broker) fn remove_waiting(&mut self, seq: u64) -> Option<Entry> {
         if let Some(entry) = self.schedule.cancel(seq) {
             return Some(entry);
         }
@@ -199,7 +199,7 @@ impl State {
 
     /// An expired message: dead-lettered when the queue has an address for it, else dropped;
     /// counted either way.
-    pub(super) fn expire(&mut self, entry: Entry, queue: &str, now: &Now) {
+    pub(in crate::broker) fn expire(&mut self, entry: Entry, queue: &str, now: &Now) {
         self.stats.expired += 1;
         self.schedule.forget(entry.seq);
         self.dead_letter(entry, DeadReason::Expired, queue, now);
@@ -227,7 +227,11 @@ impl State {
 
 /// When `message` becomes ready: its delivery time, its delay after `now`, or the queue's
 /// default delay; None for at once.
-pub(super) fn due_of(message: &Message, now: &Now, settings: &QueueSettings) -> Option<i64> {
+pub(in crate::broker) fn due_of(
+    message: &Message,
+    now: &Now,
+    settings: &QueueSettings,
+) -> Option<i64> {
     if let Some(t) = message.delivery_time_ms() {
         return Some(t);
     }
@@ -243,7 +247,11 @@ pub(super) fn due_of(message: &Message, now: &Now, settings: &QueueSettings) -> 
 
 /// When `message`, which arrived at `arrived`, expires: the earlier of its header ttl and its
 /// absolute-expiry-time, else the queue's default ttl; None for never.
-pub(super) fn expiry_of(message: &Message, arrived: &Now, settings: &QueueSettings) -> Option<i64> {
+pub(in crate::broker) fn expiry_of(
+    message: &Message,
+    arrived: &Now,
+    settings: &QueueSettings,
+) -> Option<i64> {
     let ttl = message
         .header()
         .ttl_ms
@@ -256,7 +264,7 @@ pub(super) fn expiry_of(message: &Message, arrived: &Now, settings: &QueueSettin
 }
 
 /// When a message that arrived at `arrived` expires by the queue's `default_ttl` alone.
-pub(super) fn default_expiry(arrived: &Now, settings: &QueueSettings) -> Option<i64> {
+pub(in crate::broker) fn default_expiry(arrived: &Now, settings: &QueueSettings) -> Option<i64> {
     let default = i64::try_from(settings.default_ttl).unwrap_or(i64::MAX);
     (default > 0).then(|| arrived.get().saturating_add(default))
 }

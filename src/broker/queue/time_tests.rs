@@ -16,7 +16,7 @@ use fe2o3_amqp_types::primitives::{Symbol, Value};
 
 use super::clock::now_ms;
 use super::rewind::RewindError;
-use super::{ConnWaker, ConsumerId, OutItem, Outbox, Outcome, Queue, Router};
+use crate::broker::{ConnWaker, ConsumerId, OutItem, Outbox, Outcome, Queue, Router};
 use crate::config::{Config, QueueSettings};
 use crate::message::Message;
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::queue::Entry;
+use super::entry::Entry;
 use crate::message::Message;
 
 /// Ready entries ordered by sequence number.

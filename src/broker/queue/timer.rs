@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 use super::clock::instant_at;
-use super::queue::Queue;
+use super::Queue;
 
 /// The timer of one queue.
 #[derive(Debug)]

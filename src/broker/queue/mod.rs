@@ -12,27 +12,43 @@ use crate::config::QueueSettings;
 use crate::int_map::IntMap;
 use crate::message::{AnnotationValue, Message};
 
-use super::clock::{now_ms, Now};
-use super::consumer::{lock, ConsumerId, OutItem, Outbox};
-pub use super::entry::{Entry, Outcome};
-use super::groups::{GroupId, GroupInfo, GroupTable, Ticket};
-use super::journaled::Journaled;
-use super::lifecycle::expiry_of;
-use super::ready::ReadyList;
-use super::rewind::{Retention, RewindError};
-use super::router::Router;
-use super::schedule::{Due, Schedule, ScheduledInfo};
-pub use super::stats::{ConsumerInfo, QueueStats};
-use super::timer::Timer;
+use self::clock::{now_ms, Now};
+use self::entry::GroupId;
+pub use self::entry::{Entry, Outcome};
+use self::groups::{GroupInfo, GroupTable, Ticket};
+use self::lifecycle::expiry_of;
+use self::ready::ReadyList;
+use self::rewind::{Retention, RewindError};
+use self::schedule::{Due, Schedule, ScheduledInfo};
+pub use self::stats::{ConsumerInfo, QueueStats};
+use self::timer::Timer;
+use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
+use crate::broker::durable::journaled::Journaled;
+use crate::broker::router::Router;
 
+pub mod clock;
 mod compact;
+pub mod dead_letter;
+pub mod delayed;
+mod dispatch;
+pub mod entry;
+pub mod groups;
+mod lifecycle;
 mod publish;
+pub mod ready;
 mod restore;
+pub mod rewind;
+pub mod schedule;
+pub mod stats;
+pub mod timer;
+
+#[cfg(test)]
+mod time_tests;
 
 pub use publish::Publish;
 
 #[derive(Debug)]
-pub(super) struct Consumer {
+pub(in crate::broker) struct Consumer {
     pub outbox: Arc<Outbox>,
     /// The link's name, to show who owns a group.
     pub name: Box<str>,
@@ -44,7 +60,7 @@ pub(super) struct Consumer {
 }
 
 impl Consumer {
-    pub(super) fn credit(&self) -> u32 {
+    pub(in crate::broker) fn credit(&self) -> u32 {
         let c = self.limit.wrapping_sub(self.dispatched) as i32;
         c.max(0) as u32
     }
@@ -52,7 +68,7 @@ impl Consumer {
 
 /// A message delivered and not yet settled.
 #[derive(Debug)]
-pub(super) struct Acquired {
+pub(in crate::broker) struct Acquired {
     pub consumer: ConsumerId,
     pub ticket: Option<Ticket>,
     /// When the visibility timeout takes it back (ms since the epoch; 0: never).
@@ -62,13 +78,13 @@ pub(super) struct Acquired {
 
 /// Where a ready message waits: with the ungrouped ones, or in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Lane {
+pub(in crate::broker) enum Lane {
     Ungrouped,
     Group(GroupId),
 }
 
 #[derive(Debug)]
-pub(super) struct State {
+pub(in crate::broker) struct State {
     pub settings: QueueSettings,
     pub next_seq: u64,
     /// Ready messages that belong to no group.
@@ -95,7 +111,7 @@ pub(super) struct State {
 
 /// A message on its way to the dead-letter address.
 #[derive(Debug)]
-pub(super) struct DeadLetter {
+pub(in crate::broker) struct DeadLetter {
     pub message: Message,
     /// The message is a rewritten copy (annotated), not counted in the memory account yet.
     pub rewritten: bool,
@@ -604,13 +620,13 @@ impl State {
     }
 
     /// A message leaves the queue for good: journaled as settled.
-    pub(super) fn gone(&self, entry: &Entry) {
+    pub(in crate::broker) fn gone(&self, entry: &Entry) {
         if let Some(journal) = &self.journal {
             journal.settle(entry.seq, entry.segment);
         }
     }
 
-    pub(super) fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {
+    pub(in crate::broker) fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {
         self.consumers
             .iter_mut()
             .find(|c| c.outbox.consumer() == id)

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use crate::message::Message;
 use crate::store::{self, Fs, Journal, RecordPos, RecoveryError};
 
-use super::journaled::Times;
-use super::persist::{Event, QueueNo};
-use super::router::Router;
+use crate::broker::durable::events::{Event, QueueNo};
+use crate::broker::durable::journaled::Times;
+use crate::broker::router::Router;
 
 /// Why the journal could not be replayed.
 #[derive(Debug, thiserror::Error)]

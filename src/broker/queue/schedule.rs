@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use crate::int_map::IntMap;
 
 use super::delayed::Delayed;
-use super::groups::GroupId;
-use super::queue::Entry;
+use super::entry::GroupId;
+use super::Entry;
 
 /// Something that fell due.
 #[derive(Debug)]

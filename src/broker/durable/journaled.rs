@@ -15,8 +15,8 @@ use bytes::BytesMut;
 
 use crate::store::{Done, RecordKind, Store, StoreError};
 
-use super::entry::Entry;
-use super::persist::{enqueue_header, Event, QueueNo};
+use crate::broker::durable::events::{enqueue_header, Event, QueueNo};
+use crate::broker::queue::entry::Entry;
 
 /// A durable queue's journal.
 #[derive(Debug)]

@@ -1,12 +1,12 @@
 //! The ready messages of one group.
 
-use super::super::queue::Entry;
-use super::super::ready::ReadyList;
+use crate::broker::queue::ready::ReadyList;
+use crate::broker::queue::Entry;
 
 /// A group's ready messages. Most groups hold one message at a time, so the first sits inline
 /// in the group: no allocation for it, and it shares cache lines with the group's state.
 #[derive(Debug, Default)]
-pub(super) struct Lane {
+pub(in crate::broker) struct Lane {
     /// The lowest-sequence ready message; None only when the lane is empty.
     first: Option<Entry>,
     /// The others, all after `first`.
@@ -14,14 +14,14 @@ pub(super) struct Lane {
 }
 
 impl Lane {
-    pub(super) fn push_new(&mut self, entry: Entry) {
+    pub(in crate::broker) fn push_new(&mut self, entry: Entry) {
         match self.first {
             None => self.first = Some(entry),
             Some(_) => self.rest.push_new(entry),
         }
     }
 
-    pub(super) fn push_returned(&mut self, entry: Entry) {
+    pub(in crate::broker) fn push_returned(&mut self, entry: Entry) {
         match &mut self.first {
             Some(first) if entry.seq < first.seq => {
                 let later = std::mem::replace(first, entry);
@@ -32,39 +32,39 @@ impl Lane {
         }
     }
 
-    pub(super) fn peek(&self) -> Option<&Entry> {
+    pub(in crate::broker) fn peek(&self) -> Option<&Entry> {
         self.first.as_ref()
     }
 
-    pub(super) fn pop(&mut self) -> Option<Entry> {
+    pub(in crate::broker) fn pop(&mut self) -> Option<Entry> {
         let first = self.first.take();
         self.first = self.rest.pop();
         first
     }
 
-    pub(super) fn remove(&mut self, seq: u64) -> Option<Entry> {
+    pub(in crate::broker) fn remove(&mut self, seq: u64) -> Option<Entry> {
         match &self.first {
             Some(first) if first.seq == seq => self.pop(),
             _ => self.rest.remove(seq),
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(in crate::broker) fn is_empty(&self) -> bool {
         self.first.is_none()
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(in crate::broker) fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.len()
     }
 
-    pub(super) fn for_each_mut(&mut self, f: &mut impl FnMut(&mut Entry)) {
+    pub(in crate::broker) fn for_each_mut(&mut self, f: &mut impl FnMut(&mut Entry)) {
         if let Some(first) = &mut self.first {
             f(first);
         }
         self.rest.for_each_mut(f);
     }
 
-    pub(super) fn clear(&mut self, gone: &mut impl FnMut(&Entry)) -> usize {
+    pub(in crate::broker) fn clear(&mut self, gone: &mut impl FnMut(&Entry)) -> usize {
         let n = self.len();
         if let Some(first) = self.first.take() {
             gone(&first);

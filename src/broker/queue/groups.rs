@@ -15,12 +15,8 @@ use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
 use crate::int_map::IntMap;
 use crate::message::Message;
 
-use super::consumer::ConsumerId;
-use super::queue::Entry;
-
-/// A group's slot in its queue's table; stored in every entry of the group (4 bytes, which
-/// fit in the padding an [`Entry`] already has).
-pub type GroupId = NonZeroU32;
+use super::entry::{Entry, GroupId};
+use crate::broker::consumer::ConsumerId;
 
 /// What one acquisition of a grouped message did, kept with the message until it is settled:
 /// a settlement only counts against the owner's hold if the group has not changed hands since.

@@ -3,8 +3,11 @@
 
 use crate::message::Message;
 
-use super::consumer::ConsumerId;
-use super::groups::GroupId;
+use crate::broker::consumer::ConsumerId;
+
+/// A group's slot in its queue's table; stored in every entry of the group (4 bytes, which
+/// fit in the padding an [`Entry`] already has).
+pub type GroupId = std::num::NonZeroU32;
 
 /// Message annotations as symbol keys with their values encoded as AMQP.
 pub type Annotations = std::sync::Arc<[(String, Vec<u8>)]>;
@@ -46,25 +49,25 @@ pub struct Entry {
     /// Failed deliveries so far (starts at the header's delivery-count).
     pub delivery_count: u32,
     /// The message's group, if it has one; sits in padding the entry has anyway.
-    pub(super) group: Option<GroupId>,
+    pub(in crate::broker) group: Option<GroupId>,
     /// The journal segment holding the message's enqueue record; 0 when it is not journaled
     /// (a non-durable queue or message). Also in padding.
-    pub(super) segment: u32,
+    pub(in crate::broker) segment: u32,
     /// Consumers that said `undeliverable-here` for this message; boxed because almost no
     /// message has any, and every queued message pays for this field (a thin pointer: a
     /// boxed slice would take 8 bytes more, and the entry would not fit 128).
     #[allow(clippy::box_collection)]
-    pub(super) avoid: Option<Box<Vec<ConsumerId>>>,
+    pub(in crate::broker) avoid: Option<Box<Vec<ConsumerId>>>,
 }
 
 impl Entry {
     /// Whether `consumer` refused this message (`undeliverable-here`).
-    pub(super) fn avoids(&self, consumer: ConsumerId) -> bool {
+    pub(in crate::broker) fn avoids(&self, consumer: ConsumerId) -> bool {
         self.avoid.as_ref().is_some_and(|a| a.contains(&consumer))
     }
 
     /// Forgets which consumers refused the message (it starts a new life after a rewind).
-    pub(super) fn clear_avoid(&mut self) {
+    pub(in crate::broker) fn clear_avoid(&mut self) {
         self.avoid = None;
     }
 

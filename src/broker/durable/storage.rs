@@ -9,8 +9,8 @@ use crate::config::{QueueRules, StorageConfig};
 use crate::store::lock::{DataDirLock, LockError};
 use crate::store::{Fs, Journal, RealFs, Store};
 
-use super::restore::{self, RestoreError};
-use super::router::Router;
+use crate::broker::durable::restore::{self, RestoreError};
+use crate::broker::router::Router;
 
 /// Why the data directory could not be opened.
 #[derive(Debug, thiserror::Error)]

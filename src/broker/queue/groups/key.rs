@@ -7,7 +7,10 @@ use crate::message::{Message, PropertyValue};
 
 /// The message's group id under `key`; integer ids (some clients send numbers) are used by
 /// their decimal form.
-pub(super) fn group_id<'m>(key: &GroupKey, message: &'m Message) -> Option<Cow<'m, str>> {
+pub(in crate::broker) fn group_id<'m>(
+    key: &GroupKey,
+    message: &'m Message,
+) -> Option<Cow<'m, str>> {
     match key {
         GroupKey::GroupId => message.group_id().map(Cow::Borrowed),
         GroupKey::Property(name) => match message.application_property(name)? {
@@ -32,7 +35,7 @@ pub fn closes_group(message: &Message) -> bool {
 }
 
 /// FNV-1a: a fixed hash, so an id lands in the same bucket in every run and on every machine.
-pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
+pub(in crate::broker) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

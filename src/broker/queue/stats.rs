@@ -1,6 +1,6 @@
 //! What a queue reports about itself: counters and gauges, and its consumers.
 
-use super::consumer::ConsumerId;
+use crate::broker::consumer::ConsumerId;
 
 /// Counters and gauges of one queue, as the admin API and tests read them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,8 +5,9 @@
 //! owns. Grouped messages waiting for a busy owner never hold up the rest.
 
 use super::clock::now_ms;
-use super::consumer::{ConsumerId, Delivery, OutItem};
-use super::queue::{Acquired, Entry, Lane, State};
+use super::entry::Entry;
+use super::{Acquired, Lane, State};
+use crate::broker::consumer::{ConsumerId, Delivery, OutItem};
 
 impl State {
     /// The ready message `consumer` would take next: the first of the ungrouped messages, the
@@ -49,7 +50,7 @@ impl State {
     /// for a busy owner never hold up the rest. A message that every consumer that could take
     /// it has refused (`undeliverable-here`) is set aside for this round, with the rest of its
     /// group, so the messages behind it keep flowing; it returns to its position after.
-    pub(super) fn dispatch(&mut self) {
+    pub(in crate::broker) fn dispatch(&mut self) {
         let mut set_aside = Vec::new();
         let mut set_aside_groups = Vec::new();
         let mut idle = 0;

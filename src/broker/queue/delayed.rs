@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::queue::Entry;
+use super::entry::Entry;
 use super::schedule::ScheduledInfo;
 
 /// Width of a bucket of due times.

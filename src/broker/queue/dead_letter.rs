@@ -3,7 +3,7 @@
 
 use crate::message::{AnnotationValue, Message};
 
-use super::queue::Entry;
+use super::entry::Entry;
 
 /// Why a message is dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]

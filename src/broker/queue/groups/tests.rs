@@ -12,7 +12,9 @@ use fe2o3_amqp_types::messaging::{
 };
 use fe2o3_amqp_types::primitives::{SimpleValue, Symbol, Value};
 
-use super::{GroupId, GroupTable};
+use crate::broker::queue::entry::GroupId;
+
+use super::GroupTable;
 use crate::broker::queue::Entry;
 use crate::broker::{ConnWaker, ConsumerId, OutItem, Outbox, Outcome, Queue};
 use crate::config::{GroupBuckets, GroupKey, GroupRelease, QueueSettings};
