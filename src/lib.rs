@@ -23,11 +23,12 @@ pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
 
 use broker::durable::storage::{Storage, StorageError};
-use broker::{Registry, Router};
+use broker::Router;
 use engine::EngineConfig;
 use transport::admission::Admission;
 use transport::connection::Shared;
 use transport::listener;
+use transport::registry::Registry;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]

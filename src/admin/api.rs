@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::broker::registry::Request;
-use crate::broker::{ConnectionEntry, ConsumerInfo, GroupInfo, Queue, RouteError, SessionInfo};
+use crate::broker::{ConsumerInfo, GroupInfo, Queue, RouteError};
+use crate::engine::SessionInfo;
+use crate::transport::registry::{ConnectionEntry, Request};
 
 use super::rates::Rate;
 use super::time::rfc3339_ms;

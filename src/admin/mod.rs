@@ -22,8 +22,9 @@ use axum::Json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::broker::{Registry, Router};
+use crate::broker::Router;
 use crate::config::Config;
+use crate::transport::registry::Registry;
 
 pub use rates::Rates;
 

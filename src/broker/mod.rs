@@ -4,7 +4,8 @@
 //! delays and schedule, rewind, settlement, dispatch, dead letters, stats, timer), `durable/`
 //! the journal adapter (the events a durable queue writes, the journaled queue, the replay at
 //! start, the storage setup). At the root: the router, the consumer outbox and waker, the
-//! memory account, and the registry of open connections.
+//! memory account. (The registry of open connections is transport's: the broker never knows
+//! connection topology.)
 //!
 //! Nothing here knows frames or performatives. The engine asks the core for a node by address
 //! and then speaks to it in messages, consumers, credit and outcomes.
@@ -13,12 +14,10 @@ pub mod consumer;
 pub mod durable;
 pub mod memory;
 pub mod queue;
-pub mod registry;
 pub mod router;
 
 pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
 pub use queue::entry::{Annotations, Outcome};
 pub use queue::groups::GroupInfo;
 pub use queue::{ConsumerInfo, Publish, Queue, QueueStats};
-pub use registry::{ConnectionEntry, ConnectionId, LinkInfo, Registry, SessionInfo};
 pub use router::{RouteError, Router};

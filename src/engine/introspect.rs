@@ -1,12 +1,42 @@
 //! What the admin API may see of a connection: its sessions and links, and how many there are.
+//! The types are the engine's: a connection's topology is something only it knows.
 
 use fe2o3_amqp_types::definitions::ConnectionError;
 
-use crate::broker::{LinkInfo, SessionInfo};
+use serde::Serialize;
 
 use super::connection::Connection;
 use super::link::LinkKind;
 use super::AmqpFailure;
+
+/// One link of a connection, as the peer uses it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The link handle on its session.
+    pub handle: u32,
+    /// The link's name.
+    pub name: String,
+    /// What the peer does on it: `producer` (sends to the broker), `consumer` (receives), or
+    /// `refused` (an attach the broker refused, waiting for the peer's detach).
+    pub role: &'static str,
+    /// The queue it sends to or receives from; none for an anonymous-relay producer.
+    pub address: Option<String>,
+    /// Transfers the peer may still send (producer) or receive (consumer).
+    pub credit: u32,
+    /// Deliveries on the link not yet settled by the peer.
+    pub unsettled: usize,
+    /// The link's delivery-count.
+    pub delivery_count: u32,
+}
+
+/// One session of a connection.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The channel it is on.
+    pub channel: u16,
+    /// Its links, by handle.
+    pub links: Vec<LinkInfo>,
+}
 
 impl Connection {
     /// Every session and its links, by channel and handle.

@@ -16,6 +16,7 @@ mod session;
 use fe2o3_amqp_types::definitions::{self, ErrorCondition};
 
 pub use connection::{Connection, PeerInfo};
+pub use introspect::{LinkInfo, SessionInfo};
 
 use crate::config::Config;
 

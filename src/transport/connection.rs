@@ -18,8 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::broker::memory::Charge;
-use crate::broker::registry::Request;
-use crate::broker::{ConnWaker, Registry, Router};
+use crate::broker::{ConnWaker, Router};
 use crate::config::Config;
 use crate::engine::{Connection, EngineConfig, PeerInfo};
 use crate::logging::PeerText;
@@ -28,6 +27,7 @@ use super::admission::{Admission, HandshakeTicket};
 use super::frame::{decode_amqp, decode_raw, Output};
 use super::handshake::{self, HandshakeError, Identity};
 use super::refuse;
+use super::registry::{Registry, Request};
 
 /// Stop reading while this much output waits for the socket.
 const MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;

@@ -9,5 +9,6 @@ pub mod handshake;
 pub mod listener;
 pub mod log_limit;
 pub mod refuse;
+pub mod registry;
 pub mod scan;
 pub mod transfer;
