@@ -7,7 +7,7 @@
 //! two first keys, an O(log groups) lookup that never looks at the messages waiting behind
 //! groups owned by other consumers, however many there are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
 
@@ -99,10 +99,8 @@ pub struct GroupTable {
     by_bucket: IntMap<u32, GroupId>,
     slots: Vec<Option<Group>>,
     vacant: Vec<GroupId>,
-    /// Unowned groups with ready messages, by the sequence number of their first one.
-    free: BTreeMap<u64, GroupId>,
-    /// Owned groups with ready messages, per owner, by the sequence number of their first one.
-    owned: IntMap<ConsumerId, BTreeMap<u64, GroupId>>,
+    /// Groups with ready messages by their first one's sequence number, free and per owner.
+    heads: HeadIndex,
     ready_len: usize,
     ready_bytes: u64,
     /// Grouped messages acquired and not settled, all groups together.
@@ -127,8 +125,7 @@ impl GroupTable {
             by_bucket: IntMap::default(),
             slots: Vec::new(),
             vacant: Vec::new(),
-            free: BTreeMap::new(),
-            owned: IntMap::default(),
+            heads: HeadIndex::default(),
             ready_len: 0,
             ready_bytes: 0,
             acquired: 0,
@@ -249,16 +246,7 @@ impl GroupTable {
         if self.paused || self.ready_len == 0 {
             return None;
         }
-        let free = self.free.first_key_value();
-        let own = self
-            .owned
-            .get(&consumer)
-            .and_then(BTreeMap::first_key_value);
-        match (free, own) {
-            (Some(f), Some(o)) => Some(if f.0 < o.0 { f } else { o }),
-            (f, o) => f.or(o),
-        }
-        .map(|(&seq, &g)| (seq, g))
+        self.heads.next_for(consumer)
     }
 
     /// Whether `consumer` may take the messages of group `g` now.
@@ -349,7 +337,7 @@ impl GroupTable {
             self.disown(g);
             self.collect(g);
         }
-        self.owned.remove(&consumer);
+        self.heads.forget_owner(consumer);
     }
 
     /// Frees every group, so that the next consumers to ask spread them among themselves;
@@ -535,10 +523,7 @@ impl GroupTable {
             return;
         };
         let (seq, owner) = (head.seq, group.owner);
-        match owner {
-            None => self.free.insert(seq, g),
-            Some(c) => self.owned.entry(c).or_default().insert(seq, g),
-        };
+        self.heads.insert(seq, g, owner);
     }
 
     fn unindex(&mut self, g: GroupId) {
@@ -547,19 +532,7 @@ impl GroupTable {
             return;
         };
         let (seq, owner) = (head.seq, group.owner);
-        match owner {
-            None => {
-                self.free.remove(&seq);
-            }
-            Some(c) => {
-                if let Some(heads) = self.owned.get_mut(&c) {
-                    heads.remove(&seq);
-                    if heads.is_empty() {
-                        self.owned.remove(&c);
-                    }
-                }
-            }
-        }
+        self.heads.remove(seq, owner);
     }
 
     fn ids_where(&self, pred: impl Fn(&Group) -> bool) -> Vec<GroupId> {
@@ -589,9 +562,11 @@ fn slot_index(g: GroupId) -> usize {
     g.get() as usize - 1
 }
 
+mod index;
 mod key;
 mod lane;
 
+use index::HeadIndex;
 pub use key::closes_group;
 use key::{fnv1a, group_id};
 use lane::Lane;
