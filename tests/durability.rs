@@ -364,12 +364,16 @@ async fn compaction_frees_old_segments_and_keeps_exactly_the_live_messages() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let segments = broker.journal().live_counts().len();
-    assert!(
-        segments <= 4,
-        "dead segments were deleted: {:?}",
-        broker.journal().live_counts()
-    );
+    // Dead segments go after a write batch or on the writer's idle tick, which a loaded
+    // machine may delay past the moment compaction is seen: wait for it, bounded.
+    while broker.journal().live_counts().len() > 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead segments were not deleted: {:?}",
+            broker.journal().live_counts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     client.close().await;
     broker.shutdown().await;
     let broker = support::broker::start(config).await.0;
