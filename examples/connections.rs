@@ -36,7 +36,7 @@ use fe2o3_amqp_types::definitions::{Handle, ReceiverSettleMode, Role, SenderSett
 use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Close, Detach, End, Flow, Performative};
 use hdrhistogram::Histogram;
-use sluice::transport::frame::{decode_amqp, decode_raw, Body};
+use sluice::codec::frame::{decode_amqp, decode_raw, Body};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};

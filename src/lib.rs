@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod int_map;

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::transport::scan::{scan_value, Limits, ScanError};
+use crate::codec::scan::{scan_value, Limits, ScanError};
 
 mod encoding;
 mod properties;

@@ -855,10 +855,10 @@ fn the_fuzz_seeds_are_valid_input() {
     for (name, bytes) in frame_seeds() {
         let mut buf = bytes::BytesMut::from(&bytes[1..]);
         while !buf.is_empty() {
-            let raw = sluice::transport::frame::decode_raw(&mut buf, 65536)
+            let raw = sluice::codec::frame::decode_raw(&mut buf, 65536)
                 .unwrap_or_else(|e| panic!("{name}: {e}"))
                 .unwrap_or_else(|| panic!("{name}: a partial frame"));
-            sluice::transport::frame::decode_amqp(raw).unwrap_or_else(|e| panic!("{name}: {e}"));
+            sluice::codec::frame::decode_amqp(raw).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 }

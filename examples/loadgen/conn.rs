@@ -10,7 +10,7 @@ use fe2o3_amqp_types::performatives::{
 };
 use fe2o3_amqp_types::primitives::{Binary, Symbol};
 use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
-use sluice::transport::frame::{
+use sluice::codec::frame::{
     decode_amqp, decode_raw, decode_sasl, Body, Frame, FrameError, Output, RawFrame, HEARTBEAT,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -12,7 +12,7 @@ use fe2o3_amqp_types::messaging::{
     Accepted, DeliveryState, Source, Target, TargetArchetype, TerminusDurability,
 };
 use fe2o3_amqp_types::performatives::{Attach, Disposition, Flow, Performative};
-use sluice::transport::frame::{decode_amqp, decode_raw, Body, RawFrame, TYPE_AMQP};
+use sluice::codec::frame::{decode_amqp, decode_raw, Body, RawFrame, TYPE_AMQP};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 

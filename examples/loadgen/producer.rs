@@ -11,7 +11,7 @@ use fe2o3_amqp_types::messaging::{
     DeliveryState, Source, Target, TargetArchetype, TerminusDurability,
 };
 use fe2o3_amqp_types::performatives::{Attach, Disposition, Flow, Performative};
-use sluice::transport::frame::{decode_amqp, decode_raw, Body};
+use sluice::codec::frame::{decode_amqp, decode_raw, Body};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 

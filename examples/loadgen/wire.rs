@@ -5,7 +5,7 @@
 //! sequence number and send time are patched per message; an incoming transfer is read by a
 //! small scanner that pulls out the six leading fields without building a `Transfer`.
 
-use sluice::transport::scan::{scan_value, Limits};
+use sluice::codec::scan::{scan_value, Limits};
 
 /// Descriptor code of the transfer performative (part 2, §2.7.5).
 const TRANSFER: u8 = 0x14;
@@ -307,7 +307,7 @@ fn be64(b: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use sluice::transport::frame::{decode_amqp, decode_raw, Body};
+    use sluice::codec::frame::{decode_amqp, decode_raw, Body};
 
     #[test]
     fn a_template_decodes_with_sluices_codec_and_with_the_scanner() {

@@ -13,7 +13,7 @@ use fe2o3_amqp_types::primitives::{Array, Symbol};
 use serde_amqp::Value;
 
 use crate::broker::{ConnWaker, ConsumerId, Router};
-use crate::transport::frame::{Body, Frame, FrameError, Output, HEARTBEAT, MIN_MAX_FRAME_SIZE};
+use crate::codec::frame::{Body, Frame, FrameError, Output, HEARTBEAT, MIN_MAX_FRAME_SIZE};
 
 use super::session::Session;
 use super::{AmqpFailure, EngineConfig, Failure};

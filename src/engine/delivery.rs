@@ -8,8 +8,8 @@ use fe2o3_amqp_types::messaging::{DeliveryState, Modified};
 use fe2o3_amqp_types::performatives::{Disposition, Performative};
 
 use crate::broker::{Annotations, ConsumerId, Delivery, OutItem, Outcome, Queue};
-use crate::transport::frame::{delivery_transfer_size, Output};
-use crate::transport::transfer::FirstFrame;
+use crate::codec::frame::{delivery_transfer_size, Output};
+use crate::codec::transfer::FirstFrame;
 
 use super::connection::Connection;
 use super::consumer_timeout::check_interval;

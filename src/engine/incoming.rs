@@ -12,9 +12,9 @@ use fe2o3_amqp_types::performatives::Performative;
 
 use crate::broker::memory::Memory;
 use crate::broker::{Publish, Queue, Unstore};
+use crate::codec::transfer::Transfer;
 use crate::message::Message;
 use crate::store::StoreError;
-use crate::transport::transfer::Transfer;
 
 use super::connection::Connection;
 use super::delivery::{disposition, queue_deleted};

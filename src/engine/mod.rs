@@ -1,7 +1,7 @@
 //! The AMQP 1.0 engine: connection, session and link state machines, sans-IO.
 //!
 //! The engine is fed decoded frames, broker deliveries and the current time; it answers with
-//! bytes to send (in an [`Output`](crate::transport::frame::Output)) and calls into the broker
+//! bytes to send (in an [`Output`](crate::codec::frame::Output)) and calls into the broker
 //! core. It never touches a socket, a clock or a task, so every protocol state can be driven
 //! directly in tests and by the fuzz target.
 

@@ -12,8 +12,8 @@ use fe2o3_amqp_types::performatives::{
 
 use super::{Connection, EngineConfig, PeerInfo};
 use crate::broker::{ConnWaker, Router};
+use crate::codec::frame::{decode_amqp, decode_raw, Body, Frame};
 use crate::config::Config;
-use crate::transport::frame::{decode_amqp, decode_raw, Body, Frame};
 
 mod gate;
 
@@ -332,7 +332,7 @@ fn a_large_delivery_is_split_to_the_peer_max_frame_size_and_waits_for_its_window
             unreachable!()
         };
         // Every frame, with its 8-byte header and performative, fits in 512 bytes.
-        let size = 8 + crate::transport::frame::transfer_size(t) + payload.len();
+        let size = 8 + crate::codec::frame::transfer_size(t) + payload.len();
         assert!(size <= 512, "frame of {size} bytes");
         total += payload.len();
         let last = std::ptr::eq(*f, *rest.last().unwrap());
@@ -387,7 +387,7 @@ fn the_idle_timeout_closes_a_silent_connection_and_heartbeats_are_sent() {
     h.conn.tick(h.now + Duration::from_millis(150));
     assert_eq!(
         h.conn.output().take_all(),
-        crate::transport::frame::HEARTBEAT,
+        crate::codec::frame::HEARTBEAT,
         "a heartbeat every 100 ms"
     );
     h.conn.tick(h.now + Duration::from_millis(1001));

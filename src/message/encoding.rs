@@ -8,7 +8,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{invalid, Header, MessageError, HEADER, MESSAGE_LIMITS};
-use crate::transport::scan::scan_value;
+use crate::codec::scan::scan_value;
 
 pub(super) fn read_header(value: &[u8]) -> Result<Header, MessageError> {
     let wrong = |field| invalid("header", field);

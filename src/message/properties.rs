@@ -12,7 +12,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::encoding::{boolean, number, uint_encoding, Items};
 use super::{identify, Message, APPLICATION_PROPERTIES, MESSAGE_ANNOTATIONS, MESSAGE_LIMITS};
-use crate::transport::scan::scan_value;
+use crate::codec::scan::scan_value;
 
 /// The value of an application property, as far as the broker interprets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

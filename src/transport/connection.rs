@@ -24,10 +24,10 @@ use crate::engine::{Connection, EngineConfig, PeerInfo};
 use crate::logging::PeerText;
 
 use super::admission::{Admission, HandshakeTicket};
-use super::frame::{decode_amqp, decode_raw, Output};
 use super::handshake::{self, HandshakeError, Identity};
 use super::refuse;
 use super::registry::{Registry, Request};
+use crate::codec::frame::{decode_amqp, decode_raw, Output};
 
 /// Stop reading while this much output waits for the socket.
 const MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;

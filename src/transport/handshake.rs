@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::config::{Config, Exposure};
 use crate::logging::PeerText;
 
-use super::frame::{decode_raw, decode_sasl, FrameError, Output};
+use crate::codec::frame::{decode_raw, decode_sasl, FrameError, Output};
 
 /// The AMQP protocol header (no security layer).
 pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";

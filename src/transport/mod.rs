@@ -1,14 +1,12 @@
-//! Transport: the accept loop, protocol-header negotiation and SASL, the frame codec, and the
-//! task that drives one connection's engine from its socket.
+//! Transport: the accept loop, admission and fd limits, protocol-header negotiation and SASL,
+//! the registry of open connections, and the task that drives one connection's engine from its
+//! socket with the codec.
 
 pub mod admission;
 pub mod connection;
 pub mod fd_limit;
-pub mod frame;
 pub mod handshake;
 pub mod listener;
 pub mod log_limit;
 pub mod refuse;
 pub mod registry;
-pub mod scan;
-pub mod transfer;

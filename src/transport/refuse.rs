@@ -9,7 +9,7 @@ use fe2o3_amqp_types::definitions::{AmqpError, Error};
 use fe2o3_amqp_types::performatives::{ChannelMax, Close, MaxFrameSize, Open, Performative};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::frame::Output;
+use crate::codec::frame::Output;
 
 /// How long the peer gets to read our close before the socket is dropped.
 const GRACE: Duration = Duration::from_secs(2);

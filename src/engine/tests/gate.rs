@@ -5,8 +5,8 @@ use fe2o3_amqp_types::definitions::Role;
 use fe2o3_amqp_types::performatives::Performative;
 
 use super::{message, transfer, Harness};
+use crate::codec::frame::{Body, Frame};
 use crate::config::Config;
-use crate::transport::frame::{Body, Frame};
 
 /// The link-credit of the last flow for `handle` among `frames`.
 fn granted(frames: &[Frame], handle: u32) -> Option<u32> {

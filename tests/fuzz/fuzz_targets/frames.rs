@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use sluice::broker::{ConnWaker, Router};
 use sluice::engine::{Connection, EngineConfig, PeerInfo};
 use sluice::transport::connection::feed_input;
-use sluice::transport::frame::{decode_amqp, decode_raw};
+use sluice::codec::frame::{decode_amqp, decode_raw};
 use sluice::Config;
 
 fuzz_target!(|data: &[u8]| {
