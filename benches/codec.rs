@@ -1,6 +1,8 @@
 //! The frame codec on the message path: a 1 KiB transfer frame decoded (as a producer's
 //! transfer arrives) and encoded (as a delivery leaves), and a message's sections parsed.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a bench or tool: a panic is a failed run, and criterion's macros make undocumented items
+
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice::codec::frame::{decode_amqp, decode_raw, Output};

@@ -5,6 +5,8 @@
 //!
 //!   cargo bench --bench delays            (prints a table; SLUICE_DELAYS_MAX=N to stop earlier)
 
+#![allow(clippy::unwrap_used, missing_docs)] // a bench or tool: a panic is a failed run, and criterion's macros make undocumented items
+
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 

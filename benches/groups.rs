@@ -2,6 +2,8 @@
 //! the number of groups, nor with the number of messages waiting behind groups other consumers
 //! own (DESIGN.md §3: index group heads, never rescan).
 
+#![allow(clippy::unwrap_used, missing_docs)] // a bench or tool: a panic is a failed run, and criterion's macros make undocumented items
+
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -21,6 +21,8 @@
 //! connection code (`examples/loadgen/conn.rs`); it needs one file descriptor per connection,
 //! so raise `ulimit -n` before holding thousands.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a bench or tool: a panic is a failed run, and criterion's macros make undocumented items
+
 #[allow(dead_code)] // loadgen's connection module: this example uses only part of it
 #[path = "loadgen/conn.rs"]
 mod conn;

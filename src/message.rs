@@ -106,6 +106,8 @@ pub struct Header {
 /// Why bytes are not a well-formed format-0 message. All map to `amqp:decode-error`.
 /// Sections are numbered from 1 in the order they appear.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+// The variants' fields are what their #[error] text says; documenting each again adds nothing.
+#[allow(missing_docs)]
 pub enum MessageError {
     /// A transfer with no payload carries no message.
     #[error("message is empty: a message needs at least a body section")]

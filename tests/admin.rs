@@ -2,6 +2,8 @@
 //! fe2o3-amqp clients did, its actions act on the broker, its errors are JSON with the right
 //! status, and /metrics is valid Prometheus exposition.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use base64::Engine;

@@ -2,6 +2,8 @@
 //! scheduled messages, and the metrics that count timeouts, cancels, rewinds and what is kept
 //! for rewind. The rest of the API is in tests/admin.rs.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use fe2o3_amqp::link::receiver::CreditMode;

@@ -6,6 +6,8 @@
 //! which part was wrong. What a remote peer is allowed is tested beside the policy, in
 //! `src/transport/handshake.rs`.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::net::SocketAddr;

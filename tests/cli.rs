@@ -5,6 +5,8 @@
 //! go (`--listen 127.0.0.1:0` would leave the test without a way to learn the port), and is
 //! killed if a test fails half-way, so no test leaves a process behind.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

@@ -28,6 +28,8 @@
 //! `#[ignore]`d and parameterised by `CRASH_N`, `CRASH_R` and `CRASH_SEED`:
 //! `benches/crash.sh` runs it in release.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};

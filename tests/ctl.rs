@@ -3,6 +3,8 @@
 //!
 //! The binary runs on a blocking thread so the broker's runtime keeps serving meanwhile.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use fe2o3_amqp::{Connection, Session};

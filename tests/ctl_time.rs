@@ -2,6 +2,8 @@
 //! names when asked for too early a time), and the scheduled messages. The rest is in
 //! tests/ctl.rs.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::time::UNIX_EPOCH;

@@ -3,6 +3,8 @@
 //! dead-letter address; rejected and over-delivered messages, and the annotations a dead
 //! letter carries. Delays and the visibility timeout are in tests/time.rs.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::time::Duration;

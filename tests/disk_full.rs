@@ -4,6 +4,8 @@
 //! else refuses producers until it is freed, then takes them again, and nothing refused is
 //! ever delivered.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::path::PathBuf;

@@ -4,6 +4,8 @@
 //! too; a failed disk fences the store; and a power loss (a simulated disk that drops every
 //! write not yet fsynced) loses nothing that was accepted.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::collections::BTreeSet;

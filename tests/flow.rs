@@ -1,6 +1,8 @@
 //! Black-box tests of flow control with the fe2o3-amqp client: credit, drain, multi-frame
 //! transfers, many sessions and links, heartbeats and idle timeouts.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::time::Duration;

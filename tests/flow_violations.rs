@@ -6,6 +6,8 @@
 //! Each test writes its frames in one TCP write, so they arrive together and no credit or
 //! window is replenished between them.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::net::SocketAddr;

@@ -9,6 +9,8 @@
 //! and dispatched what they allowed. Queue state is then read through the `BrokerHandle`, so
 //! "not delivered" is mostly checked without waiting.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use fe2o3_amqp::link::delivery::Delivery;

@@ -3,6 +3,8 @@
 //! engine -> broker -> store, everything -> codec) and a lower layer never reaches up. A new
 //! arrow that points up fails here with the file and line, not in a reviewer's reading.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,8 @@
 //! The broker runs on this test's thread (a current-thread runtime), so the subscriber set
 //! for the thread sees everything the connection tasks log.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::sync::{Arc, Mutex};

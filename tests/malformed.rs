@@ -8,6 +8,8 @@
 //! `corpus_of_malformed_inputs_is_survived` replays `tests/corpus/malformed/*.bin`; the
 //! ignored test `regenerate_the_malformed_corpus` writes those files.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::net::SocketAddr;

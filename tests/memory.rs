@@ -4,6 +4,8 @@
 //! (the admin API and `BrokerHandle::memory`), never on the process RSS, which parallel tests
 //! share.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

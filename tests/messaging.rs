@@ -1,6 +1,8 @@
 //! Black-box tests of queue semantics with the fe2o3-amqp client: send and receive, competing
 //! consumers, outcomes, redelivery, at-most-once, and attach refusals.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! first — and a `modified` outcome's message-annotations are merged into the message that is
 //! delivered again (AMQP 1.0 §3.4.5), with fe2o3-amqp and with python-qpid-proton.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::net::SocketAddr;

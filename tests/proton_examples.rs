@@ -7,6 +7,8 @@
 //! to run builds the Python venv (see `support::proton::python`); that is not
 //! counted against the per-script timeout.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::net::SocketAddr;

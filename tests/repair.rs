@@ -5,6 +5,8 @@
 //! of them and the damage can sit in a segment that is not the last: the case recovery
 //! refuses and only an operator's repair gets past.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! closes every connection with `amqp:connection:forced` and returns once they are gone.
 //! (The signal handling around it is tested through the binary in `tests/cli.rs`.)
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -9,6 +9,8 @@
 //! broker's millisecond rounding, and a second of lateness. A deadline is checked by polling
 //! the broker's counters, so no test sleeps longer than it must.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::time::Duration;

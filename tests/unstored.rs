@@ -5,6 +5,8 @@
 //!
 //! The journal runs on the simulated disk, whose next fsync is made to fail.
 
+#![allow(clippy::unwrap_used)] // a test, bench or tool: a panic here is a failed run, not a broker down
+
 mod support;
 
 use std::path::PathBuf;

@@ -64,6 +64,8 @@ pub enum Body {
 /// What is wrong with the bytes of a frame. The engine maps each variant to an AMQP error
 /// condition.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+// The variants' fields are what their #[error] text says; documenting each again adds nothing.
+#[allow(missing_docs)]
 pub enum FrameError {
     /// The declared frame size exceeds the negotiated max-frame-size.
     #[error("frame of {size} bytes exceeds the max-frame-size of {max}")]

@@ -30,6 +30,8 @@ impl Limits {
 /// Why a byte sequence is not one acceptable AMQP value. Every variant means the peer
 /// sent something undecodable (`amqp:decode-error`), or something larger than allowed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+// The variants' fields are what their #[error] text says; documenting each again adds nothing.
+#[allow(missing_docs)]
 pub enum ScanError {
     /// The buffer ends inside the value.
     #[error("encoded value truncated: {needed} more bytes needed at offset {offset}, but the buffer ends at {len}")]

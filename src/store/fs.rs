@@ -178,17 +178,8 @@ impl Fs for RealFs {
     }
 
     fn available_space(&self, dir: &Path) -> io::Result<u64> {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: statvfs reads the NUL-terminated path and writes only into `stat`, which is
-        // a plain C struct for which all zeros is a valid value.
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-        Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+        let stat = rustix::fs::statvfs(dir)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 }
 
@@ -234,21 +225,19 @@ impl FsFile for RealFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
         self.check_poisoned()?;
         let current = self.file.metadata()?.len();
         if len <= current {
             return Ok(());
         }
-        let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "file size out of range");
-        let end = libc::off_t::try_from(len).map_err(|_| too_large())?;
-        // SAFETY: posix_fallocate only reads its integer arguments; the descriptor is open for
-        // as long as `self.file` lives.
-        let rc = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, end) };
-        match rc {
-            0 => Ok(()),
+        match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
             // Not supported by this file system: reserve the blocks by writing the zeros.
-            libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => {
+            Err(e)
+                if e == rustix::io::Errno::OPNOTSUPP
+                    || e == rustix::io::Errno::NOSYS
+                    || e == rustix::io::Errno::INVAL =>
+            {
                 let zeros = vec![0u8; 1 << 20];
                 let mut at = current;
                 while at < len {
@@ -258,7 +247,7 @@ impl FsFile for RealFile {
                 }
                 Ok(())
             }
-            errno => Err(io::Error::from_raw_os_error(errno)),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -200,7 +200,7 @@ fn no_space(e: &StoreError) -> bool {
             *op != "sync"
                 && *op != "sync directory"
                 && (source.kind() == std::io::ErrorKind::StorageFull
-                    || source.raw_os_error() == Some(libc::ENOSPC))
+                    || source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()))
         }
         _ => false,
     }
