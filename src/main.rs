@@ -1,9 +1,8 @@
 //! The `sluice` command: runs the broker, checks a configuration file, manages a running
-//! broker (`sluice ctl`, in src/ctl/), or repairs a corrupt journal (`sluice repair`, in
-//! src/repair.rs).
+//! broker (`sluice ctl`, in src/cli/ctl/), or repairs a corrupt journal (`sluice repair`, in
+//! src/cli/repair.rs).
 
-mod ctl;
-mod repair;
+mod cli;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -11,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cli::{ctl, repair};
 use sluice::{Broker, Config};
 use tracing_subscriber::EnvFilter;
 
