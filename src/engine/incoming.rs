@@ -320,7 +320,8 @@ impl Connection {
     }
 
     /// Answers producers whose durable messages the journal has written: accepted once on
-    /// disk, rejected with `amqp:internal-error` if the write failed.
+    /// disk, rejected with `amqp:internal-error` if the write failed, or with
+    /// `amqp:resource-limit-exceeded` if the disk was full.
     pub(super) fn apply_confirmed(&mut self) {
         for c in self.waker.take_confirmed() {
             match c.result {
@@ -330,14 +331,19 @@ impl Connection {
                     }
                 }
                 Err(e) => {
+                    let failure = if e.full {
+                        AmqpFailure::new(
+                            AmqpError::ResourceLimitExceeded,
+                            format!("the message was not stored: {e}"),
+                        )
+                    } else {
+                        AmqpFailure::new(
+                            AmqpError::InternalError,
+                            format!("the message was not stored: the journal failed: {e}"),
+                        )
+                    };
                     let state = DeliveryState::Rejected(Rejected {
-                        error: Some(
-                            AmqpFailure::new(
-                                AmqpError::InternalError,
-                                format!("the message was not stored: the journal failed: {e}"),
-                            )
-                            .to_error(),
-                        ),
+                        error: Some(failure.to_error()),
                     });
                     let d = disposition(
                         Role::Receiver,

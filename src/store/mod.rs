@@ -54,9 +54,39 @@ pub use recovery::{
 };
 pub use segment::{RecordPos, SegmentWriter, StoreError, DEFAULT_SEGMENT_SIZE};
 
-/// What an append's records became: an error is shared by every append of the failed batch,
-/// so it travels as text.
-pub type Completion = Result<(), String>;
+/// What an append's records became.
+pub type Completion = Result<(), WriteFailed>;
+
+/// Why an append's records were not stored. One failure is shared by every append of its
+/// batch, so the text is shared too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct WriteFailed {
+    /// The disk was full: a state the journal leaves once space is freed, so the producer may
+    /// send again (`amqp:resource-limit-exceeded`), unlike a failed write or sync, which
+    /// fences the journal (`amqp:internal-error`).
+    pub full: bool,
+    /// What the journal said.
+    pub reason: std::sync::Arc<str>,
+}
+
+impl WriteFailed {
+    /// A failure of the journal (it is fenced, or was closed).
+    pub fn failed(e: &StoreError) -> WriteFailed {
+        WriteFailed {
+            full: matches!(e, StoreError::Full { .. }),
+            reason: e.to_string().into(),
+        }
+    }
+
+    /// A refusal for lack of space, with `reason`.
+    pub fn full(reason: impl Into<std::sync::Arc<str>>) -> WriteFailed {
+        WriteFailed {
+            full: true,
+            reason: reason.into(),
+        }
+    }
+}
 
 /// Called (on the journal's thread) once an append is durable, or has failed.
 pub type Done = Box<dyn FnOnce(Completion) + Send>;

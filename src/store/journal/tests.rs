@@ -51,7 +51,8 @@ fn append_all(journal: &Journal, n: u32) -> Vec<u32> {
         let tx = tx.clone();
         let told = tx.clone();
         if let Err(e) = append(journal, i, Box::new(move |r| told.send((i, r)).unwrap())) {
-            tx.send((i, Err(e.to_string()))).unwrap();
+            tx.send((i, Err(crate::store::WriteFailed::failed(&e))))
+                .unwrap();
         }
     }
     let mut acked: Vec<u32> = (0..n)
@@ -350,7 +351,12 @@ fn a_full_disk_refuses_the_waiting_records_keeps_the_rest_and_writes_again_once_
             .unwrap();
     }
     drop(tx);
-    let told: Vec<(u64, Result<(), String>)> = rx.iter().collect();
+    let told: Vec<(u64, Result<(), crate::store::WriteFailed>)> = rx.iter().collect();
+    assert!(
+        told.iter()
+            .all(|(_, r)| r.as_ref().map_or_else(|e| e.full, |_| true)),
+        "a refusal for lack of space says so (resource-limit-exceeded, not a failure): {told:?}"
+    );
     let accepted: Vec<u64> = told
         .iter()
         .filter(|(_, r)| r.is_ok())

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::super::record::{self, void_in_place};
 use super::super::segment::{delete_segment, RecordPos, Segment, StoreError, SEGMENT_HEADER_LEN};
-use super::super::Completion;
+use super::super::{Completion, WriteFailed};
 use super::{Chunk, Shared, SyncMode, Waiter, SYNC_BUCKETS_US};
 
 /// How often an idle writer deletes dead segments, checks whether a full disk has room again,
@@ -237,7 +237,7 @@ fn stall(
         }
         out.unsynced = false;
     }
-    let refused = shared.full_error().to_string();
+    let refused = WriteFailed::full(shared.full_error().to_string());
     let mut ok = Vec::new();
     for waiter in waiters {
         if waiter.end <= synced {
@@ -291,7 +291,7 @@ fn idle(shared: &Shared) {
 
 /// Completes `waiters` with `result`.
 fn complete(shared: &Shared, result: Result<(), &StoreError>, waiters: Vec<Waiter>) {
-    let completion: Completion = result.map_err(|e| e.to_string());
+    let completion: Completion = result.map_err(WriteFailed::failed);
     if completion.is_ok() {
         shared
             .stats
