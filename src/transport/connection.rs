@@ -155,6 +155,9 @@ pub async fn serve(
             if entry.container_id().is_none() {
                 if let Some(id) = engine.container_id() {
                     entry.set_container_id(id);
+                    // Every later line of this connection names its peer's container.
+                    tracing::Span::current()
+                        .record("container_id", tracing::field::display(PeerText(id)));
                 }
             }
         }

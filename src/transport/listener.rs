@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::connection::{serve, Shared};
 
@@ -52,10 +53,20 @@ pub async fn accept_loop(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let alive = alive.clone();
-        tokio::spawn(async move {
-            serve(stream, peer, shared, shutdown, ticket).await;
-            drop(alive);
-        });
+        // One span per connection: every line it logs carries the peer, and the container-id
+        // once the peer's `open` has named it.
+        let span = tracing::info_span!(
+            "connection",
+            %peer,
+            container_id = tracing::field::Empty
+        );
+        tokio::spawn(
+            async move {
+                serve(stream, peer, shared, shutdown, ticket).await;
+                drop(alive);
+            }
+            .instrument(span),
+        );
     }
     tracing::debug!(?local, "listener stopped");
 }
