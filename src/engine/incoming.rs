@@ -2,15 +2,13 @@
 //! producer told the outcome: accepted at once, or for a durable message once the journal has
 //! it on disk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError, Role, SessionError};
+use fe2o3_amqp_types::definitions::{AmqpError, LinkError, Role, SessionError};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::Performative;
 
-use crate::broker::memory::Memory;
 use crate::broker::{Publish, Queue, Unstore};
 use crate::codec::transfer::Transfer;
 use crate::message::Message;
@@ -18,16 +16,23 @@ use crate::store::StoreError;
 
 use super::connection::Connection;
 use super::delivery::{disposition, queue_deleted};
-use super::link::{Held, Incoming, Link, LinkKind};
+use super::link::{Incoming, Link, LinkKind};
+use super::reassembly::{self, HoldCtx, Step, StepError};
 use super::session::Session;
 use super::{AmqpFailure, Failure};
+
+/// What the producer is told of a delivery answered now (one answered later, once its record
+/// is on disk, is not here).
+enum Answer {
+    Accept,
+    Reject(AmqpFailure),
+}
 
 /// What became of a completed incoming delivery.
 // Queued is the common case; boxing it would cost an allocation per message.
 #[allow(clippy::large_enum_variant)]
 enum Arrival {
     Queued(Arc<Queue>, Message),
-    Accepted,
     Refused(AmqpFailure),
 }
 
@@ -81,101 +86,39 @@ impl Connection {
                 .into())
             }
         };
-        let link_failure = |condition: ErrorCondition, description: String| Failure::Link {
-            channel,
-            handle,
-            error: AmqpFailure::new(condition, description),
+        let step = reassembly::step(producer, link_name, &transfer, payload, hold_ctx.as_ref());
+        let incoming = match step {
+            Ok(Step::Nothing) => return Ok(()),
+            Ok(Step::More { designate }) => {
+                if designate {
+                    self.large = Some((channel, handle));
+                }
+                return Ok(());
+            }
+            Ok(Step::Complete(incoming)) => incoming,
+            Err(StepError::Link(error)) => {
+                return Err(Failure::Link {
+                    channel,
+                    handle,
+                    error,
+                })
+            }
+            Err(StepError::Connection(error)) => return Err(error.into()),
         };
-        if transfer.resume {
-            return Err(link_failure(
-                AmqpError::NotImplemented.into(),
-                "resuming a delivery is not supported: the broker keeps no unsettled state across attaches".into(),
-            ));
-        }
-        let mut incoming = match producer.incoming.take() {
-            Some(mut inc) => {
-                if transfer.delivery_id.is_some_and(|id| id != inc.delivery_id) {
-                    return Err(AmqpFailure::new(
-                        AmqpError::InvalidField,
-                        format!(
-                            "transfer for delivery {} while delivery {} on link '{link_name}' is incomplete",
-                            transfer.delivery_id.unwrap_or_default(),
-                            inc.delivery_id
-                        ),
-                    )
-                    .into());
-                }
-                inc.settled |= transfer.settled.unwrap_or(false);
-                inc
-            }
-            None => {
-                let Some(delivery_id) = transfer.delivery_id else {
-                    return Err(AmqpFailure::new(
-                        AmqpError::InvalidField,
-                        format!(
-                            "first transfer of a delivery on link '{link_name}' has no delivery-id"
-                        ),
-                    )
-                    .into());
-                };
-                if producer.credit == 0 {
-                    // Only this link broke the rule: the connection's other links go on.
-                    return Err(link_failure(
-                        LinkError::TransferLimitExceeded.into(),
-                        format!("transfer on link '{link_name}', which has no credit"),
-                    ));
-                }
-                producer.credit -= 1;
-                producer.delivery_count = producer.delivery_count.wrapping_add(1);
-                Incoming {
-                    delivery_id,
-                    settled: transfer.settled.unwrap_or(false),
-                    message_format: transfer.message_format.unwrap_or(0),
-                    first: Bytes::new(),
-                    rest: Vec::new(),
-                    size: 0,
-                    held: None,
-                }
-            }
-        };
-        if transfer.aborted {
-            return Ok(());
-        }
-        incoming.size += payload.len() as u64;
-        let max = producer.max_message_size;
-        if max > 0 && incoming.size > max {
-            return Err(Failure::Link {
-                channel,
-                handle,
-                error: AmqpFailure::new(
-                    LinkError::MessageSizeExceeded,
-                    format!(
-                        "message of at least {} bytes exceeds the max-message-size of {max} bytes on link '{link_name}'",
-                        incoming.size
-                    ),
-                ),
-            });
-        }
-        let mut designate = false;
-        if let Some(ctx) = &hold_ctx {
-            designate = hold(ctx, &mut incoming, payload.len() as u64).map_err(|description| {
-                link_failure(AmqpError::ResourceLimitExceeded.into(), description)
-            })?;
-        }
-        if incoming.first.is_empty() {
-            incoming.first = payload;
-        } else if !payload.is_empty() {
-            incoming.rest.push(payload);
-        }
-        if transfer.more {
-            producer.incoming = Some(incoming);
-            if designate {
-                self.large = Some((channel, handle));
-            }
-            return Ok(());
-        }
-        let settle_second = producer.settle_second;
-        let target = producer.target.clone();
+        let (settle_second, target) = (producer.settle_second, producer.target.clone());
+        self.route_and_answer(channel, handle, incoming, settle_second, target)
+    }
+
+    /// Routes a complete delivery to its queue and answers the producer: accepted now,
+    /// accepted once its record is on disk (`apply_confirmed`), or rejected with why.
+    fn route_and_answer(
+        &mut self,
+        channel: u16,
+        handle: u32,
+        incoming: Incoming,
+        settle_second: bool,
+        target: Option<Arc<Queue>>,
+    ) -> Result<(), Failure> {
         let arrival = self.arrive(target, &incoming);
         if let Arrival::Queued(queue, _) = &arrival {
             if queue.is_deleted() {
@@ -186,11 +129,11 @@ impl Connection {
                 });
             }
         }
-        let arrival = match arrival {
+        let answer = match arrival {
             Arrival::Queued(queue, message) if incoming.settled => {
                 // Sent settled (at-most-once): nobody waits for the disk.
                 match queue.publish(message, None::<fn(u64) -> crate::store::Done>) {
-                    Publish::Refused(e) => Arrival::Refused(self.store_refused(&e)),
+                    Publish::Refused(e) => Answer::Reject(self.store_refused(&e)),
                     _ => return Ok(()),
                 }
             }
@@ -202,21 +145,20 @@ impl Connection {
                     waker.confirm_later(channel, id, settle, undo, seq)
                 };
                 match queue.publish(message, Some(confirm)) {
-                    Publish::Queued => Arrival::Accepted,
+                    Publish::Queued => Answer::Accept,
                     // Accepted once its record is on disk: see `apply_confirmed`.
                     Publish::Confirming => return Ok(()),
-                    Publish::Refused(e) => Arrival::Refused(self.store_refused(&e)),
+                    Publish::Refused(e) => Answer::Reject(self.store_refused(&e)),
                 }
             }
-            other => other,
+            Arrival::Refused(error) => Answer::Reject(error),
         };
         let session = self.session_mut(channel)?;
-        match arrival {
-            Arrival::Accepted => session
+        match answer {
+            Answer::Accept => session
                 .accepted
                 .push((incoming.delivery_id, !settle_second)),
-            Arrival::Queued(..) => unreachable!("published above"),
-            Arrival::Refused(error) => {
+            Answer::Reject(error) => {
                 tracing::debug!(channel, handle, "message rejected: {}", error.description);
                 if !incoming.settled {
                     let state = DeliveryState::Rejected(Rejected {
@@ -381,38 +323,6 @@ impl Connection {
             i = j;
         }
     }
-}
-
-/// What `hold` needs of the connection, taken before the link is borrowed.
-struct HoldCtx {
-    memory: Arc<Memory>,
-    small: Arc<AtomicU64>,
-    cap: u64,
-    large_elsewhere: bool,
-}
-
-/// Counts `len` more bytes of an unfinished delivery. Beyond `max_incomplete_bytes` on the
-/// connection, the delivery becomes the connection's one large message (bounded by
-/// max-message-size) if there is none yet; otherwise the link must be detached (the Err is the
-/// description). Returns whether this delivery just became the large one.
-fn hold(ctx: &HoldCtx, incoming: &mut Incoming, len: u64) -> Result<bool, String> {
-    let held = incoming
-        .held
-        .get_or_insert_with(|| Held::new(&ctx.memory, &ctx.small));
-    let mut designated = false;
-    if !held.is_large() && ctx.small.load(Ordering::Relaxed) + len > ctx.cap {
-        if ctx.large_elsewhere {
-            return Err(format!(
-                "this connection already holds {} bytes of unfinished multi-frame deliveries (max_incomplete_bytes = {}) besides the large message in progress on another link: finish a delivery before sending more of another",
-                ctx.small.load(Ordering::Relaxed),
-                ctx.cap
-            ));
-        }
-        held.make_large();
-        designated = true;
-    }
-    held.add(len);
-    Ok(designated)
 }
 
 /// Joins the payloads of a delivery; a single frame's payload is used as it is, without a copy.

@@ -11,6 +11,7 @@ mod delivery;
 mod incoming;
 mod introspect;
 mod link;
+mod reassembly;
 mod session;
 
 use fe2o3_amqp_types::definitions::{self, ErrorCondition};
