@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::config::QueueSettings;
 use crate::int_map::IntMap;
-use crate::message::{AnnotationValue, Message};
+use crate::message::Message;
 
 use self::clock::{now_ms, Now};
 use self::entry::GroupId;
@@ -39,6 +39,7 @@ pub mod ready;
 mod restore;
 pub mod rewind;
 pub mod schedule;
+mod settle;
 pub mod stats;
 pub mod timer;
 
@@ -235,53 +236,6 @@ impl Queue {
     pub fn redispatch(&self) {
         let st = lock(&self.state);
         self.finish(st);
-    }
-
-    /// Applies consumer outcomes to acquired messages; unknown or foreign sequence numbers are
-    /// ignored, so a late or repeated settlement can never settle a message twice.
-    pub fn settle(&self, consumer: ConsumerId, outcomes: impl IntoIterator<Item = (u64, Outcome)>) {
-        let mut st = lock(&self.state);
-        let now = Now::lazy();
-        for (seq, outcome) in outcomes {
-            if let Outcome::Modified {
-                annotations: Some(annotations),
-                ..
-            } = &outcome
-            {
-                self.annotate_acquired(&mut st, consumer, seq, annotations);
-            }
-            st.settle_one(consumer, seq, outcome, &self.name, &now);
-        }
-        self.finish(st);
-    }
-
-    /// Merges a `modified` outcome's message annotations into the message `consumer` holds as
-    /// `seq`, before it goes back (§3.4.5). The copy is new bytes, so it joins the memory
-    /// account. In memory only: the journal keeps the message as it was sent, so after a
-    /// restart it is delivered without them (its delivery-count is journaled).
-    fn annotate_acquired(
-        &self,
-        st: &mut State,
-        consumer: ConsumerId,
-        seq: u64,
-        annotations: &[(String, Vec<u8>)],
-    ) {
-        let Some(acquired) = st.acquired.get_mut(&seq).filter(|a| a.consumer == consumer) else {
-            return;
-        };
-        let entries: Vec<(&str, AnnotationValue<'_>)> = annotations
-            .iter()
-            .map(|(key, value)| (key.as_str(), AnnotationValue::Encoded(value)))
-            .collect();
-        let edited = acquired.entry.message.with_annotations(&entries);
-        let edited = match self.router.upgrade() {
-            Some(router) => {
-                let tracked = router.memory().track(edited.bytes().clone());
-                Message::parse(tracked).unwrap_or(edited)
-            }
-            None => edited,
-        };
-        acquired.entry.message = edited;
     }
 
     /// Removes a consumer. Everything it still holds goes back to the queue in order: messages it
