@@ -6,18 +6,15 @@
 //! directly in tests and by the fuzz target.
 
 mod connection;
-mod consumer_timeout;
-mod delivery;
-mod incoming;
-mod introspect;
 mod link;
 mod reassembly;
+mod sending;
 mod session;
 
 use fe2o3_amqp_types::definitions::{self, ErrorCondition};
 
 pub use connection::{Connection, PeerInfo};
-pub use introspect::{LinkInfo, SessionInfo};
+pub use connection::{LinkInfo, SessionInfo};
 
 use crate::config::Config;
 

@@ -1,5 +1,5 @@
 //! A durable queue's way to the store: each change to a journaled message becomes one event
-//! (see [`super::persist`]) appended through the [`Store`] trait, which is all the queue
+//! (see [`super::events`]) appended through the [`Store`] trait, which is all the queue
 //! knows of the journal.
 //!
 //! Only an enqueue may wait for the disk (the producer's `accepted` does). Everything else is
@@ -112,7 +112,7 @@ impl Journaled {
     }
 
     /// Appends the enqueue of `entry`; `done` runs once it is durable. Returns the segment
-    /// (for [`Entry::segment`]).
+    /// (for `Entry::segment`).
     pub fn enqueue(
         &self,
         entry: &Entry,

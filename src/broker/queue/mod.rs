@@ -3,7 +3,7 @@
 //! All of a queue's state sits behind one mutex that is never held across an `.await`; every
 //! operation is a short critical section that ends by dispatching whatever it made possible.
 //! Dispatch is FIFO (by enqueue sequence) and round-robin among the consumers that have credit;
-//! grouped messages go only to their group's owner (see [`super::groups`]).
+//! grouped messages go only to their group's owner (see [`groups`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use fe2o3_amqp_types::definitions::LinkError;
 
-use super::connection::Connection;
-use super::link::LinkKind;
-use super::AmqpFailure;
+use super::Connection;
+use crate::engine::link::LinkKind;
+use crate::engine::AmqpFailure;
 
 /// How often to look for silent consumers, given the shortest timeout of those holding
 /// deliveries: often enough to act within a quarter of it, at most once a second.

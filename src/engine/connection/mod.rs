@@ -1,6 +1,15 @@
 //! The connection state machine: open negotiation, heartbeats and idle timeout, close, and the
 //! routing of each frame to its session.
 
+mod consumer_timeout;
+mod incoming;
+mod introspect;
+mod links;
+mod outgoing;
+mod sessions;
+
+pub use introspect::{LinkInfo, SessionInfo};
+
 use crate::int_map::{self, IntMap};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -15,8 +24,8 @@ use serde_amqp::Value;
 use crate::broker::{ConnWaker, ConsumerId, Router};
 use crate::codec::frame::{Body, Frame, FrameError, Output, HEARTBEAT, MIN_MAX_FRAME_SIZE};
 
-use super::session::Session;
-use super::{AmqpFailure, EngineConfig, Failure};
+use crate::engine::session::Session;
+use crate::engine::{AmqpFailure, EngineConfig, Failure};
 
 /// The largest frame accepted before `open` has been exchanged: an `open` with a few
 /// capabilities and properties fits easily, a pre-authentication flood does not.
@@ -44,42 +53,72 @@ enum State {
 }
 
 /// One AMQP connection, sans-IO.
+///
+/// # The driver contract
+///
+/// The engine never reads a socket, a clock or a channel itself: a driver (the transport's
+/// connection task, or a test) feeds it and carries its output. One turn of the driver is,
+/// in this order:
+///
+/// 1. [`handle_frame`](Self::handle_frame) for each frame decoded from the bytes read (with
+///    the largest frame [`max_frame_size_in`](Self::max_frame_size_in) allows), or
+///    [`handle_frame_error`](Self::handle_frame_error) for bytes that are not a frame. Each
+///    frame takes effect before the next is handled: a `release` then a `flow` in one read
+///    sees the released message redelivered first.
+/// 2. [`pump`](Self::pump): moves what queues handed this connection's consumers (the
+///    [`ConnWaker`] given to [`new`](Self::new) says when there is some) into transfers, as
+///    far as session windows and the output cap allow.
+/// 3. [`flush`](Self::flush): answers batched outcomes to producers and tops up their credit
+///    (withheld while the broker's memory or disk is at its limit: call it again when the
+///    memory gate opens).
+/// 4. [`tick`](Self::tick) with the current time: heartbeats, the idle timeout and
+///    `consumer_timeout`; it returns when it wants to be called again.
+/// 5. Write [`output`](Self::output) to the peer: `prepare` it, write what it holds, `advance`
+///    by what was written, then [`note_sent`](Self::note_sent).
+///
+/// Stop when [`is_closed`](Self::is_closed). Once [`is_closing`](Self::is_closing) the
+/// driver keeps writing output for a short grace period, then stops; if the socket fails
+/// first it calls [`abandon`](Self::abandon), which releases everything the connection held
+/// (unsettled deliveries go back to their queues). [`shutdown`](Self::shutdown) (broker
+/// stopping) and [`close_by_admin`](Self::close_by_admin) start an orderly close; the admin
+/// API's view comes from [`describe`](Self::describe), [`counts`](Self::counts) and
+/// [`take_topology_changed`](Self::take_topology_changed).
 #[derive(Debug)]
 pub struct Connection {
-    pub(super) config: EngineConfig,
-    pub(super) router: Arc<Router>,
-    pub(super) waker: Arc<ConnWaker>,
-    pub(super) peer: PeerInfo,
+    config: EngineConfig,
+    router: Arc<Router>,
+    waker: Arc<ConnWaker>,
+    peer: PeerInfo,
     state: State,
-    pub(super) container_id: Option<String>,
+    container_id: Option<String>,
     /// The largest frame the peer accepts.
-    pub(super) remote_max_frame_size: u32,
+    remote_max_frame_size: u32,
     /// Half the peer's idle timeout: we must send something at least this often.
     heartbeat_every: Option<Duration>,
     last_received: Instant,
     last_sent: Instant,
     /// Sessions by channel; we use the peer's channel number as ours too.
-    pub(super) sessions: IntMap<u16, Session>,
+    sessions: IntMap<u16, Session>,
     /// Where each of our consumers lives: (channel, handle).
-    pub(super) consumers: IntMap<ConsumerId, (u16, u32)>,
+    consumers: IntMap<ConsumerId, (u16, u32)>,
     /// Consumers that have deliveries waiting for session window.
-    pub(super) blocked: Vec<ConsumerId>,
-    pub(super) out: Output,
+    blocked: Vec<ConsumerId>,
+    out: Output,
     /// Sessions or links came or went (the admin API's counts need refreshing).
-    pub(super) topology_changed: bool,
+    topology_changed: bool,
     /// Channels of sessions we ended with an error whose `end` the peer has not sent yet:
     /// frames on them are discarded until it does (§2.5.5).
-    pub(super) ending: Vec<u16>,
+    ending: Vec<u16>,
     /// Bytes of incomplete deliveries, other than the large one, on this connection.
-    pub(super) incomplete: Arc<AtomicU64>,
+    incomplete: Arc<AtomicU64>,
     /// The link with the one large delivery the connection may have in progress beyond
     /// `max_incomplete_bytes`: (channel, handle).
-    pub(super) large: Option<(u16, u32)>,
+    large: Option<(u16, u32)>,
     /// The time of the latest frame or tick: what handlers that are not given the time use.
-    pub(super) clock: Instant,
+    clock: Instant,
     /// When to look for consumers past their queue's `consumer_timeout` (None: no consumer
     /// holds unsettled deliveries).
-    pub(super) consumer_check: Option<Instant>,
+    consumer_check: Option<Instant>,
 }
 
 impl Connection {
@@ -374,7 +413,7 @@ impl Connection {
             tracing::warn!(
                 peer = %self.peer.addr,
                 container_id = self.container_id.as_deref().unwrap_or("-"),
-                condition = %super::condition_name(&e.condition),
+                condition = %crate::engine::condition_name(&e.condition),
                 "closing connection: {}",
                 e.description
             );

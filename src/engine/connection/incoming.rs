@@ -14,12 +14,12 @@ use crate::codec::transfer::Transfer;
 use crate::message::Message;
 use crate::store::StoreError;
 
-use super::connection::Connection;
-use super::delivery::{disposition, queue_deleted};
-use super::link::{Incoming, Link, LinkKind};
-use super::reassembly::{self, HoldCtx, Step, StepError};
-use super::session::Session;
-use super::{AmqpFailure, Failure};
+use super::outgoing::{disposition, queue_deleted};
+use super::Connection;
+use crate::engine::link::{Incoming, Link, LinkKind};
+use crate::engine::reassembly::{self, HoldCtx, Step, StepError};
+use crate::engine::session::Session;
+use crate::engine::{AmqpFailure, Failure};
 
 /// What the producer is told of a delivery answered now (one answered later, once its record
 /// is on disk, is not here).

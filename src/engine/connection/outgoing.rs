@@ -2,39 +2,22 @@
 //! window, and the dispositions that settle them. Deliveries from producers are in
 //! `incoming.rs`.
 
-use bytes::Bytes;
 use fe2o3_amqp_types::definitions::{AmqpError, Fields, Handle, Role};
 use fe2o3_amqp_types::messaging::{DeliveryState, Modified};
 use fe2o3_amqp_types::performatives::{Disposition, Performative};
 
-use crate::broker::{Annotations, ConsumerId, Delivery, OutItem, Outcome, Queue};
-use crate::codec::frame::{delivery_transfer_size, Output};
-use crate::codec::transfer::FirstFrame;
+use crate::broker::{Annotations, ConsumerId, OutItem, Outcome, Queue};
 
-use super::connection::Connection;
 use super::consumer_timeout::check_interval;
-use super::link::LinkKind;
-use super::session::{session_flow, Session, Window};
-use super::{AmqpFailure, Failure};
-
-/// Room a transfer performative needs at most when it carries only the fields we set (handle,
-/// delivery-id, a 4-byte tag, format, settled, more): below this, no size computation is needed.
-const TRANSFER_OVERHEAD_BOUND: usize = 8 + 64;
+use super::Connection;
+use crate::engine::link::LinkKind;
+use crate::engine::sending::start_sending;
+use crate::engine::session::{session_flow, Session};
+use crate::engine::{AmqpFailure, Failure};
 
 /// Output a connection may have waiting for its socket before its consumers stop taking
 /// deliveries (the transport also stops reading at this size).
 pub const OUTPUT_CAP: usize = 4 * 1024 * 1024;
-
-/// A delivery to a consumer whose frames are not all sent yet.
-#[derive(Debug)]
-pub(super) struct Sending {
-    delivery_id: u32,
-    seq: u64,
-    remaining: Remaining,
-    message_format: u32,
-    first_frame: bool,
-    presettled: bool,
-}
 
 impl Connection {
     pub(super) fn on_disposition(&mut self, channel: u16, d: Disposition) -> Result<(), Failure> {
@@ -273,85 +256,6 @@ pub(super) fn queue_deleted(queue: &Queue) -> AmqpFailure {
     )
 }
 
-fn start_sending(window: &mut Window, d: Delivery, presettled: bool) -> Sending {
-    let delivery_id = window.next_delivery_id;
-    window.next_delivery_id = delivery_id.wrapping_add(1);
-    let (head, rest) = d.message.wire_chunks(d.delivery_count);
-    let remaining = Remaining {
-        head: head.unwrap_or_default(),
-        rest,
-    };
-    Sending {
-        delivery_id,
-        seq: d.seq,
-        remaining,
-        message_format: d.message.message_format(),
-        first_frame: true,
-        presettled,
-    }
-}
-
-impl Sending {
-    /// Sends frames until the delivery is complete (true) or the session window is shut (false).
-    fn send_frames(
-        &mut self,
-        channel: u16,
-        handle: u32,
-        window: &mut Window,
-        out: &mut Output,
-        max_frame: usize,
-    ) -> bool {
-        loop {
-            if window.remote_incoming_window == 0 {
-                return false;
-            }
-            let first = self.first_frame.then_some(FirstFrame {
-                delivery_id: self.delivery_id,
-                message_format: self.message_format,
-                settled: self.presettled,
-            });
-            let remaining = self.remaining.len();
-            let room = if remaining + TRANSFER_OVERHEAD_BOUND <= max_frame {
-                remaining
-            } else {
-                let overhead = 8 + delivery_transfer_size(handle, first.as_ref());
-                max_frame.saturating_sub(overhead).max(1)
-            };
-            let payload = self.remaining.take(room);
-            let more = self.remaining.len() > 0;
-            out.push_delivery(channel, handle, first.as_ref(), more, &payload);
-            window.next_outgoing_id = window.next_outgoing_id.wrapping_add(1);
-            window.remote_incoming_window -= 1;
-            self.first_frame = false;
-            if !more {
-                return true;
-            }
-        }
-    }
-}
-
-/// The bytes of a delivery still to send: a rewritten header (often empty) and the rest of
-/// the message, both slices of buffers the broker already holds.
-#[derive(Debug)]
-struct Remaining {
-    head: Bytes,
-    rest: Bytes,
-}
-
-impl Remaining {
-    fn len(&self) -> usize {
-        self.head.len() + self.rest.len()
-    }
-
-    /// Takes up to `room` bytes off the front, as (at most two) slices.
-    fn take(&mut self, room: usize) -> [Bytes; 2] {
-        let from_head = self.head.split_to(room.min(self.head.len()));
-        let room = room - from_head.len();
-        let from_rest = self.rest.split_to(room.min(self.rest.len()));
-        [from_head, from_rest]
-    }
-}
-
 /// Removes our unsettled deliveries with ids in `first..=last` (serial numbers, so the range may
 /// wrap), visiting only deliveries that exist whatever the width of the range.
 fn take_range(session: &mut Session, first: u32, last: u32) -> Vec<(u32, u32, u64)> {
@@ -382,7 +286,7 @@ fn to_outcome(state: &DeliveryState) -> Option<Outcome> {
             condition: r
                 .error
                 .as_ref()
-                .map(|e| super::condition_name(&e.condition)),
+                .map(|e| crate::engine::condition_name(&e.condition)),
             description: r.error.as_ref().and_then(|e| e.description.clone()),
         }),
         DeliveryState::Released(_) => Some(Outcome::Released),

@@ -5,9 +5,9 @@ use fe2o3_amqp_types::definitions::ConnectionError;
 
 use serde::Serialize;
 
-use super::connection::Connection;
-use super::link::LinkKind;
-use super::AmqpFailure;
+use super::Connection;
+use crate::engine::link::LinkKind;
+use crate::engine::AmqpFailure;
 
 /// One link of a connection, as the peer uses it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

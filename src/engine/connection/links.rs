@@ -1,0 +1,382 @@
+//! Link handlers: attach (finding or creating the node), detach and link flow.
+
+use fe2o3_amqp_types::definitions::{
+    AmqpError, Handle, ReceiverSettleMode, Role, SenderSettleMode, SessionError,
+};
+use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
+use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
+
+use crate::broker::{Outbox, RouteError};
+use crate::engine::link::{Consumer, Link, LinkKind, Producer};
+use crate::engine::session::session_flow;
+use crate::engine::{AmqpFailure, Failure};
+
+use super::Connection;
+
+impl Connection {
+    pub(super) fn on_attach(&mut self, channel: u16, attach: Attach) -> Result<(), Failure> {
+        let handle = attach.handle.0;
+        let session = self.session_mut(channel)?;
+        if handle > session.handle_max {
+            return Err(AmqpFailure::new(
+                AmqpError::InvalidField,
+                format!(
+                    "handle {handle} exceeds the session's handle-max {}",
+                    session.handle_max
+                ),
+            )
+            .into());
+        }
+        if session.links.contains_key(&handle) {
+            return Err(AmqpFailure::new(
+                SessionError::HandleInUse,
+                format!("attach on handle {handle}, which is already in use"),
+            )
+            .into());
+        }
+        let result = match attach.role {
+            Role::Sender => self.attach_producer(channel, &attach),
+            Role::Receiver => self.attach_consumer(channel, &attach),
+        };
+        if let Err(error) = result {
+            self.refuse_attach(channel, &attach, error);
+        }
+        Ok(())
+    }
+
+    fn attach_producer(&mut self, channel: u16, attach: &Attach) -> Result<(), AmqpFailure> {
+        let target = match attach.target.as_deref() {
+            Some(TargetArchetype::Target(t)) => Some(t.clone()),
+            None => None,
+            #[allow(unreachable_patterns)]
+            Some(_) => {
+                return Err(AmqpFailure::new(
+                    AmqpError::NotImplemented,
+                    "transaction coordinators are not supported yet",
+                ))
+            }
+        };
+        let queue = match &target {
+            Some(t) if t.dynamic => Some(self.router.create_dynamic()),
+            Some(Target {
+                address: Some(address),
+                ..
+            }) => Some(self.router.queue(address).map_err(route_failure)?),
+            _ => None,
+        };
+        let max_message_size = queue.as_ref().map_or(0, |q| q.settings().max_message_size);
+        let mut reply_target = target.unwrap_or_default();
+        if let Some(q) = &queue {
+            reply_target.address = Some(q.name().to_string());
+        }
+        let reply = Attach {
+            name: attach.name.clone(),
+            handle: attach.handle.clone(),
+            role: Role::Receiver,
+            snd_settle_mode: attach.snd_settle_mode.clone(),
+            rcv_settle_mode: attach.rcv_settle_mode.clone(),
+            source: attach.source.clone(),
+            target: Some(Box::new(TargetArchetype::Target(reply_target))),
+            unsettled: None,
+            incomplete_unsettled: false,
+            initial_delivery_count: None,
+            max_message_size: (max_message_size > 0).then_some(max_message_size),
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        self.out
+            .push_frame(channel, &Performative::Attach(reply), &[]);
+        let delivery_count = attach.initial_delivery_count.unwrap_or(0);
+        // Above the memory watermark (or with the store full) a new producer starts with no
+        // credit; `flush` grants it once the gate opens.
+        let memory = self.router.memory();
+        let credit = if memory.admits_producers() {
+            memory.credit(self.config.link_credit)
+        } else {
+            0
+        };
+        let handle = attach.handle.0;
+        let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
+        session.links.insert(
+            handle,
+            Link {
+                name: attach.name.clone(),
+                kind: LinkKind::Producer(Producer {
+                    target: queue,
+                    delivery_count,
+                    credit,
+                    incoming: None,
+                    settle_second: matches!(attach.rcv_settle_mode, ReceiverSettleMode::Second),
+                    max_message_size,
+                }),
+                detach_sent: false,
+            },
+        );
+        let mut flow = session_flow(&session.window);
+        flow.handle = Some(Handle(handle));
+        flow.delivery_count = Some(delivery_count);
+        flow.link_credit = Some(credit);
+        self.out.push_frame(channel, &Performative::Flow(flow), &[]);
+        Ok(())
+    }
+
+    fn attach_consumer(&mut self, channel: u16, attach: &Attach) -> Result<(), AmqpFailure> {
+        let Some(source) = attach.source.as_deref() else {
+            return Err(AmqpFailure::new(
+                AmqpError::InvalidField,
+                "a receiving link needs a source naming the queue",
+            ));
+        };
+        if source.filter.as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(AmqpFailure::new(
+                AmqpError::NotImplemented,
+                "source filters (selectors) are not supported yet",
+            ));
+        }
+        let queue = if source.dynamic {
+            self.router.create_dynamic()
+        } else {
+            let Some(address) = source.address.as_deref() else {
+                return Err(AmqpFailure::new(
+                    AmqpError::InvalidField,
+                    "a receiving link needs a source address (or dynamic = true)",
+                ));
+            };
+            self.router.queue(address).map_err(route_failure)?
+        };
+        let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
+        let id = self.router.next_id();
+        let outbox = Outbox::new(id, self.waker.clone());
+        queue.add_consumer(outbox.clone(), &attach.name);
+        let reply_source = Source {
+            address: Some(queue.name().to_string()),
+            ..source.clone()
+        };
+        let reply = Attach {
+            name: attach.name.clone(),
+            handle: attach.handle.clone(),
+            role: Role::Sender,
+            snd_settle_mode: if presettled {
+                SenderSettleMode::Settled
+            } else {
+                SenderSettleMode::Unsettled
+            },
+            rcv_settle_mode: attach.rcv_settle_mode.clone(),
+            source: Some(Box::new(reply_source)),
+            target: attach.target.clone(),
+            unsettled: None,
+            incomplete_unsettled: false,
+            initial_delivery_count: Some(0),
+            max_message_size: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        self.out
+            .push_frame(channel, &Performative::Attach(reply), &[]);
+        let handle = attach.handle.0;
+        self.consumers.insert(id, (channel, handle));
+        let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
+        session.links.insert(
+            handle,
+            Link {
+                name: attach.name.clone(),
+                kind: LinkKind::Consumer(Consumer {
+                    id,
+                    queue,
+                    outbox,
+                    delivery_count: 0,
+                    credit_limit: 0,
+                    presettled,
+                    sending: None,
+                    settlements: Vec::new(),
+                    unsettled: 0,
+                    active_at: self.clock,
+                }),
+                detach_sent: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Refuses an attach the way clients expect (WIRE.md §2): an attach with null source and
+    /// target, then a closing detach carrying the error.
+    fn refuse_attach(&mut self, channel: u16, attach: &Attach, error: AmqpFailure) {
+        tracing::info!(
+            peer = %self.peer.addr,
+            link = %attach.name,
+            condition = %crate::engine::condition_name(&error.condition),
+            "attach refused: {}",
+            error.description
+        );
+        let reply = Attach {
+            name: attach.name.clone(),
+            handle: attach.handle.clone(),
+            role: match attach.role {
+                Role::Sender => Role::Receiver,
+                Role::Receiver => Role::Sender,
+            },
+            snd_settle_mode: attach.snd_settle_mode.clone(),
+            rcv_settle_mode: attach.rcv_settle_mode.clone(),
+            source: None,
+            target: None,
+            unsettled: None,
+            incomplete_unsettled: false,
+            initial_delivery_count: matches!(attach.role, Role::Receiver).then_some(0),
+            max_message_size: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        self.out
+            .push_frame(channel, &Performative::Attach(reply), &[]);
+        self.close_refused(channel, attach.handle.0, attach.name.clone(), error);
+    }
+
+    pub(super) fn on_detach(&mut self, channel: u16, detach: Detach) -> Result<(), Failure> {
+        let handle = detach.handle.0;
+        let session = self.session_mut(channel)?;
+        let Some(link) = session.links.remove(&handle) else {
+            return Err(AmqpFailure::new(
+                SessionError::UnattachedHandle,
+                format!("detach of handle {handle}, which is not attached"),
+            )
+            .into());
+        };
+        session.unsettled.retain(|_, (h, _)| *h != handle);
+        if let Some(e) = &detach.error {
+            tracing::info!(peer = %self.peer.addr, link = %link.name, error = ?e, "peer detached a link with an error");
+        }
+        let detach_sent = link.detach_sent;
+        self.teardown_link(link);
+        if !detach_sent {
+            let reply = Detach {
+                handle: Handle(handle),
+                closed: detach.closed,
+                error: None,
+            };
+            self.out
+                .push_frame(channel, &Performative::Detach(reply), &[]);
+        }
+        Ok(())
+    }
+
+    /// Detaches (closes) one link because of an error on it; the connection goes on.
+    pub(super) fn detach_with_error(&mut self, channel: u16, handle: u32, error: AmqpFailure) {
+        let Some(session) = self.sessions.get_mut(&channel) else {
+            return;
+        };
+        let Some(mut link) = session.links.remove(&handle) else {
+            return;
+        };
+        session.unsettled.retain(|_, (h, _)| *h != handle);
+        if link.detach_sent {
+            session.links.insert(handle, link);
+            return;
+        }
+        tracing::warn!(
+            peer = %self.peer.addr,
+            link = %link.name,
+            condition = %crate::engine::condition_name(&error.condition),
+            "detaching link: {}",
+            error.description
+        );
+        let name = std::mem::take(&mut link.name);
+        self.teardown_link(link);
+        self.close_refused(channel, handle, name, error);
+    }
+
+    /// Sends a closing detach with `error` and keeps the handle taken, as a refused link,
+    /// until the peer's detach arrives (§2.6.7: the handle is not free before that).
+    fn close_refused(&mut self, channel: u16, handle: u32, name: String, error: AmqpFailure) {
+        self.send_detach(channel, handle, Some(error));
+        if let Some(session) = self.sessions.get_mut(&channel) {
+            let kind = LinkKind::Refused;
+            let link = Link {
+                name,
+                kind,
+                detach_sent: true,
+            };
+            session.links.insert(handle, link);
+        }
+    }
+
+    fn send_detach(&mut self, channel: u16, handle: u32, error: Option<AmqpFailure>) {
+        let detach = Detach {
+            handle: Handle(handle),
+            closed: true,
+            error: error.map(|e| e.to_error()),
+        };
+        self.out
+            .push_frame(channel, &Performative::Detach(detach), &[]);
+    }
+
+    /// Ends a link's use of the broker: a consumer's held messages return to its queue (sent
+    /// ones with delivery-count + 1) and a dynamic queue is deleted.
+    pub(super) fn teardown_link(&mut self, link: Link) {
+        if let LinkKind::Consumer(mut c) = link.kind {
+            c.flush_settlements();
+            c.queue.detach_consumer(c.id);
+            self.consumers.remove(&c.id);
+            self.router.delete_dynamic(&c.queue);
+        } else if let LinkKind::Producer(p) = link.kind {
+            if let Some(q) = p.target.filter(|q| q.is_dynamic()) {
+                self.router.delete_dynamic(&q);
+            }
+        }
+    }
+
+    pub(super) fn on_link_flow(
+        &mut self,
+        channel: u16,
+        handle: u32,
+        flow: Flow,
+    ) -> Result<(), Failure> {
+        let session = self.session_mut(channel)?;
+        let Some(link) = session.links.get_mut(&handle) else {
+            return Err(AmqpFailure::new(
+                SessionError::UnattachedHandle,
+                format!("flow for handle {handle}, which is not attached"),
+            )
+            .into());
+        };
+        let (delivery_count, credit) = match &mut link.kind {
+            LinkKind::Consumer(c) => {
+                let limit = flow
+                    .delivery_count
+                    .unwrap_or(0)
+                    .wrapping_add(flow.link_credit.unwrap_or(0));
+                c.credit_limit = limit;
+                c.queue.flow(c.id, limit, flow.drain);
+                let credit = (limit.wrapping_sub(c.delivery_count) as i32).max(0) as u32;
+                (c.delivery_count, credit)
+            }
+            LinkKind::Producer(p) => (p.delivery_count, p.credit),
+            LinkKind::Refused => return Ok(()),
+        };
+        if flow.echo {
+            let mut reply = session_flow(&session.window);
+            reply.handle = Some(Handle(handle));
+            reply.delivery_count = Some(delivery_count);
+            reply.link_credit = Some(credit);
+            self.out
+                .push_frame(channel, &Performative::Flow(reply), &[]);
+        }
+        Ok(())
+    }
+}
+
+fn route_failure(e: RouteError) -> AmqpFailure {
+    let condition = match e {
+        RouteError::NotFound(_) => AmqpError::NotFound,
+        RouteError::InvalidName(..) => AmqpError::InvalidField,
+        RouteError::Conflict(..) => AmqpError::PreconditionFailed,
+        RouteError::Store(..) => AmqpError::InternalError,
+    };
+    AmqpFailure::new(condition, e.to_string())
+}
+
+fn no_session() -> AmqpFailure {
+    AmqpFailure::new(AmqpError::InternalError, "session vanished during attach")
+}
