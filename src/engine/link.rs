@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::broker::memory::{Charge, Memory};
 use crate::broker::{ConsumerId, Outbox, Outcome, Queue};
+use crate::engine::ids::{DeliveryId, Serial};
 
 use super::sending::Sending;
 
@@ -40,7 +41,7 @@ pub(super) struct Producer {
     /// `properties.to`).
     pub target: Option<Arc<Queue>>,
     /// The peer's delivery-count as we have observed it.
-    pub delivery_count: u32,
+    pub delivery_count: Serial,
     /// Transfers the peer may still start.
     pub credit: u32,
     /// A delivery arriving in several frames.
@@ -55,7 +56,7 @@ pub(super) struct Producer {
 /// A delivery whose frames are still arriving.
 #[derive(Debug)]
 pub(super) struct Incoming {
-    pub delivery_id: u32,
+    pub delivery_id: DeliveryId,
     pub settled: bool,
     pub message_format: u32,
     /// The first frame's payload, and those of the frames after it (a single-frame delivery,
@@ -121,9 +122,9 @@ pub(super) struct Consumer {
     pub queue: Arc<Queue>,
     pub outbox: Arc<Outbox>,
     /// Our delivery-count: deliveries started on this link.
-    pub delivery_count: u32,
+    pub delivery_count: Serial,
     /// The delivery-count up to which the peer has granted credit.
-    pub credit_limit: u32,
+    pub credit_limit: Serial,
     /// sender-settle-mode settled: deliveries go out pre-settled (at-most-once).
     pub presettled: bool,
     /// A delivery whose frames could not all be sent yet (session window).

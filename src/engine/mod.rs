@@ -6,6 +6,7 @@
 //! directly in tests and by the fuzz target.
 
 mod connection;
+mod ids;
 mod link;
 mod reassembly;
 mod sending;
@@ -17,6 +18,7 @@ pub use connection::{Connection, PeerInfo};
 pub use connection::{LinkInfo, SessionInfo};
 
 use crate::config::Config;
+pub use ids::{Channel, DeliveryId, LinkHandle, Serial};
 
 /// The limits and identity the engine announces, taken from the broker configuration.
 #[derive(Debug, Clone)]
@@ -94,11 +96,14 @@ pub(crate) enum Failure {
     /// The connection is closed with this error.
     Connection(AmqpFailure),
     /// Only this session is ended with this error; the connection's other sessions go on.
-    Session { channel: u16, error: AmqpFailure },
+    Session {
+        channel: Channel,
+        error: AmqpFailure,
+    },
     /// Only this link is detached (closed) with this error.
     Link {
-        channel: u16,
-        handle: u32,
+        channel: Channel,
+        handle: LinkHandle,
         error: AmqpFailure,
     },
 }

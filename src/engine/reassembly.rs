@@ -12,6 +12,7 @@ use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError};
 
 use crate::broker::memory::Memory;
 use crate::codec::transfer::Transfer;
+use crate::engine::ids::DeliveryId;
 
 use super::link::{Held, Incoming, Producer};
 use super::AmqpFailure;
@@ -56,7 +57,10 @@ pub(super) fn step(
     }
     let mut incoming = match producer.incoming.take() {
         Some(mut inc) => {
-            if transfer.delivery_id.is_some_and(|id| id != inc.delivery_id) {
+            if transfer
+                .delivery_id
+                .is_some_and(|id| DeliveryId(id) != inc.delivery_id)
+            {
                 return Err(StepError::Connection(AmqpFailure::new(
                     AmqpError::InvalidField,
                     format!(
@@ -86,9 +90,9 @@ pub(super) fn step(
                 ));
             }
             producer.credit -= 1;
-            producer.delivery_count = producer.delivery_count.wrapping_add(1);
+            producer.delivery_count = producer.delivery_count.next();
             Incoming {
-                delivery_id,
+                delivery_id: DeliveryId(delivery_id),
                 settled: transfer.settled.unwrap_or(false),
                 message_format: transfer.message_format.unwrap_or(0),
                 first: Bytes::new(),

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use super::*;
 use crate::broker::memory::Memory;
 use crate::engine::condition_name;
+use crate::engine::{DeliveryId, Serial};
 
 fn producer(credit: u32, max_message_size: u64) -> Producer {
     Producer {
         target: None,
-        delivery_count: 0,
+        delivery_count: Serial(0),
         credit,
         incoming: None,
         settle_second: false,
@@ -64,12 +65,12 @@ fn a_single_frame_delivery_completes_and_takes_one_credit() {
     );
     match step {
         Ok(Step::Complete(incoming)) => {
-            assert_eq!((incoming.delivery_id, incoming.size), (7, 3));
+            assert_eq!((incoming.delivery_id, incoming.size), (DeliveryId(7), 3));
             assert_eq!(incoming.first, Bytes::from_static(b"abc"));
         }
         other => panic!("expected a complete delivery, got {other:?}"),
     }
-    assert_eq!((p.credit, p.delivery_count), (1, 1));
+    assert_eq!((p.credit, p.delivery_count), (1, Serial(1)));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::broker::Delivery;
 use crate::codec::frame::{delivery_transfer_size, Output};
 use crate::codec::transfer::FirstFrame;
+use crate::engine::ids::{Channel, DeliveryId, LinkHandle};
 
 use super::session::Window;
 
@@ -16,7 +17,7 @@ const TRANSFER_OVERHEAD_BOUND: usize = 8 + 64;
 /// A delivery to a consumer whose frames are not all sent yet.
 #[derive(Debug)]
 pub(super) struct Sending {
-    pub delivery_id: u32,
+    pub delivery_id: DeliveryId,
     pub seq: u64,
     remaining: Remaining,
     message_format: u32,
@@ -26,7 +27,7 @@ pub(super) struct Sending {
 
 pub(super) fn start_sending(window: &mut Window, d: Delivery, presettled: bool) -> Sending {
     let delivery_id = window.next_delivery_id;
-    window.next_delivery_id = delivery_id.wrapping_add(1);
+    window.next_delivery_id = delivery_id.next();
     let (head, rest) = d.message.wire_chunks(d.delivery_count);
     let remaining = Remaining {
         head: head.unwrap_or_default(),
@@ -46,8 +47,8 @@ impl Sending {
     /// Sends frames until the delivery is complete (true) or the session window is shut (false).
     pub fn send_frames(
         &mut self,
-        channel: u16,
-        handle: u32,
+        channel: Channel,
+        handle: LinkHandle,
         window: &mut Window,
         out: &mut Output,
         max_frame: usize,
@@ -57,7 +58,7 @@ impl Sending {
                 return false;
             }
             let first = self.first_frame.then_some(FirstFrame {
-                delivery_id: self.delivery_id,
+                delivery_id: self.delivery_id.0,
                 message_format: self.message_format,
                 settled: self.presettled,
             });
@@ -65,13 +66,13 @@ impl Sending {
             let room = if remaining + TRANSFER_OVERHEAD_BOUND <= max_frame {
                 remaining
             } else {
-                let overhead = 8 + delivery_transfer_size(handle, first.as_ref());
+                let overhead = 8 + delivery_transfer_size(handle.0, first.as_ref());
                 max_frame.saturating_sub(overhead).max(1)
             };
             let payload = self.remaining.take(room);
             let more = self.remaining.len() > 0;
-            out.push_delivery(channel, handle, first.as_ref(), more, &payload);
-            window.next_outgoing_id = window.next_outgoing_id.wrapping_add(1);
+            out.push_delivery(channel.0, handle.0, first.as_ref(), more, &payload);
+            window.next_outgoing_id = window.next_outgoing_id.next();
             window.remote_incoming_window -= 1;
             self.first_frame = false;
             if !more {

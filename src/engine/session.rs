@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::ids::{Channel, DeliveryId, LinkHandle, Serial};
 use crate::int_map::IntMap;
 
 use fe2o3_amqp_types::performatives::Flow;
@@ -18,39 +19,39 @@ pub(super) const OUTGOING_WINDOW: u32 = u32::MAX;
 #[derive(Debug)]
 pub(super) struct Window {
     /// The transfer-id we expect next from the peer.
-    pub next_incoming_id: u32,
+    pub next_incoming_id: Serial,
     /// Transfers the peer may still send before we widen the window.
     pub incoming_window: u32,
     /// The transfer-id of our next transfer frame.
-    pub next_outgoing_id: u32,
+    pub next_outgoing_id: Serial,
     /// Transfers we may still send before the peer widens its window.
     pub remote_incoming_window: u32,
     /// The delivery-id of our next delivery.
-    pub next_delivery_id: u32,
+    pub next_delivery_id: DeliveryId,
 }
 
 /// One session of a connection.
 #[derive(Debug)]
 pub(super) struct Session {
-    pub channel: u16,
+    pub channel: Channel,
     pub handle_max: u32,
     /// Transfer numbering and windows.
     pub window: Window,
     /// Links by handle; we use the peer's handle as ours too.
-    pub links: IntMap<u32, Link>,
+    pub links: IntMap<LinkHandle, Link>,
     /// Our deliveries awaiting the peer's outcome: delivery-id → (handle, queue sequence).
-    pub unsettled: BTreeMap<u32, (u32, u64)>,
+    pub unsettled: BTreeMap<DeliveryId, (LinkHandle, u64)>,
     /// Peer deliveries we have queued and will confirm at the next flush, with whether our
     /// disposition settles them (receiver-settle-mode first) or waits for the peer (second).
-    pub accepted: Vec<(u32, bool)>,
+    pub accepted: Vec<(DeliveryId, bool)>,
 }
 
 /// A flow frame carrying only the session's state.
 pub(super) fn session_flow(window: &Window) -> Flow {
     Flow {
-        next_incoming_id: Some(window.next_incoming_id),
+        next_incoming_id: Some(window.next_incoming_id.0),
         incoming_window: window.incoming_window,
-        next_outgoing_id: window.next_outgoing_id,
+        next_outgoing_id: window.next_outgoing_id.0,
         outgoing_window: OUTGOING_WINDOW,
         handle: None,
         delivery_count: None,

@@ -11,6 +11,7 @@ use fe2o3_amqp_types::performatives::Performative;
 
 use crate::broker::{Publish, Queue, Unstore};
 use crate::codec::transfer::Transfer;
+use crate::engine::ids::{Channel, DeliveryId, LinkHandle};
 use crate::message::Message;
 use crate::store::StoreError;
 
@@ -48,11 +49,11 @@ fn store_refused(e: &StoreError) -> AmqpFailure {
 impl Connection {
     pub(super) fn on_transfer(
         &mut self,
-        channel: u16,
+        channel: Channel,
         transfer: Transfer,
         payload: Bytes,
     ) -> Result<(), Failure> {
-        let handle = transfer.handle;
+        let handle = LinkHandle(transfer.handle);
         // What a frame of an unfinished delivery needs to be counted (see `hold`).
         let hold_ctx = transfer.more.then(|| HoldCtx {
             memory: self.router.memory().clone(),
@@ -113,8 +114,8 @@ impl Connection {
     /// accepted once its record is on disk (`apply_confirmed`), or rejected with why.
     fn route_and_answer(
         &mut self,
-        channel: u16,
-        handle: u32,
+        channel: Channel,
+        handle: LinkHandle,
         incoming: Incoming,
         settle_second: bool,
         target: Option<Arc<Queue>>,
@@ -142,7 +143,7 @@ impl Connection {
                 let (id, settle) = (incoming.delivery_id, !settle_second);
                 let confirm = |seq| {
                     let undo: Arc<dyn Unstore> = queue.clone();
-                    waker.confirm_later(channel, id, settle, undo, seq)
+                    waker.confirm_later(channel.0, id.0, settle, undo, seq)
                 };
                 match queue.publish(message, Some(confirm)) {
                     Publish::Queued => Answer::Accept,
@@ -159,13 +160,13 @@ impl Connection {
                 .accepted
                 .push((incoming.delivery_id, !settle_second)),
             Answer::Reject(error) => {
-                tracing::debug!(channel, handle, "message rejected: {}", error.description);
+                tracing::debug!(%channel, %handle, "message rejected: {}", error.description);
                 if !incoming.settled {
                     let state = DeliveryState::Rejected(Rejected {
                         error: Some(error.to_error()),
                     });
                     self.out.push_frame(
-                        channel,
+                        channel.0,
                         &Performative::Disposition(disposition(
                             Role::Receiver,
                             incoming.delivery_id,
@@ -191,7 +192,7 @@ impl Connection {
     }
 
     /// Whether the link on (channel, handle) has the connection's large delivery in progress.
-    fn holds_large(&self, channel: u16, handle: u32) -> bool {
+    fn holds_large(&self, channel: Channel, handle: LinkHandle) -> bool {
         let link = self
             .sessions
             .get(&channel)
@@ -268,8 +269,8 @@ impl Connection {
         for c in self.waker.take_confirmed() {
             match c.result {
                 Ok(()) => {
-                    if let Ok(session) = self.session_mut(c.channel) {
-                        session.accepted.push((c.delivery_id, c.settle));
+                    if let Ok(session) = self.session_mut(Channel(c.channel)) {
+                        session.accepted.push((DeliveryId(c.delivery_id), c.settle));
                     }
                 }
                 Err(e) => {
@@ -289,8 +290,8 @@ impl Connection {
                     });
                     let d = disposition(
                         Role::Receiver,
-                        c.delivery_id,
-                        c.delivery_id,
+                        DeliveryId(c.delivery_id),
+                        DeliveryId(c.delivery_id),
                         c.settle,
                         state,
                     );
@@ -309,17 +310,14 @@ impl Connection {
             let (first, settled) = accepted[i];
             let mut last = first;
             let mut j = i + 1;
-            while j < accepted.len()
-                && accepted[j].0 == last.wrapping_add(1)
-                && accepted[j].1 == settled
-            {
+            while j < accepted.len() && accepted[j].0 == last.next() && accepted[j].1 == settled {
                 last = accepted[j].0;
                 j += 1;
             }
             let state = DeliveryState::Accepted(Accepted {});
             let d = disposition(Role::Receiver, first, last, settled, state);
             self.out
-                .push_frame(session.channel, &Performative::Disposition(d), &[]);
+                .push_frame(session.channel.0, &Performative::Disposition(d), &[]);
             i = j;
         }
     }

@@ -59,20 +59,18 @@ impl Connection {
                                 "producer",
                                 p.target.as_ref().map(|q| q.name().to_owned()),
                                 p.credit,
-                                p.delivery_count,
+                                p.delivery_count.0,
                             ),
                             LinkKind::Consumer(c) => (
                                 "consumer",
                                 Some(c.queue.name().to_owned()),
-                                // RFC 1982 serial arithmetic, as the link's own counters.
-                                (c.credit_limit.wrapping_sub(c.delivery_count) as i32).max(0)
-                                    as u32,
-                                c.delivery_count,
+                                c.delivery_count.credit_until(c.credit_limit),
+                                c.delivery_count.0,
                             ),
                             LinkKind::Refused => ("refused", None, 0, 0),
                         };
                         LinkInfo {
-                            handle,
+                            handle: handle.0,
                             name: link.name.clone(),
                             role,
                             address,
@@ -84,7 +82,7 @@ impl Connection {
                     .collect();
                 links.sort_by_key(|l| l.handle);
                 SessionInfo {
-                    channel: session.channel,
+                    channel: session.channel.0,
                     links,
                 }
             })

@@ -7,6 +7,7 @@ use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 
 use crate::broker::{Outbox, RouteError};
+use crate::engine::ids::{Channel, LinkHandle, Serial};
 use crate::engine::link::{Consumer, Link, LinkKind, Producer};
 use crate::engine::session::session_flow;
 use crate::engine::{AmqpFailure, Failure};
@@ -14,10 +15,10 @@ use crate::engine::{AmqpFailure, Failure};
 use super::Connection;
 
 impl Connection {
-    pub(super) fn on_attach(&mut self, channel: u16, attach: Attach) -> Result<(), Failure> {
-        let handle = attach.handle.0;
+    pub(super) fn on_attach(&mut self, channel: Channel, attach: Attach) -> Result<(), Failure> {
+        let handle = LinkHandle(attach.handle.0);
         let session = self.session_mut(channel)?;
-        if handle > session.handle_max {
+        if handle.0 > session.handle_max {
             return Err(AmqpFailure::new(
                 AmqpError::InvalidField,
                 format!(
@@ -44,7 +45,7 @@ impl Connection {
         Ok(())
     }
 
-    fn attach_producer(&mut self, channel: u16, attach: &Attach) -> Result<(), AmqpFailure> {
+    fn attach_producer(&mut self, channel: Channel, attach: &Attach) -> Result<(), AmqpFailure> {
         let target = match attach.target.as_deref() {
             Some(TargetArchetype::Target(t)) => Some(t.clone()),
             None => None,
@@ -86,7 +87,7 @@ impl Connection {
             properties: None,
         };
         self.out
-            .push_frame(channel, &Performative::Attach(reply), &[]);
+            .push_frame(channel.0, &Performative::Attach(reply), &[]);
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
         // Above the memory watermark (or with the store full) a new producer starts with no
         // credit; `flush` grants it once the gate opens.
@@ -96,7 +97,7 @@ impl Connection {
         } else {
             0
         };
-        let handle = attach.handle.0;
+        let handle = LinkHandle(attach.handle.0);
         let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
         session.links.insert(
             handle,
@@ -104,7 +105,7 @@ impl Connection {
                 name: attach.name.clone(),
                 kind: LinkKind::Producer(Producer {
                     target: queue,
-                    delivery_count,
+                    delivery_count: Serial(delivery_count),
                     credit,
                     incoming: None,
                     settle_second: matches!(attach.rcv_settle_mode, ReceiverSettleMode::Second),
@@ -114,14 +115,15 @@ impl Connection {
             },
         );
         let mut flow = session_flow(&session.window);
-        flow.handle = Some(Handle(handle));
+        flow.handle = Some(Handle(handle.0));
         flow.delivery_count = Some(delivery_count);
         flow.link_credit = Some(credit);
-        self.out.push_frame(channel, &Performative::Flow(flow), &[]);
+        self.out
+            .push_frame(channel.0, &Performative::Flow(flow), &[]);
         Ok(())
     }
 
-    fn attach_consumer(&mut self, channel: u16, attach: &Attach) -> Result<(), AmqpFailure> {
+    fn attach_consumer(&mut self, channel: Channel, attach: &Attach) -> Result<(), AmqpFailure> {
         let Some(source) = attach.source.as_deref() else {
             return Err(AmqpFailure::new(
                 AmqpError::InvalidField,
@@ -174,8 +176,8 @@ impl Connection {
             properties: None,
         };
         self.out
-            .push_frame(channel, &Performative::Attach(reply), &[]);
-        let handle = attach.handle.0;
+            .push_frame(channel.0, &Performative::Attach(reply), &[]);
+        let handle = LinkHandle(attach.handle.0);
         self.consumers.insert(id, (channel, handle));
         let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
         session.links.insert(
@@ -186,8 +188,8 @@ impl Connection {
                     id,
                     queue,
                     outbox,
-                    delivery_count: 0,
-                    credit_limit: 0,
+                    delivery_count: Serial(0),
+                    credit_limit: Serial(0),
                     presettled,
                     sending: None,
                     settlements: Vec::new(),
@@ -202,7 +204,7 @@ impl Connection {
 
     /// Refuses an attach the way clients expect (WIRE.md §2): an attach with null source and
     /// target, then a closing detach carrying the error.
-    fn refuse_attach(&mut self, channel: u16, attach: &Attach, error: AmqpFailure) {
+    fn refuse_attach(&mut self, channel: Channel, attach: &Attach, error: AmqpFailure) {
         tracing::info!(
             peer = %self.peer.addr,
             link = %attach.name,
@@ -230,12 +232,17 @@ impl Connection {
             properties: None,
         };
         self.out
-            .push_frame(channel, &Performative::Attach(reply), &[]);
-        self.close_refused(channel, attach.handle.0, attach.name.clone(), error);
+            .push_frame(channel.0, &Performative::Attach(reply), &[]);
+        self.close_refused(
+            channel,
+            LinkHandle(attach.handle.0),
+            attach.name.clone(),
+            error,
+        );
     }
 
-    pub(super) fn on_detach(&mut self, channel: u16, detach: Detach) -> Result<(), Failure> {
-        let handle = detach.handle.0;
+    pub(super) fn on_detach(&mut self, channel: Channel, detach: Detach) -> Result<(), Failure> {
+        let handle = LinkHandle(detach.handle.0);
         let session = self.session_mut(channel)?;
         let Some(link) = session.links.remove(&handle) else {
             return Err(AmqpFailure::new(
@@ -252,18 +259,23 @@ impl Connection {
         self.teardown_link(link);
         if !detach_sent {
             let reply = Detach {
-                handle: Handle(handle),
+                handle: Handle(handle.0),
                 closed: detach.closed,
                 error: None,
             };
             self.out
-                .push_frame(channel, &Performative::Detach(reply), &[]);
+                .push_frame(channel.0, &Performative::Detach(reply), &[]);
         }
         Ok(())
     }
 
     /// Detaches (closes) one link because of an error on it; the connection goes on.
-    pub(super) fn detach_with_error(&mut self, channel: u16, handle: u32, error: AmqpFailure) {
+    pub(super) fn detach_with_error(
+        &mut self,
+        channel: Channel,
+        handle: LinkHandle,
+        error: AmqpFailure,
+    ) {
         let Some(session) = self.sessions.get_mut(&channel) else {
             return;
         };
@@ -289,7 +301,13 @@ impl Connection {
 
     /// Sends a closing detach with `error` and keeps the handle taken, as a refused link,
     /// until the peer's detach arrives (§2.6.7: the handle is not free before that).
-    fn close_refused(&mut self, channel: u16, handle: u32, name: String, error: AmqpFailure) {
+    fn close_refused(
+        &mut self,
+        channel: Channel,
+        handle: LinkHandle,
+        name: String,
+        error: AmqpFailure,
+    ) {
         self.send_detach(channel, handle, Some(error));
         if let Some(session) = self.sessions.get_mut(&channel) {
             let kind = LinkKind::Refused;
@@ -302,14 +320,14 @@ impl Connection {
         }
     }
 
-    fn send_detach(&mut self, channel: u16, handle: u32, error: Option<AmqpFailure>) {
+    fn send_detach(&mut self, channel: Channel, handle: LinkHandle, error: Option<AmqpFailure>) {
         let detach = Detach {
-            handle: Handle(handle),
+            handle: Handle(handle.0),
             closed: true,
             error: error.map(|e| e.to_error()),
         };
         self.out
-            .push_frame(channel, &Performative::Detach(detach), &[]);
+            .push_frame(channel.0, &Performative::Detach(detach), &[]);
     }
 
     /// Ends a link's use of the broker: a consumer's held messages return to its queue (sent
@@ -329,8 +347,8 @@ impl Connection {
 
     pub(super) fn on_link_flow(
         &mut self,
-        channel: u16,
-        handle: u32,
+        channel: Channel,
+        handle: LinkHandle,
         flow: Flow,
     ) -> Result<(), Failure> {
         let session = self.session_mut(channel)?;
@@ -343,13 +361,11 @@ impl Connection {
         };
         let (delivery_count, credit) = match &mut link.kind {
             LinkKind::Consumer(c) => {
-                let limit = flow
-                    .delivery_count
-                    .unwrap_or(0)
-                    .wrapping_add(flow.link_credit.unwrap_or(0));
+                let limit =
+                    Serial(flow.delivery_count.unwrap_or(0)).plus(flow.link_credit.unwrap_or(0));
                 c.credit_limit = limit;
-                c.queue.flow(c.id, limit, flow.drain);
-                let credit = (limit.wrapping_sub(c.delivery_count) as i32).max(0) as u32;
+                c.queue.flow(c.id, limit.0, flow.drain);
+                let credit = c.delivery_count.credit_until(limit);
                 (c.delivery_count, credit)
             }
             LinkKind::Producer(p) => (p.delivery_count, p.credit),
@@ -357,11 +373,11 @@ impl Connection {
         };
         if flow.echo {
             let mut reply = session_flow(&session.window);
-            reply.handle = Some(Handle(handle));
-            reply.delivery_count = Some(delivery_count);
+            reply.handle = Some(Handle(handle.0));
+            reply.delivery_count = Some(delivery_count.0);
             reply.link_credit = Some(credit);
             self.out
-                .push_frame(channel, &Performative::Flow(reply), &[]);
+                .push_frame(channel.0, &Performative::Flow(reply), &[]);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod sessions;
 
 pub use introspect::{LinkInfo, SessionInfo};
 
+use crate::engine::ids::{Channel, LinkHandle};
 use crate::int_map::{self, IntMap};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -98,9 +99,9 @@ pub struct Connection {
     last_received: Instant,
     last_sent: Instant,
     /// Sessions by channel; we use the peer's channel number as ours too.
-    sessions: IntMap<u16, Session>,
+    sessions: IntMap<Channel, Session>,
     /// Where each of our consumers lives: (channel, handle).
-    consumers: IntMap<ConsumerId, (u16, u32)>,
+    consumers: IntMap<ConsumerId, (Channel, LinkHandle)>,
     /// Consumers that have deliveries waiting for session window.
     blocked: Vec<ConsumerId>,
     out: Output,
@@ -108,12 +109,12 @@ pub struct Connection {
     topology_changed: bool,
     /// Channels of sessions we ended with an error whose `end` the peer has not sent yet:
     /// frames on them are discarded until it does (§2.5.5).
-    ending: Vec<u16>,
+    ending: Vec<Channel>,
     /// Bytes of incomplete deliveries, other than the large one, on this connection.
     incomplete: Arc<AtomicU64>,
     /// The link with the one large delivery the connection may have in progress beyond
     /// `max_incomplete_bytes`: (channel, handle).
-    large: Option<(u16, u32)>,
+    large: Option<(Channel, LinkHandle)>,
     /// The time of the latest frame or tick: what handlers that are not given the time use.
     clock: Instant,
     /// When to look for consumers past their queue's `consumer_timeout` (None: no consumer
@@ -195,7 +196,7 @@ impl Connection {
             }
             return;
         }
-        let channel = frame.channel;
+        let channel = Channel(frame.channel);
         if let Some(i) = self.ending.iter().position(|&c| c == channel) {
             // We ended this session: only the peer's `end` matters, and it frees the channel.
             if let Body::Performative(Performative::End(_)) = frame.body {
@@ -303,7 +304,7 @@ impl Connection {
         self.last_sent = now;
     }
 
-    fn on_performative(&mut self, channel: u16, p: Performative) -> Result<(), Failure> {
+    fn on_performative(&mut self, channel: Channel, p: Performative) -> Result<(), Failure> {
         if self.state == State::AwaitOpen {
             return match p {
                 Performative::Open(open) => self.on_open(channel, open),
@@ -340,8 +341,8 @@ impl Connection {
         }
     }
 
-    fn on_open(&mut self, channel: u16, open: Open) -> Result<(), Failure> {
-        if channel != 0 {
+    fn on_open(&mut self, channel: Channel, open: Open) -> Result<(), Failure> {
+        if channel != Channel(0) {
             return Err(AmqpFailure::new(
                 ConnectionError::FramingError,
                 format!("open must arrive on channel 0, not {channel}"),
@@ -427,14 +428,14 @@ impl Connection {
     }
 
     fn teardown_all(&mut self) {
-        let channels: Vec<u16> = self.sessions.keys().copied().collect();
+        let channels: Vec<Channel> = self.sessions.keys().copied().collect();
         for channel in channels {
             self.teardown_session(channel);
         }
     }
 
     /// The session on `channel`, or the error for a frame on a channel without one.
-    pub(super) fn session_mut(&mut self, channel: u16) -> Result<&mut Session, Failure> {
+    pub(super) fn session_mut(&mut self, channel: Channel) -> Result<&mut Session, Failure> {
         self.sessions.get_mut(&channel).ok_or_else(|| {
             AmqpFailure::new(
                 ConnectionError::FramingError,

@@ -2,25 +2,34 @@
 //! window, and the dispositions that settle them. Deliveries from producers are in
 //! `incoming.rs`.
 
+use std::collections::BTreeMap;
+use std::time::Instant;
+
 use fe2o3_amqp_types::definitions::{AmqpError, Fields, Handle, Role};
 use fe2o3_amqp_types::messaging::{DeliveryState, Modified};
-use fe2o3_amqp_types::performatives::{Disposition, Performative};
+use fe2o3_amqp_types::performatives::{Disposition, Flow, Performative};
 
 use crate::broker::{Annotations, ConsumerId, OutItem, Outcome, Queue};
+use crate::codec::frame::Output;
+use crate::engine::ids::{Channel, DeliveryId, LinkHandle, Serial};
+use crate::engine::link::{Consumer, LinkKind};
+use crate::engine::sending::{start_sending, Sending};
+use crate::engine::session::{session_flow, Session, Window};
+use crate::engine::{AmqpFailure, Failure};
 
 use super::consumer_timeout::check_interval;
 use super::Connection;
-use crate::engine::link::LinkKind;
-use crate::engine::sending::start_sending;
-use crate::engine::session::{session_flow, Session};
-use crate::engine::{AmqpFailure, Failure};
 
 /// Output a connection may have waiting for its socket before its consumers stop taking
 /// deliveries (the transport also stops reading at this size).
 pub const OUTPUT_CAP: usize = 4 * 1024 * 1024;
 
 impl Connection {
-    pub(super) fn on_disposition(&mut self, channel: u16, d: Disposition) -> Result<(), Failure> {
+    pub(super) fn on_disposition(
+        &mut self,
+        channel: Channel,
+        d: Disposition,
+    ) -> Result<(), Failure> {
         self.session_mut(channel)?;
         if d.role == Role::Sender {
             // The peer settles deliveries it sent us (receiver-settle-mode second); we keep
@@ -34,8 +43,8 @@ impl Connection {
             // A non-terminal state (received): nothing to do yet.
             _ => return Ok(()),
         };
-        let first = d.first;
-        let last = d.last.unwrap_or(first);
+        let first = DeliveryId(d.first);
+        let last = d.last.map_or(first, DeliveryId);
         let now = self.clock;
         let session = self.session_mut(channel)?;
         let ids = take_range(session, first, last);
@@ -44,7 +53,7 @@ impl Connection {
         // until the end of the read; a message that goes back must be at its place before the
         // next frame is acted on (a flow right after a release must get it first).
         let returns = !matches!(outcome, Outcome::Accepted);
-        let mut touched: Vec<u32> = Vec::new();
+        let mut touched: Vec<LinkHandle> = Vec::new();
         for (delivery_id, handle, seq) in ids {
             if let Some(link) = session.links.get_mut(&handle) {
                 if let LinkKind::Consumer(c) = &mut link.kind {
@@ -73,7 +82,7 @@ impl Connection {
         {
             let reply = disposition(Role::Sender, lo, hi, true, state);
             self.out
-                .push_frame(channel, &Performative::Disposition(reply), &[]);
+                .push_frame(channel.0, &Performative::Disposition(reply), &[]);
         }
         Ok(())
     }
@@ -176,43 +185,10 @@ impl Connection {
                     blocked.push(id);
                     break None;
                 }
-                match c.outbox.pop() {
-                    None => break None,
-                    Some(OutItem::QueueDeleted) => break Some(queue_deleted(&c.queue)),
-                    Some(OutItem::Revoked { seq }) => {
-                        // The visibility timeout ran out: settle the delivery ourselves, so the
-                        // peer knows it is over and its late outcome matches nothing.
-                        let id = unsettled
-                            .iter()
-                            .find(|(_, &(h, s))| h == handle && s == seq)
-                            .map(|(&id, _)| id);
-                        if let Some(id) = id {
-                            unsettled.remove(&id);
-                            c.unsettled = c.unsettled.saturating_sub(1);
-                            let state = DeliveryState::Modified(Modified {
-                                delivery_failed: Some(true),
-                                undeliverable_here: None,
-                                message_annotations: None,
-                            });
-                            let revoked = disposition(Role::Sender, id, id, true, state);
-                            out.push_frame(channel, &Performative::Disposition(revoked), &[]);
-                        }
-                        continue;
-                    }
-                    Some(OutItem::DrainDone { delivery_count }) => {
-                        c.delivery_count = delivery_count;
-                        let mut flow = session_flow(window);
-                        flow.handle = Some(Handle(handle));
-                        flow.delivery_count = Some(delivery_count);
-                        flow.link_credit = Some(0);
-                        flow.drain = true;
-                        out.push_frame(channel, &Performative::Flow(flow), &[]);
-                        continue;
-                    }
-                    Some(OutItem::Deliver(d)) => {
-                        c.delivery_count = c.delivery_count.wrapping_add(1);
-                        c.sending = Some(start_sending(window, d, c.presettled));
-                    }
+                match next_delivery(c, channel, handle, window, unsettled, out) {
+                    Next::Ready => {}
+                    Next::Empty => break None,
+                    Next::Deleted(error) => break Some(error),
                 }
             }
             let Some(sending) = c.sending.as_mut() else {
@@ -222,20 +198,9 @@ impl Connection {
                 blocked.push(id);
                 break None;
             }
-            if sending.presettled {
-                c.settlements.push((sending.seq, Outcome::Accepted));
-            } else {
-                unsettled.insert(sending.delivery_id, (handle, sending.seq));
-                if c.unsettled == 0 {
-                    c.active_at = *clock;
-                }
-                c.unsettled += 1;
-                let timeout = c.queue.settings().consumer_timeout;
-                if timeout > 0 && consumer_check.is_none() {
-                    *consumer_check = Some(*clock + check_interval(timeout));
-                }
+            if let Some(sending) = c.sending.take() {
+                sent(c, sending, unsettled, handle, *clock, consumer_check);
             }
-            c.sending = None;
         };
         // The queue passed this consumer over while its outbox was full; it has room now.
         let starved = (c.outbox.take_starved()).then(|| c.queue.clone());
@@ -256,10 +221,117 @@ pub(super) fn queue_deleted(queue: &Queue) -> AmqpFailure {
     )
 }
 
+/// What a consumer's outbox held next.
+enum Next {
+    /// A delivery is in `sending`.
+    Ready,
+    /// Nothing to send.
+    Empty,
+    /// The queue was deleted: the link is to be detached with this error.
+    Deleted(AmqpFailure),
+}
+
+/// Takes the consumer's next delivery from its outbox into `sending`, answering on the way
+/// what is not a delivery (revocations, the end of a drain).
+fn next_delivery(
+    c: &mut Consumer,
+    channel: Channel,
+    handle: LinkHandle,
+    window: &mut Window,
+    unsettled: &mut BTreeMap<DeliveryId, (LinkHandle, u64)>,
+    out: &mut Output,
+) -> Next {
+    loop {
+        match c.outbox.pop() {
+            None => return Next::Empty,
+            Some(OutItem::QueueDeleted) => return Next::Deleted(queue_deleted(&c.queue)),
+            Some(OutItem::Revoked { seq }) => {
+                if let Some(d) = revoke(unsettled, c, handle, seq) {
+                    out.push_frame(channel.0, &Performative::Disposition(d), &[]);
+                }
+            }
+            Some(OutItem::DrainDone { delivery_count }) => {
+                c.delivery_count = Serial(delivery_count);
+                let flow = drained(window, handle, c.delivery_count);
+                out.push_frame(channel.0, &Performative::Flow(flow), &[]);
+            }
+            Some(OutItem::Deliver(d)) => {
+                c.delivery_count = c.delivery_count.next();
+                c.sending = Some(start_sending(window, d, c.presettled));
+                return Next::Ready;
+            }
+        }
+    }
+}
+
+/// A delivery the queue took back (its visibility timeout ran out): we settle it ourselves, so
+/// the peer knows it is over and its late outcome matches nothing. None if the peer had
+/// already settled it.
+fn revoke(
+    unsettled: &mut BTreeMap<DeliveryId, (LinkHandle, u64)>,
+    c: &mut Consumer,
+    handle: LinkHandle,
+    seq: u64,
+) -> Option<Disposition> {
+    let id = unsettled
+        .iter()
+        .find(|(_, &(h, s))| h == handle && s == seq)
+        .map(|(&id, _)| id)?;
+    unsettled.remove(&id);
+    c.unsettled = c.unsettled.saturating_sub(1);
+    let state = DeliveryState::Modified(Modified {
+        delivery_failed: Some(true),
+        undeliverable_here: None,
+        message_annotations: None,
+    });
+    Some(disposition(Role::Sender, id, id, true, state))
+}
+
+/// The flow that ends a drain: the delivery-count advanced past the credit the consumer had
+/// left, and no credit (§2.6.7).
+fn drained(window: &Window, handle: LinkHandle, delivery_count: Serial) -> Flow {
+    let mut flow = session_flow(window);
+    flow.handle = Some(Handle(handle.0));
+    flow.delivery_count = Some(delivery_count.0);
+    flow.link_credit = Some(0);
+    flow.drain = true;
+    flow
+}
+
+/// Records a delivery whose last frame went out: settled at once if pre-settled, otherwise
+/// held as unsettled (which starts the queue's `consumer_timeout` clock when it is the
+/// consumer's first).
+fn sent(
+    c: &mut Consumer,
+    sending: Sending,
+    unsettled: &mut BTreeMap<DeliveryId, (LinkHandle, u64)>,
+    handle: LinkHandle,
+    clock: Instant,
+    consumer_check: &mut Option<Instant>,
+) {
+    if sending.presettled {
+        c.settlements.push((sending.seq, Outcome::Accepted));
+        return;
+    }
+    unsettled.insert(sending.delivery_id, (handle, sending.seq));
+    if c.unsettled == 0 {
+        c.active_at = clock;
+    }
+    c.unsettled += 1;
+    let timeout = c.queue.settings().consumer_timeout;
+    if timeout > 0 && consumer_check.is_none() {
+        *consumer_check = Some(clock + check_interval(timeout));
+    }
+}
+
 /// Removes our unsettled deliveries with ids in `first..=last` (serial numbers, so the range may
 /// wrap), visiting only deliveries that exist whatever the width of the range.
-fn take_range(session: &mut Session, first: u32, last: u32) -> Vec<(u32, u32, u64)> {
-    let mut ids: Vec<u32> = if first <= last {
+fn take_range(
+    session: &mut Session,
+    first: DeliveryId,
+    last: DeliveryId,
+) -> Vec<(DeliveryId, LinkHandle, u64)> {
+    let mut ids: Vec<DeliveryId> = if first <= last {
         session
             .unsettled
             .range(first..=last)
@@ -312,15 +384,15 @@ fn encode_annotations(fields: &Fields) -> Option<Annotations> {
 
 pub(super) fn disposition(
     role: Role,
-    first: u32,
-    last: u32,
+    first: DeliveryId,
+    last: DeliveryId,
     settled: bool,
     state: DeliveryState,
 ) -> Disposition {
     Disposition {
         role,
-        first,
-        last: (last != first).then_some(last),
+        first: first.0,
+        last: (last != first).then_some(last.0),
         settled,
         state: Some(state),
         batchable: false,

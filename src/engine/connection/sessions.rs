@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::ids::{Channel, DeliveryId, LinkHandle, Serial};
 use crate::int_map;
 
-use fe2o3_amqp_types::definitions::{AmqpError, ConnectionError, SessionError};
+use fe2o3_amqp_types::definitions::{AmqpError, ConnectionError, Handle, SessionError};
 use fe2o3_amqp_types::performatives::{Begin, End, Flow, Performative};
 
 use crate::engine::link::LinkKind;
@@ -14,7 +15,7 @@ use crate::engine::{AmqpFailure, Failure};
 use super::Connection;
 
 impl Connection {
-    pub(super) fn on_begin(&mut self, channel: u16, begin: Begin) -> Result<(), Failure> {
+    pub(super) fn on_begin(&mut self, channel: Channel, begin: Begin) -> Result<(), Failure> {
         if begin.remote_channel.is_some() {
             return Err(AmqpFailure::new(
                 AmqpError::NotAllowed,
@@ -22,7 +23,7 @@ impl Connection {
             )
             .into());
         }
-        if channel > self.config.channel_max {
+        if channel.0 > self.config.channel_max {
             return Err(AmqpFailure::new(
                 ConnectionError::FramingError,
                 format!(
@@ -46,11 +47,11 @@ impl Connection {
             channel,
             handle_max,
             window: Window {
-                next_incoming_id: begin.next_outgoing_id,
+                next_incoming_id: Serial(begin.next_outgoing_id),
                 incoming_window: self.config.session_window,
-                next_outgoing_id: INITIAL_OUTGOING_ID,
+                next_outgoing_id: Serial(INITIAL_OUTGOING_ID),
                 remote_incoming_window: begin.incoming_window,
-                next_delivery_id: 0,
+                next_delivery_id: DeliveryId(0),
             },
             links: int_map::new(),
             unsettled: BTreeMap::new(),
@@ -58,7 +59,7 @@ impl Connection {
         };
         self.sessions.insert(channel, session);
         let reply = Begin {
-            remote_channel: Some(channel),
+            remote_channel: Some(channel.0),
             next_outgoing_id: INITIAL_OUTGOING_ID,
             incoming_window: self.config.session_window,
             outgoing_window: OUTGOING_WINDOW,
@@ -68,30 +69,30 @@ impl Connection {
             properties: None,
         };
         self.out
-            .push_frame(channel, &Performative::Begin(reply), &[]);
+            .push_frame(channel.0, &Performative::Begin(reply), &[]);
         Ok(())
     }
 
-    pub(super) fn on_end(&mut self, channel: u16, end: End) -> Result<(), Failure> {
+    pub(super) fn on_end(&mut self, channel: Channel, end: End) -> Result<(), Failure> {
         self.session_mut(channel)?;
         if let Some(e) = &end.error {
-            tracing::info!(peer = %self.peer.addr, channel, error = ?e, "peer ended a session with an error");
+            tracing::info!(peer = %self.peer.addr, %channel, error = ?e, "peer ended a session with an error");
         }
         self.teardown_session(channel);
         self.out
-            .push_frame(channel, &Performative::End(End { error: None }), &[]);
+            .push_frame(channel.0, &Performative::End(End { error: None }), &[]);
         Ok(())
     }
 
     /// Ends the session on `channel` with `error`: its links let go of what they hold and
     /// frames on the channel are discarded until the peer's `end` (§2.5.5).
-    pub(super) fn end_with_error(&mut self, channel: u16, error: AmqpFailure) {
+    pub(super) fn end_with_error(&mut self, channel: Channel, error: AmqpFailure) {
         if !self.sessions.contains_key(&channel) {
             return;
         }
         tracing::warn!(
             peer = %self.peer.addr,
-            channel,
+            %channel,
             condition = %crate::engine::condition_name(&error.condition),
             "ending session: {}",
             error.description
@@ -102,11 +103,11 @@ impl Connection {
         let end = End {
             error: Some(error.to_error()),
         };
-        self.out.push_frame(channel, &Performative::End(end), &[]);
+        self.out.push_frame(channel.0, &Performative::End(end), &[]);
     }
 
     /// Releases everything the session's links hold and forgets the session.
-    pub(super) fn teardown_session(&mut self, channel: u16) {
+    pub(super) fn teardown_session(&mut self, channel: Channel) {
         let Some(mut session) = self.sessions.remove(&channel) else {
             return;
         };
@@ -115,29 +116,29 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_flow(&mut self, channel: u16, flow: Flow) -> Result<(), Failure> {
+    pub(super) fn on_flow(&mut self, channel: Channel, flow: Flow) -> Result<(), Failure> {
         let session = self.session_mut(channel)?;
-        let next_incoming_id = flow.next_incoming_id.unwrap_or(INITIAL_OUTGOING_ID);
+        let next_incoming_id = Serial(flow.next_incoming_id.unwrap_or(INITIAL_OUTGOING_ID));
         session.window.remote_incoming_window = next_incoming_id
-            .wrapping_add(flow.incoming_window)
-            .wrapping_sub(session.window.next_outgoing_id);
+            .plus(flow.incoming_window)
+            .since(session.window.next_outgoing_id);
         let Some(handle) = flow.handle.clone() else {
             if flow.echo {
                 let reply = session_flow(&session.window);
                 self.out
-                    .push_frame(channel, &Performative::Flow(reply), &[]);
+                    .push_frame(channel.0, &Performative::Flow(reply), &[]);
             }
             // A wider window may unblock consumers waiting on this session.
             self.retry_blocked();
             return Ok(());
         };
-        self.on_link_flow(channel, handle.0, flow)
+        self.on_link_flow(channel, LinkHandle(handle.0), flow)
     }
 
     /// Counts an incoming transfer frame against the session window.
     pub(super) fn count_incoming_transfer(
         &mut self,
-        channel: u16,
+        channel: Channel,
     ) -> Result<&mut Session, Failure> {
         let window = self.config.session_window;
         let session = self.session_mut(channel)?;
@@ -153,14 +154,14 @@ impl Connection {
             });
         }
         session.window.incoming_window -= 1;
-        session.window.next_incoming_id = session.window.next_incoming_id.wrapping_add(1);
+        session.window.next_incoming_id = session.window.next_incoming_id.next();
         Ok(session)
     }
 
     /// Sends what was batched while handling input: dispositions for queued messages, credit
     /// for producers, settlements of pre-settled deliveries, and a wider session window.
     pub fn flush(&mut self) {
-        let channels: Vec<u16> = self.sessions.keys().copied().collect();
+        let channels: Vec<Channel> = self.sessions.keys().copied().collect();
         // Producers get credit only while memory is below the watermark and the store has
         // room (AMQP-native backpressure); the transport wakes us when that changes.
         let memory = self.router.memory();
@@ -195,15 +196,17 @@ impl Connection {
         }
         for (handle, delivery_count, credit) in flows {
             let mut flow = session_flow(&session.window);
-            flow.handle = Some(handle.into());
-            flow.delivery_count = Some(delivery_count);
+            flow.handle = Some(Handle(handle.0));
+            flow.delivery_count = Some(delivery_count.0);
             flow.link_credit = Some(credit);
-            self.out.push_frame(channel, &Performative::Flow(flow), &[]);
+            self.out
+                .push_frame(channel.0, &Performative::Flow(flow), &[]);
         }
         if session.window.incoming_window <= self.config.session_window / 2 {
             session.window.incoming_window = self.config.session_window;
             let flow = session_flow(&session.window);
-            self.out.push_frame(channel, &Performative::Flow(flow), &[]);
+            self.out
+                .push_frame(channel.0, &Performative::Flow(flow), &[]);
         }
     }
 }
