@@ -253,7 +253,7 @@ impl Config {
     /// (usually the file name). Keys the text leaves out keep their defaults.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let src = Source { origin, text };
-        let root: Node = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let root = Node::parse(text).map_err(|e| ConfigError::Syntax {
             at: src.location(e.span().map_or(0, |s| s.start)),
             message: e.message().trim().replace('\n', ": "),
         })?;

@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-
 use super::{ConfigError, Exposure, GroupBuckets, GroupKey, GroupRelease, Location};
 
 /// Extends a key path, quoting keys that TOML would need quoted.
@@ -85,9 +83,12 @@ impl Source<'_> {
         }
     }
 
-    /// Where `key` is written: toml reports spans for values only, so look back from
-    /// the value along its line; fall back to the value itself.
+    /// Where `key` is written: its own span when the parser kept one, else looked for
+    /// back from the value along its line, else the value itself.
     fn key_start(&self, key: &str, value: &Node) -> usize {
+        if let Some(at) = value.key_at {
+            return at;
+        }
         let start = value.start();
         let line_start = self
             .text
@@ -339,13 +340,14 @@ impl Source<'_> {
     }
 }
 
-/// A parsed TOML value that remembers where it was written. toml only offers spans
-/// through `toml::Spanned`, which fails on tables it made implicitly (the `queues`
-/// in `[queues."x"]`), so `Node` speaks the same private protocol but tolerates a
-/// missing span.
+/// A parsed TOML value that remembers where it was written: the value's span and, for a
+/// table entry, where its key is. Built from `toml_edit`'s parsed document, which keeps the
+/// spans of everything it read.
 #[derive(Debug)]
 pub(super) struct Node {
     pub(super) span: Option<Range<usize>>,
+    /// Where the key naming this value starts, when it is a table's entry.
+    pub(super) key_at: Option<usize>,
     pub(super) value: Value,
 }
 
@@ -360,15 +362,83 @@ pub(super) enum Value {
     Datetime(String),
 }
 
-// The field names serde_spanned (toml's `Spanned`) and toml_datetime use to smuggle
-// spans and date-times through serde. Tested by `errors_point_at_line_and_column`.
-const SPANNED: &str = "$__serde_spanned_private_Spanned";
-const SPAN_START: &str = "$__serde_spanned_private_start";
-const SPAN_END: &str = "$__serde_spanned_private_end";
-const SPAN_VALUE: &str = "$__serde_spanned_private_value";
-const DATETIME: &str = "$__toml_private_datetime";
-
 impl Node {
+    /// Parses `text` as a TOML document. The error is toml_edit's, with its span.
+    pub(super) fn parse(text: &str) -> Result<Node, toml_edit::TomlError> {
+        let doc = toml_edit::ImDocument::parse(text)?;
+        Ok(Node::from_table(doc.as_table()))
+    }
+
+    fn from_table(table: &dyn toml_edit::TableLike) -> Node {
+        let entries = table
+            .iter()
+            .map(|(key, item)| {
+                let mut node = Node::from_item(item);
+                node.key_at = table
+                    .key(key)
+                    .and_then(toml_edit::Key::span)
+                    .map(|s| s.start);
+                (key.to_owned(), node)
+            })
+            .collect();
+        Node {
+            span: None,
+            key_at: None,
+            value: Value::Table(entries),
+        }
+    }
+
+    fn from_item(item: &toml_edit::Item) -> Node {
+        use toml_edit::Item;
+        match item {
+            Item::Value(v) => Node::from_value(v),
+            Item::Table(t) => Node {
+                span: t.span(),
+                ..Node::from_table(t)
+            },
+            Item::ArrayOfTables(a) => Node {
+                span: a.span(),
+                key_at: None,
+                value: Value::Array(
+                    a.iter()
+                        .map(|t| Node {
+                            span: t.span(),
+                            ..Node::from_table(t)
+                        })
+                        .collect(),
+                ),
+            },
+            Item::None => Node {
+                span: None,
+                key_at: None,
+                value: Value::Table(Vec::new()),
+            },
+        }
+    }
+
+    fn from_value(v: &toml_edit::Value) -> Node {
+        use toml_edit::Value as V;
+        let value = match v {
+            V::String(s) => Value::String(s.value().clone()),
+            V::Integer(i) => Value::Integer(*i.value()),
+            V::Float(f) => Value::Float(*f.value()),
+            V::Boolean(b) => Value::Boolean(*b.value()),
+            V::Datetime(d) => Value::Datetime(d.value().to_string()),
+            V::Array(a) => Value::Array(a.iter().map(Node::from_value).collect()),
+            V::InlineTable(t) => {
+                return Node {
+                    span: t.span(),
+                    ..Node::from_table(t)
+                }
+            }
+        };
+        Node {
+            span: v.span(),
+            key_at: None,
+            value,
+        }
+    }
+
     /// Start of the value, or of its first child for an implicit table.
     pub(super) fn start(&self) -> usize {
         match (&self.span, &self.value) {
@@ -390,101 +460,6 @@ impl Node {
             Value::Float(f) => format!("the number {f}"),
             Value::Boolean(b) => format!("{b}"),
             Value::Datetime(d) => format!("the date-time {d}"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_struct(SPANNED, &[SPAN_START, SPAN_END, SPAN_VALUE], NodeVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-        Ok(deserializer.deserialize_any(NodeVisitor)?.value)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
-        Ok(Node {
-            span: None,
-            value: Value::Boolean(b),
-        })
-    }
-    fn visit_i64<E>(self, i: i64) -> Result<Node, E> {
-        Ok(Node {
-            span: None,
-            value: Value::Integer(i),
-        })
-    }
-    fn visit_f64<E>(self, f: f64) -> Result<Node, E> {
-        Ok(Node {
-            span: None,
-            value: Value::Float(f),
-        })
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
-        Ok(Node {
-            span: None,
-            value: Value::String(s.to_owned()),
-        })
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node {
-            span: None,
-            value: Value::Array(items),
-        })
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let Some(first) = map.next_key::<String>()? else {
-            return Ok(Node {
-                span: None,
-                value: Value::Table(Vec::new()),
-            });
-        };
-        match first.as_str() {
-            DATETIME => Ok(Node {
-                span: None,
-                value: Value::Datetime(map.next_value()?),
-            }),
-            SPAN_START => {
-                let start: usize = map.next_value()?;
-                let (mut end, mut value) = (start, None);
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        SPAN_END => end = map.next_value()?,
-                        _ => value = Some(map.next_value::<Value>()?),
-                    }
-                }
-                let value = value.ok_or_else(|| serde::de::Error::missing_field(SPAN_VALUE))?;
-                Ok(Node {
-                    span: Some(start..end),
-                    value,
-                })
-            }
-            _ => {
-                let mut entries = vec![(first, map.next_value()?)];
-                while let Some(key) = map.next_key::<String>()? {
-                    entries.push((key, map.next_value()?));
-                }
-                Ok(Node {
-                    span: None,
-                    value: Value::Table(entries),
-                })
-            }
         }
     }
 }

@@ -248,7 +248,7 @@ impl QueueRules {
             origin,
             text: declared,
         };
-        let root: Node = toml::from_str(declared).map_err(|e| ConfigError::Syntax {
+        let root = Node::parse(declared).map_err(|e| ConfigError::Syntax {
             at: src.location(e.span().map_or(0, |s| s.start)),
             message: e.message().trim().replace('\n', ": "),
         })?;

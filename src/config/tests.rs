@@ -261,8 +261,9 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")
         .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, roles"));
+    // The key itself is pointed at, inside the table header.
     assert!(error("[auth.extra]\nx = 1\n")
-        .starts_with("broker.toml:1:1: unknown key `extra` in [auth]"));
+        .starts_with("broker.toml:1:7: unknown key `extra` in [auth]"));
 }
 
 #[test]
