@@ -310,14 +310,7 @@ impl Config {
     /// The configured user with this name and password, compared as
     /// [`Config::authenticate`] does (every account in full).
     pub fn user_with(&self, user: &str, password: &str) -> Option<&User> {
-        self.users.iter().fold(None, |found, u| {
-            let matches = bytes_equal(&u.name, user) & bytes_equal(&u.password, password);
-            if matches {
-                Some(u)
-            } else {
-                found
-            }
-        })
+        find_user(&self.users, user, password)
     }
 
     fn read_broker(&mut self, src: &Source, table: &[(String, Node)]) -> Result<(), ConfigError> {
@@ -421,6 +414,19 @@ fn read_users(src: &Source, node: &Node) -> Result<Vec<User>, ConfigError> {
         ));
     }
     Ok(users.into_iter().map(|(u, _)| u).collect())
+}
+
+/// The account in `users` with this name and password. Every account is compared in full,
+/// whatever matched, so the time taken does not tell which part was wrong.
+pub fn find_user<'u>(users: &'u [User], user: &str, password: &str) -> Option<&'u User> {
+    users.iter().fold(None, |found, u| {
+        let matches = bytes_equal(&u.name, user) & bytes_equal(&u.password, password);
+        if matches {
+            Some(u)
+        } else {
+            found
+        }
+    })
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal a

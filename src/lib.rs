@@ -18,7 +18,7 @@ pub mod transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
@@ -30,6 +30,8 @@ use transport::admission::Admission;
 use transport::connection::Shared;
 use transport::listener;
 use transport::registry::Registry;
+use transport::settings::TransportConfig;
+use transport::shutdown::{Shutdown, Stopper};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +104,7 @@ impl Broker {
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         set_watermarks(&config, &router);
         let registry = Arc::new(Registry::default());
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (stopper, shutdown) = Stopper::new();
         if let Some(listener) = admin_listener {
             let state = Arc::new(admin::AdminState {
                 router: router.clone(),
@@ -115,21 +117,22 @@ impl Broker {
             if let Some(addr) = admin_addr {
                 tracing::info!(%addr, "serving the admin API, metrics and console");
             }
-            tokio::spawn(admin::serve(listener, state, shutdown_rx.clone()));
+            tokio::spawn(admin::serve(listener, state, shutdown.clone()));
         }
+        let transport = TransportConfig::from(&config);
         let shared = Arc::new(Shared {
             engine: EngineConfig::from(&config),
-            admission: Admission::new(&config),
-            config,
+            admission: Admission::new(&transport),
+            config: transport,
             router: router.clone(),
             registry: registry.clone(),
         });
         tokio::spawn(compact(
             storage.journal().clone(),
             router.clone(),
-            shutdown_rx.clone(),
+            shutdown.clone(),
         ));
-        tokio::spawn(watch_store(router.clone(), shutdown_rx.clone()));
+        tokio::spawn(watch_store(router.clone(), shutdown.clone()));
         let (alive_tx, alive_rx) = mpsc::channel(1);
         for l in listeners {
             if let Ok(addr) = l.local_addr() {
@@ -138,7 +141,7 @@ impl Broker {
             tokio::spawn(listener::accept_loop(
                 l,
                 shared.clone(),
-                shutdown_rx.clone(),
+                shutdown.clone(),
                 alive_tx.clone(),
             ));
         }
@@ -147,7 +150,7 @@ impl Broker {
             admin_addr,
             registry,
             router,
-            shutdown: shutdown_tx,
+            shutdown: stopper,
             alive_rx,
             alive_tx: Some(alive_tx),
             storage,
@@ -180,7 +183,7 @@ fn set_watermarks(config: &Config, router: &Router) {
 
 /// Mirrors the store's `full` state into the producer gate, so producers blocked by a full
 /// store get credit again once it has room (the store has no way to call us).
-async fn watch_store(router: Arc<Router>, mut shutdown: watch::Receiver<bool>) {
+async fn watch_store(router: Arc<Router>, mut shutdown: Shutdown) {
     let Some(store) = router.store().cloned() else {
         return;
     };
@@ -189,7 +192,7 @@ async fn watch_store(router: Arc<Router>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.stopping() => return,
         }
         router.memory().set_store_full(store.full());
     }
@@ -197,17 +200,13 @@ async fn watch_store(router: Arc<Router>, mut shutdown: watch::Receiver<bool>) {
 
 /// Compaction (DESIGN.md §5): once a second, if an old journal segment is mostly dead, the
 /// queues write its few live records again, and the journal deletes it after the next batch.
-async fn compact(
-    journal: Arc<store::Journal>,
-    router: Arc<Router>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn compact(journal: Arc<store::Journal>, router: Arc<Router>, mut shutdown: Shutdown) {
     use store::Store;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.stopping() => return,
         }
         let Some(segment) = journal.compaction_candidate() else {
             continue;
@@ -233,7 +232,7 @@ pub struct BrokerHandle {
     admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
     router: Arc<Router>,
-    shutdown: watch::Sender<bool>,
+    shutdown: Stopper,
     alive_rx: mpsc::Receiver<()>,
     alive_tx: Option<mpsc::Sender<()>>,
     storage: Storage,
@@ -290,7 +289,7 @@ impl BrokerHandle {
     /// Stops accepting, closes every connection with `amqp:connection:forced`, and returns once
     /// every connection task has finished.
     pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.stop();
         self.alive_tx = None;
         // Every accept loop and connection task holds a sender; recv yields None when all are gone.
         let _ = self.alive_rx.recv().await;

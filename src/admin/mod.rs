@@ -15,12 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::transport::shutdown::Shutdown;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::broker::Router;
 use crate::config::Config;
@@ -46,11 +46,7 @@ pub struct AdminState {
 }
 
 /// Serves the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: Shutdown) {
     let sampler = tokio::spawn(rates::sample(
         state.router.clone(),
         state.rates.clone(),
@@ -86,7 +82,7 @@ pub async fn serve(
         ))
         .with_state(state);
     let stopped = async move {
-        let _ = shutdown.wait_for(|&stopping| stopping).await;
+        shutdown.stopping().await;
     };
     let served = axum::serve(
         listener,

@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::transport::shutdown::Shutdown;
 use serde::Serialize;
-use tokio::sync::watch;
 
 use crate::broker::consumer::lock;
 use crate::broker::Router;
@@ -103,12 +103,12 @@ fn per_second(a: Totals, b: Totals, seconds: f64) -> Rate {
 }
 
 /// Samples every queue's totals once a second until shutdown.
-pub async fn sample(router: Arc<Router>, rates: Arc<Rates>, mut shutdown: watch::Receiver<bool>) {
+pub async fn sample(router: Arc<Router>, rates: Arc<Rates>, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait_for(|&stopping| stopping) => return,
+            _ = shutdown.stopping() => return,
         }
         let totals = router
             .queues()

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Config;
-
 use super::log_limit::LogLimiter;
+use super::settings::TransportConfig;
 
 /// The places of one broker.
 #[derive(Debug)]
@@ -90,7 +89,7 @@ const WINDOW: Duration = Duration::from_secs(10);
 
 impl Admission {
     /// The caps `config` sets.
-    pub fn new(config: &Config) -> Admission {
+    pub fn new(config: &TransportConfig) -> Admission {
         let cap = |n: u32| (n > 0).then(|| (Arc::new(Semaphore::new(n as usize)), n));
         Admission {
             connections: cap(config.max_connections),
@@ -152,11 +151,11 @@ mod tests {
     use super::*;
 
     fn admission(handshakes: u32, per_source: u32, connections: u32) -> Admission {
-        Admission::new(&Config {
+        Admission::new(&TransportConfig {
             max_handshakes: handshakes,
             max_handshakes_per_source: per_source,
             max_connections: connections,
-            ..Config::default()
+            ..TransportConfig::from(&crate::config::Config::default())
         })
     }
 

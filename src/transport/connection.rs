@@ -10,16 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::shutdown::Shutdown;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::broker::memory::Charge;
 use crate::broker::{ConnWaker, Router};
-use crate::config::Config;
 use crate::engine::{Connection, EngineConfig, PeerInfo};
 use crate::logging::PeerText;
 
@@ -27,6 +26,7 @@ use super::admission::{Admission, HandshakeTicket};
 use super::handshake::{self, HandshakeError, Identity};
 use super::refuse;
 use super::registry::{Registry, Request};
+use super::settings::TransportConfig;
 use crate::codec::frame::{decode_amqp, decode_raw, Output};
 
 /// Stop reading while this much output waits for the socket.
@@ -39,8 +39,8 @@ const IOV_MAX: usize = 64;
 /// What every connection task shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The broker configuration.
-    pub config: Config,
+    /// The transport's part of the configuration.
+    pub config: TransportConfig,
     /// The engine's view of it.
     pub engine: EngineConfig,
     /// The queues.
@@ -57,11 +57,11 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     ticket: HandshakeTicket,
 ) {
     // Header, SASL and open must all arrive by then.
-    let handshake_deadline = Instant::now() + handshake::timeout(&shared.config);
+    let handshake_deadline = Instant::now() + shared.config.handshake_timeout;
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
@@ -73,7 +73,7 @@ pub async fn serve(
         ) => {
             Some(negotiated)
         }
-        _ = shutdown.wait_for(|&stopping| stopping) => None,
+        _ = shutdown.stopping() => None,
     };
     let identity = match negotiated {
         Some(Ok(identity)) => identity,
@@ -131,7 +131,7 @@ pub async fn serve(
     let mut gate_alive = true;
     let mut output_charge = Charge::new(shared.router.memory());
     let mut close_deadline: Option<Instant> = None;
-    let mut shutting_down = *shutdown.borrow();
+    let mut shutting_down = shutdown.is_stopping();
     loop {
         if shutting_down {
             engine.shutdown();
@@ -209,7 +209,7 @@ pub async fn serve(
                     open_timed_out(&mut engine, &shared, peer);
                 }
             }
-            _ = shutdown.changed(), if !shutting_down => shutting_down = true,
+            _ = shutdown.stopping(), if !shutting_down => shutting_down = true,
         }
     }
     // Say goodbye properly: whatever is left (our close, or the answer to theirs) goes out.
@@ -226,7 +226,7 @@ pub async fn serve(
 /// The peer sent no `open` within the handshake timeout: it gets our `open` and a `close`
 /// saying so (the engine has sent nothing yet), and the socket ends.
 fn open_timed_out(engine: &mut Connection, shared: &Shared, peer: SocketAddr) {
-    let limit = handshake::timeout(&shared.config);
+    let limit = shared.config.handshake_timeout;
     if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
         tracing::warn!(%peer, suppressed, "connection closed: no open within {limit:?} (broker.handshake_timeout_ms)");
     }

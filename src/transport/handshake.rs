@@ -14,7 +14,9 @@ use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::{Config, Exposure};
+use crate::config::Exposure;
+
+use super::settings::TransportConfig;
 use crate::logging::PeerText;
 
 use crate::codec::frame::{decode_raw, decode_sasl, FrameError, Output};
@@ -67,7 +69,7 @@ pub async fn negotiate<R, W>(
     rd: &mut R,
     wr: &mut W,
     rbuf: &mut BytesMut,
-    config: &Config,
+    config: &TransportConfig,
     peer: SocketAddr,
     deadline: Instant,
 ) -> Result<Identity, HandshakeError>
@@ -77,19 +79,14 @@ where
 {
     tokio::time::timeout_at(deadline, negotiate_inner(rd, wr, rbuf, config, peer))
         .await
-        .map_err(|_| HandshakeError::Timeout(timeout(config)))?
-}
-
-/// `broker.handshake_timeout_ms`.
-pub fn timeout(config: &Config) -> Duration {
-    Duration::from_millis(u64::from(config.handshake_timeout_ms))
+        .map_err(|_| HandshakeError::Timeout(config.handshake_timeout))?
 }
 
 async fn negotiate_inner<R, W>(
     rd: &mut R,
     wr: &mut W,
     rbuf: &mut BytesMut,
-    config: &Config,
+    config: &TransportConfig,
     peer: SocketAddr,
 ) -> Result<Identity, HandshakeError>
 where
@@ -130,7 +127,7 @@ struct Policy {
 }
 
 impl Policy {
-    fn for_peer(config: &Config, peer: SocketAddr) -> Policy {
+    fn for_peer(config: &TransportConfig, peer: SocketAddr) -> Policy {
         let loopback = peer.ip().to_canonical().is_loopback();
         let allowed = |e: Exposure| match e {
             Exposure::Never => false,
@@ -138,9 +135,9 @@ impl Policy {
             Exposure::Everywhere => true,
         };
         Policy {
-            anonymous: allowed(config.auth.anonymous),
+            anonymous: allowed(config.anonymous),
             // No TLS yet: every socket is plain TCP.
-            plain: allowed(config.auth.plain_without_tls),
+            plain: allowed(config.plain_without_tls),
         }
     }
 }
@@ -164,7 +161,7 @@ async fn sasl<R, W>(
     rd: &mut R,
     wr: &mut W,
     rbuf: &mut BytesMut,
-    config: &Config,
+    config: &TransportConfig,
     policy: &Policy,
 ) -> Result<Identity, HandshakeError>
 where
@@ -200,7 +197,7 @@ where
         }
         Err(reason) => {
             // A failed login is answered late, and never says which part was wrong.
-            tokio::time::sleep(Duration::from_millis(config.auth.failure_delay_ms)).await;
+            tokio::time::sleep(config.failure_delay).await;
             send_outcome(wr, SaslCode::Auth).await?;
             wr.flush().await?;
             Err(HandshakeError::AuthFailed(reason))
@@ -209,7 +206,11 @@ where
 }
 
 /// Decides a `sasl-init`. The reason is for our log only.
-fn authenticate(init: &SaslInit, config: &Config, policy: &Policy) -> Result<Identity, String> {
+fn authenticate(
+    init: &SaslInit,
+    config: &TransportConfig,
+    policy: &Policy,
+) -> Result<Identity, String> {
     match init.mechanism.as_str() {
         "ANONYMOUS" if policy.anonymous => Ok(Identity::Anonymous),
         "ANONYMOUS" => Err("ANONYMOUS is not allowed for this peer (auth.anonymous)".into()),
@@ -268,7 +269,7 @@ async fn send_outcome<W: AsyncWrite + Unpin>(wr: &mut W, code: SaslCode) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::User;
+    use crate::config::{Config, User};
     use fe2o3_amqp_types::primitives::Binary;
 
     const LOOPBACK: &str = "127.0.0.1:40000";
@@ -281,15 +282,15 @@ mod tests {
         text.parse().expect("a socket address")
     }
 
-    fn config_with_user() -> Config {
-        Config {
+    fn config_with_user() -> TransportConfig {
+        TransportConfig::from(&Config {
             users: vec![User {
                 name: "app".into(),
                 password: "secret".into(),
                 roles: vec![],
             }],
             ..Config::default()
-        }
+        })
     }
 
     fn plain(response: &[u8]) -> SaslInit {
@@ -317,7 +318,7 @@ mod tests {
 
     #[test]
     fn by_default_loopback_peers_may_use_anonymous_and_plain() {
-        let config = Config::default();
+        let config = TransportConfig::from(&Config::default());
         for peer in [LOOPBACK, LOOPBACK_V6, V4_MAPPED_LOOPBACK, "127.1.2.3:1"] {
             let policy = Policy::for_peer(&config, addr(peer));
             assert!(policy.anonymous, "anonymous from {peer}");
@@ -338,13 +339,13 @@ mod tests {
     #[test]
     fn a_remote_peer_gets_what_the_config_exposes_everywhere() {
         let mut config = config_with_user();
-        config.auth.anonymous = Exposure::Everywhere;
+        config.anonymous = Exposure::Everywhere;
         let policy = Policy::for_peer(&config, addr(REMOTE));
         assert!(policy.anonymous);
         assert!(!policy.plain);
 
-        config.auth.anonymous = Exposure::Loopback;
-        config.auth.plain_without_tls = Exposure::Everywhere;
+        config.anonymous = Exposure::Loopback;
+        config.plain_without_tls = Exposure::Everywhere;
         let policy = Policy::for_peer(&config, addr(REMOTE));
         assert!(!policy.anonymous);
         assert!(policy.plain);
@@ -353,8 +354,8 @@ mod tests {
     #[test]
     fn never_applies_to_loopback_peers_too() {
         let mut config = config_with_user();
-        config.auth.anonymous = Exposure::Never;
-        config.auth.plain_without_tls = Exposure::Never;
+        config.anonymous = Exposure::Never;
+        config.plain_without_tls = Exposure::Never;
         let policy = Policy::for_peer(&config, addr(LOOPBACK));
         assert!(!policy.anonymous);
         assert!(!policy.plain);
@@ -436,14 +437,14 @@ mod tests {
 
     #[test]
     fn plain_rejects_bytes_that_are_not_utf8_even_against_a_replacement_character_password() {
-        let config = Config {
+        let config = TransportConfig::from(&Config {
             users: vec![User {
                 name: "app".into(),
                 password: "\u{FFFD}".into(),
                 roles: vec![],
             }],
             ..Config::default()
-        };
+        });
         let reason = authenticate(&plain(b"\0app\0\xff"), &config, &permissive()).unwrap_err();
         assert!(reason.contains("UTF-8"), "{reason}");
         assert!(authenticate(&plain("\0app\0\u{FFFD}".as_bytes()), &config, &permissive()).is_ok());
@@ -483,7 +484,7 @@ mod tests {
 
     #[test]
     fn anonymous_follows_the_policy_and_unknown_mechanisms_fail() {
-        let config = Config::default();
+        let config = TransportConfig::from(&Config::default());
         assert_eq!(
             authenticate(&anonymous(), &config, &permissive()),
             Ok(Identity::Anonymous)
@@ -509,8 +510,9 @@ mod tests {
         let (mut rd, mut wr) = tokio::io::split(server);
         client.write_all(sent).await.expect("write to duplex");
         let mut rbuf = BytesMut::new();
-        let deadline = Instant::now() + timeout(config);
-        let result = negotiate(&mut rd, &mut wr, &mut rbuf, config, addr(peer), deadline).await;
+        let config = TransportConfig::from(config);
+        let deadline = Instant::now() + config.handshake_timeout;
+        let result = negotiate(&mut rd, &mut wr, &mut rbuf, &config, addr(peer), deadline).await;
         drop((rd, wr));
         let mut answer = Vec::new();
         client

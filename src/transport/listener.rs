@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::connection::{serve, Shared};
+use super::shutdown::Shutdown;
 
 /// How long the loop pauses after a failed `accept` (typically EMFILE: out of descriptors),
 /// rather than spinning on a connection it cannot take.
@@ -21,14 +22,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     alive: mpsc::Sender<()>,
 ) {
     let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
+            _ = shutdown.stopping() => break,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,

@@ -10,3 +10,5 @@ pub mod listener;
 pub mod log_limit;
 pub mod refuse;
 pub mod registry;
+pub mod settings;
+pub mod shutdown;
