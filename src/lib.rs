@@ -213,7 +213,6 @@ async fn compact(journal: Arc<store::Journal>, router: Arc<Router>, mut shutdown
         };
         let router = router.clone();
         let moved = tokio::task::spawn_blocking(move || {
-            let segment = u32::try_from(segment).unwrap_or(u32::MAX);
             router
                 .queues()
                 .iter()
@@ -222,7 +221,7 @@ async fn compact(journal: Arc<store::Journal>, router: Arc<Router>, mut shutdown
         })
         .await
         .unwrap_or(0);
-        tracing::info!(segment, messages = moved, "journal segment compacted");
+        tracing::info!(%segment, messages = moved, "journal segment compacted");
     }
 }
 

@@ -7,7 +7,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
 use crate::config::{QueueRules, QueueSettings};
-use crate::store::Store;
+use crate::store::{SegmentId, Store};
 
 use crate::broker::consumer::ConsumerId;
 use crate::broker::durable::events::QueueNo;
@@ -108,7 +108,7 @@ impl Router {
     }
 
     /// Puts back a durable queue found in the journal, as queue `no` declared in `segment`.
-    pub fn recovered(&self, name: &str, no: QueueNo, segment: u64) -> Option<Arc<Queue>> {
+    pub fn recovered(&self, name: &str, no: QueueNo, segment: SegmentId) -> Option<Arc<Queue>> {
         let store = self.store.as_ref()?;
         let settings = self.rules.settings_for(name);
         let journal = Arc::new(Journaled::recovered(

@@ -24,7 +24,7 @@ use bytes::BytesMut;
 use super::fs::Fs;
 use super::record::{self, RecordKind, RecordTooLarge};
 use super::segment::{RecordPos, Segment, StoreError, MIN_SEGMENT_SIZE, SEGMENT_HEADER_LEN};
-use super::{Done, Store};
+use super::{Done, SegmentId, Store};
 
 /// When the journal calls fdatasync (`[storage] sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,9 +249,9 @@ impl Journal {
     }
 
     /// Counts a live record found by recovery in `segment`.
-    pub fn retain(&self, segment: u64) {
+    pub fn retain(&self, segment: SegmentId) {
         let mut st = self.shared.lock();
-        let counts = st.segments.entry(segment).or_default();
+        let counts = st.segments.entry(segment.0).or_default();
         counts.live += 1;
         counts.appended += 1;
     }
@@ -303,7 +303,7 @@ impl Store for Journal {
         parts: &[&[u8]],
         live: bool,
         done: Option<Done>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<SegmentId, StoreError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > record::MAX_PAYLOAD_LEN {
             return Err(RecordTooLarge { len }.into());
@@ -386,12 +386,12 @@ impl Store for Journal {
         if was_empty {
             shared.work.notify_one();
         }
-        Ok(segment)
+        Ok(SegmentId(segment))
     }
 
-    fn release(&self, segment: u64) {
+    fn release(&self, segment: SegmentId) {
         let mut st = self.shared.lock();
-        if let Some(counts) = st.segments.get_mut(&segment) {
+        if let Some(counts) = st.segments.get_mut(&segment.0) {
             counts.live = counts.live.saturating_sub(1);
         }
     }
@@ -404,7 +404,7 @@ impl Store for Journal {
         self.shared.full.load(Relaxed)
     }
 
-    fn compaction_candidate(&self) -> Option<u64> {
+    fn compaction_candidate(&self) -> Option<SegmentId> {
         let st = self.shared.lock();
         // Only worth it once the journal is several segments long, and only for the oldest
         // segment (deletion goes oldest first): when less than a tenth of what was written
@@ -414,7 +414,7 @@ impl Store for Journal {
         }
         let (&oldest, counts) = st.segments.iter().next()?;
         (oldest < st.written_segment && counts.live > 0 && counts.live * 10 <= counts.appended)
-            .then_some(oldest)
+            .then_some(SegmentId(oldest))
     }
 }
 

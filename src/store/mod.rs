@@ -54,6 +54,17 @@ pub use recovery::{
 };
 pub use segment::{RecordPos, SegmentWriter, StoreError, DEFAULT_SEGMENT_SIZE};
 
+/// A journal segment, by its sequence number: segments are numbered from 1 in the order they
+/// were written, and a record's segment is what its owner gives back to [`Store::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId(pub u64);
+
+impl std::fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// What an append's records became.
 pub type Completion = Result<(), WriteFailed>;
 
@@ -108,17 +119,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         parts: &[&[u8]],
         live: bool,
         done: Option<Done>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<SegmentId, StoreError>;
 
     /// A live record in `segment` no longer matters.
-    fn release(&self, segment: u64);
+    fn release(&self, segment: SegmentId);
 
     /// Why the store refuses writes, if it does (it failed and will not pretend otherwise).
     fn fenced(&self) -> Option<String>;
 
     /// An old segment worth compacting: few of its records are live, and once their owners
     /// have appended them again (releasing the old ones) it can be deleted.
-    fn compaction_candidate(&self) -> Option<u64>;
+    fn compaction_candidate(&self) -> Option<SegmentId>;
 
     /// Whether the store is refusing new durable messages for lack of space (a state it leaves
     /// once space is freed). The broker withholds producers' credit while it holds.

@@ -8,15 +8,15 @@
 //! store refuses such a lazy append (it is fenced), the change stays in memory only, with
 //! the same consequence.
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::store::{Done, RecordKind, Store, StoreError};
+use crate::store::{Done, RecordKind, SegmentId, Store, StoreError};
 
 use crate::broker::durable::events::{enqueue_header, Event, QueueNo};
-use crate::broker::queue::entry::Entry;
+use crate::broker::queue::entry::{Entry, SegmentRef};
 
 /// A durable queue's journal.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ pub struct Journaled {
     store: Arc<dyn Store>,
     queue: QueueNo,
     /// The segment holding the queue's `Declare`, live while the queue exists.
-    declared_in: AtomicU32,
+    declared_in: AtomicU64,
     /// `[storage] deliver_after_sync`: a message is hidden from consumers until its enqueue
     /// record is on disk.
     deliver_after_sync: bool,
@@ -41,11 +41,6 @@ pub struct Times {
     pub expires_ms: i64,
 }
 
-fn segment_no(segment: u64) -> u32 {
-    // Segments are numbered from 1 and one is 64 MiB by default: 2^32 of them is 256 PiB.
-    u32::try_from(segment).unwrap_or(u32::MAX)
-}
-
 impl Journaled {
     /// Names queue `queue` `name` in the journal.
     pub fn declare(
@@ -57,7 +52,7 @@ impl Journaled {
         let journaled = Journaled {
             store,
             queue,
-            declared_in: AtomicU32::new(0),
+            declared_in: AtomicU64::new(0),
             deliver_after_sync,
         };
         journaled.write_declare(name)?;
@@ -68,13 +63,13 @@ impl Journaled {
     pub fn recovered(
         store: Arc<dyn Store>,
         queue: QueueNo,
-        segment: u64,
+        segment: SegmentId,
         deliver_after_sync: bool,
     ) -> Journaled {
         Journaled {
             store,
             queue,
-            declared_in: AtomicU32::new(segment_no(segment)),
+            declared_in: AtomicU64::new(segment.0),
             deliver_after_sync,
         }
     }
@@ -94,9 +89,9 @@ impl Journaled {
         let segment = self
             .store
             .append(RecordKind::QueueDeclare, &[&payload], true, None)?;
-        let old = self.declared_in.swap(segment_no(segment), Relaxed);
+        let old = self.declared_in.swap(segment.0, Relaxed);
         if old != 0 {
-            self.store.release(u64::from(old));
+            self.store.release(SegmentId(old));
         }
         Ok(())
     }
@@ -118,7 +113,7 @@ impl Journaled {
         entry: &Entry,
         times: Times,
         done: Option<Done>,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<SegmentRef, StoreError> {
         let header = enqueue_header(
             self.queue,
             entry.seq,
@@ -134,7 +129,7 @@ impl Journaled {
             true,
             done,
         )?;
-        Ok(segment_no(segment))
+        Ok(SegmentRef::new(segment))
     }
 
     fn lazy(&self, kind: RecordKind, event: Event) {
@@ -146,10 +141,10 @@ impl Journaled {
     }
 
     /// The message `seq`, journaled in `segment`, left the queue.
-    pub fn settle(&self, seq: u64, segment: u32) {
-        if segment == 0 {
+    pub fn settle(&self, seq: u64, segment: SegmentRef) {
+        let Some(segment) = segment.get() else {
             return;
-        }
+        };
         self.lazy(
             RecordKind::Settle,
             Event::Settle {
@@ -157,12 +152,12 @@ impl Journaled {
                 seq,
             },
         );
-        self.store.release(u64::from(segment));
+        self.store.release(segment);
     }
 
     /// The message `seq` was consumed and is kept for rewind.
     pub fn consume(&self, entry: &Entry) {
-        if entry.segment != 0 {
+        if entry.segment != SegmentRef::NONE {
             let (queue, seq) = (self.queue, entry.seq);
             self.lazy(RecordKind::Consume, Event::Consume { queue, seq });
         }
@@ -170,7 +165,7 @@ impl Journaled {
 
     /// The message is ready again with its delivery-count.
     pub fn redelivered(&self, entry: &Entry) {
-        if entry.segment != 0 {
+        if entry.segment != SegmentRef::NONE {
             self.lazy(
                 RecordKind::Redelivered,
                 Event::Redelivered {
@@ -184,7 +179,7 @@ impl Journaled {
 
     /// The delayed message `old_seq` became ready as `entry` at `at_ms`.
     pub fn due(&self, old_seq: u64, entry: &Entry, at_ms: i64) {
-        if entry.segment != 0 {
+        if entry.segment != SegmentRef::NONE {
             self.lazy(
                 RecordKind::Due,
                 Event::Due {
@@ -198,24 +193,27 @@ impl Journaled {
     }
 
     /// A journaled record in `segment` no longer matters (a kept message aged out).
-    pub fn release(&self, segment: u32) {
-        if segment != 0 {
-            self.store.release(u64::from(segment));
+    pub fn release(&self, segment: SegmentRef) {
+        if let Some(segment) = segment.get() {
+            self.store.release(segment);
         }
     }
 
     /// The queue was deleted: its records, the `Declare` included, are dead.
-    pub fn delete(&self, segments: impl IntoIterator<Item = u32>) {
+    pub fn delete(&self, segments: impl IntoIterator<Item = SegmentRef>) {
         self.lazy(RecordKind::QueueDelete, Event::Delete { queue: self.queue });
         for segment in segments {
             self.release(segment);
         }
-        self.release(self.declared_in.swap(0, Relaxed));
+        let declared_in = self.declared_in.swap(0, Relaxed);
+        if declared_in != 0 {
+            self.store.release(SegmentId(declared_in));
+        }
     }
 
     /// Writes `entry` again (compaction) with `times`; releases its old record. Returns the
     /// new segment, or the old one if the store refused (the old record stays live).
-    pub fn rewrite(&self, entry: &Entry, times: Times, consumed: bool) -> u32 {
+    pub fn rewrite(&self, entry: &Entry, times: Times, consumed: bool) -> SegmentRef {
         match self.enqueue(entry, times, None) {
             Ok(segment) => {
                 if consumed {
@@ -235,8 +233,8 @@ impl Journaled {
     }
 
     /// Writes the queue's `Declare` again if it is in `segment` (compaction).
-    pub fn redeclare_from(&self, segment: u32, name: &str) {
-        if self.declared_in.load(Relaxed) == segment {
+    pub fn redeclare_from(&self, segment: SegmentId, name: &str) {
+        if self.declared_in.load(Relaxed) == segment.0 {
             let _ = self.write_declare(name);
         }
     }

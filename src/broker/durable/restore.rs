@@ -9,10 +9,11 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::message::Message;
-use crate::store::{self, Fs, Journal, RecordPos, RecoveryError};
+use crate::store::{self, Fs, Journal, RecordPos, RecoveryError, SegmentId};
 
 use crate::broker::durable::events::{Event, QueueNo};
 use crate::broker::durable::journaled::Times;
+use crate::broker::queue::entry::SegmentRef;
 use crate::broker::router::Router;
 
 /// Why the journal could not be replayed.
@@ -45,7 +46,7 @@ pub struct RestoredMessage {
     /// When it became ready, is due and expires.
     pub times: Times,
     /// The segment of its enqueue record.
-    pub segment: u32,
+    pub segment: SegmentRef,
     /// Consumed and kept for rewind.
     pub consumed: bool,
 }
@@ -56,14 +57,15 @@ struct Record {
     delivery_count: u32,
     message_format: u32,
     bytes: Bytes,
-    segment: u64,
+    segment: SegmentId,
     consumed: bool,
 }
 
 #[derive(Debug)]
 struct QueueModel {
     name: String,
-    declared_in: u64,
+    /// The segment of its latest `Declare` (None until one is replayed).
+    declared_in: Option<SegmentId>,
     messages: BTreeMap<u64, Record>,
 }
 
@@ -96,7 +98,7 @@ pub fn replay(fs: &dyn Fs, dir: &Path) -> Result<Replayed, RestoreError> {
         }
         replayed.records += 1;
         match Event::decode(r.kind.as_u8(), r.payload) {
-            Ok(event) => replayed.apply(event, r.pos.segment),
+            Ok(event) => replayed.apply(event, SegmentId(r.pos.segment)),
             Err(e) => {
                 bad = Some(RestoreError::BadEvent {
                     file: store::segment::segment_path(dir, r.pos.segment),
@@ -115,17 +117,17 @@ pub fn replay(fs: &dyn Fs, dir: &Path) -> Result<Replayed, RestoreError> {
 }
 
 impl Replayed {
-    fn apply(&mut self, event: Event, segment: u64) {
+    fn apply(&mut self, event: Event, segment: SegmentId) {
         match event {
             Event::Declare { queue, name } => {
                 let model = self.queues.entry(queue).or_insert_with(|| QueueModel {
                     name: name.clone(),
-                    declared_in: segment,
+                    declared_in: Some(segment),
                     messages: BTreeMap::new(),
                 });
                 // Written again by a compaction: the latest is the live one.
                 model.name = name;
-                model.declared_in = segment;
+                model.declared_in = Some(segment);
             }
             Event::Delete { queue } => {
                 self.queues.remove(&queue);
@@ -144,7 +146,7 @@ impl Replayed {
                 // (and the original is gone with its segment): the name comes later.
                 let model = self.queues.entry(queue).or_insert_with(|| QueueModel {
                     name: String::new(),
-                    declared_in: 0,
+                    declared_in: None,
                     messages: BTreeMap::new(),
                 });
                 // A copy, so that a live message does not keep its whole segment in memory.
@@ -219,19 +221,19 @@ pub fn rebuild(replayed: Replayed, journal: &Journal, router: &Router) -> Restor
     let mut summary = RestoreSummary::default();
     let mut names: HashMap<String, QueueNo> = HashMap::new();
     for (no, model) in replayed.queues {
-        if model.name.is_empty() {
+        let (Some(declared_in), false) = (model.declared_in, model.name.is_empty()) else {
             tracing::error!(
                 queue = no,
                 messages = model.messages.len(),
                 "journal: messages of a queue that was never declared are dropped"
             );
             continue;
-        }
-        journal.retain(model.declared_in);
+        };
+        journal.retain(declared_in);
         if let Some(older) = names.insert(model.name.clone(), no) {
             tracing::warn!(queue = %model.name, older, no, "journal: queue declared twice; the later wins");
         }
-        let Some(queue) = router.recovered(&model.name, no, model.declared_in) else {
+        let Some(queue) = router.recovered(&model.name, no, declared_in) else {
             continue;
         };
         let mut messages = Vec::with_capacity(model.messages.len());
@@ -255,7 +257,7 @@ pub fn rebuild(replayed: Replayed, journal: &Journal, router: &Router) -> Restor
                 message,
                 delivery_count: r.delivery_count,
                 times: r.times,
-                segment: u32::try_from(r.segment).unwrap_or(u32::MAX),
+                segment: SegmentRef::new(r.segment),
                 consumed: r.consumed,
             });
         }

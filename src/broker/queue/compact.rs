@@ -6,12 +6,13 @@ use super::clock::now_ms;
 use super::{Queue, State};
 use crate::broker::consumer::lock;
 use crate::broker::durable::journaled::Times;
+use crate::store::SegmentId;
 
 impl Queue {
     /// Writes again the records this queue still needs from journal segment `segment`
     /// (messages ready, delayed, out with a consumer or kept for rewind, and the queue's
     /// declaration). Returns how many messages were written.
-    pub fn relocate(&self, segment: u32) -> usize {
+    pub fn relocate(&self, segment: SegmentId) -> usize {
         let mut st = lock(&self.state);
         let Some(journal) = st.journal.clone() else {
             return 0;
@@ -31,7 +32,7 @@ impl Queue {
         let ready_since = |seq: u64| retention.enqueued_at(seq).unwrap_or(now);
         let expiry = |seq: u64| schedule.expiry(seq).unwrap_or(0);
         let mut rewrite_ready = |e: &mut super::entry::Entry| {
-            if e.segment == segment {
+            if e.segment.get() == Some(segment) {
                 let times = Times {
                     ready_ms: ready_since(e.seq),
                     due_ms: 0,
@@ -47,7 +48,7 @@ impl Queue {
             .values_mut()
             .for_each(|a| rewrite_ready(&mut a.entry));
         schedule.for_each_delayed_mut(|due, expires, e| {
-            if e.segment == segment {
+            if e.segment.get() == Some(segment) {
                 let times = Times {
                     ready_ms: 0,
                     due_ms: due,
@@ -58,7 +59,7 @@ impl Queue {
             }
         });
         retention.for_each_mut(|enqueued_at, e| {
-            if e.segment == segment {
+            if e.segment.get() == Some(segment) {
                 let times = Times {
                     ready_ms: enqueued_at.unwrap_or(now),
                     due_ms: 0,

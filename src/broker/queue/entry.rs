@@ -2,6 +2,7 @@
 //! ([`Outcome`]).
 
 use crate::message::Message;
+use crate::store::SegmentId;
 
 use crate::broker::consumer::ConsumerId;
 
@@ -39,6 +40,29 @@ pub enum Outcome {
     },
 }
 
+/// The journal segment of a message's enqueue record, kept in the 4 bytes of padding its
+/// [`Entry`] has spare rather than as the store's 8-byte [`SegmentId`]. Segments are numbered
+/// from 1, so 0 means "not journaled" (a non-durable queue or message); one past `u32::MAX`
+/// (256 PiB of default 64 MiB segments) would saturate, which only keeps that last segment
+/// from being deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentRef(u32);
+
+impl SegmentRef {
+    /// A message that is not journaled.
+    pub const NONE: SegmentRef = SegmentRef(0);
+
+    /// The compact form of `segment`.
+    pub fn new(segment: SegmentId) -> SegmentRef {
+        SegmentRef(u32::try_from(segment.0).unwrap_or(u32::MAX))
+    }
+
+    /// The segment, if the message is journaled.
+    pub fn get(self) -> Option<SegmentId> {
+        (self.0 != 0).then_some(SegmentId(u64::from(self.0)))
+    }
+}
+
 /// A message in a queue with the state the queue keeps about it.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -50,9 +74,9 @@ pub struct Entry {
     pub delivery_count: u32,
     /// The message's group, if it has one; sits in padding the entry has anyway.
     pub(in crate::broker) group: Option<GroupId>,
-    /// The journal segment holding the message's enqueue record; 0 when it is not journaled
-    /// (a non-durable queue or message). Also in padding.
-    pub(in crate::broker) segment: u32,
+    /// The journal segment holding the message's enqueue record, if it is journaled. Also in
+    /// padding.
+    pub(in crate::broker) segment: SegmentRef,
     /// Consumers that said `undeliverable-here` for this message; boxed because almost no
     /// message has any, and every queued message pays for this field (a thin pointer: a
     /// boxed slice would take 8 bytes more, and the entry would not fit 128).
@@ -79,7 +103,7 @@ impl Entry {
             message,
             delivery_count,
             group: None,
-            segment: 0,
+            segment: SegmentRef::NONE,
             avoid: None,
         }
     }

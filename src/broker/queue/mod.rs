@@ -14,7 +14,7 @@ use crate::message::Message;
 
 use self::clock::{now_ms, Now};
 use self::entry::GroupId;
-pub use self::entry::{Entry, Outcome};
+pub use self::entry::{Entry, Outcome, SegmentRef};
 use self::groups::{GroupInfo, GroupTable, Ticket};
 use self::lifecycle::expiry_of;
 use self::ready::ReadyList;
@@ -120,7 +120,7 @@ pub(in crate::broker) struct DeadLetter {
     /// dead-letter queue has journaled its enqueue, so a crash between the two duplicates it
     /// rather than losing it.
     pub seq: u64,
-    pub segment: u32,
+    pub segment: SegmentRef,
 }
 
 /// One named queue.
@@ -434,7 +434,7 @@ impl Queue {
         let mut st = lock(&self.state);
         let mut segments = Vec::new();
         let mut gone = |e: &Entry| {
-            if e.segment != 0 {
+            if e.segment != SegmentRef::NONE {
                 segments.push(e.segment);
             }
         };
@@ -530,7 +530,7 @@ impl Queue {
             (Some(_), None) => Err("the broker is stopping".to_owned()),
             (None, _) => Err("the queue has no dead_letter_address".to_owned()),
         };
-        let settled: Vec<(u64, u32)> = dead.iter().map(|d| (d.seq, d.segment)).collect();
+        let settled: Vec<(u64, SegmentRef)> = dead.iter().map(|d| (d.seq, d.segment)).collect();
         let messages = dead.into_iter().map(|d| match (&router, d.rewritten) {
             (Some(router), true) => {
                 let tracked = router.memory().track(d.message.bytes().clone());

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::entry::Entry;
+use super::entry::{Entry, SegmentRef};
 
 /// Why a rewind cannot be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +43,7 @@ pub struct Retention {
     /// Messages enqueued at or before this time may have been dropped for the byte bound.
     floor_ms: i64,
     /// Journal segments of the journaled messages dropped, for the queue to release.
-    released: Vec<u32>,
+    released: Vec<SegmentRef>,
 }
 
 impl Retention {
@@ -130,13 +130,13 @@ impl Retention {
     }
 
     fn dropped(&mut self, entry: &Entry) {
-        if entry.segment != 0 {
+        if entry.segment != SegmentRef::NONE {
             self.released.push(entry.segment);
         }
     }
 
     /// The journal segments of journaled messages dropped since the last call.
-    pub fn take_released(&mut self) -> Vec<u32> {
+    pub fn take_released(&mut self) -> Vec<SegmentRef> {
         std::mem::take(&mut self.released)
     }
 

@@ -40,7 +40,7 @@ fn record(n: u32) -> Bytes {
 }
 
 /// Appends record `n` as a live enqueue, to be told through `done`.
-fn append(journal: &Journal, n: u32, done: Done) -> Result<u64, StoreError> {
+fn append(journal: &Journal, n: u32, done: Done) -> Result<SegmentId, StoreError> {
     journal.append(RecordKind::Enqueue, &[&record(n)], true, Some(done))
 }
 
@@ -216,6 +216,7 @@ fn segments_are_deleted_oldest_first_once_nothing_in_them_is_live() {
             journal
                 .append(RecordKind::Enqueue, &[&big], true, None)
                 .unwrap()
+                .0
         })
         .collect();
     assert!(segments.last() > segments.first(), "{segments:?}");
@@ -226,14 +227,14 @@ fn segments_are_deleted_oldest_first_once_nothing_in_them_is_live() {
     };
     // Releasing the second segment's records deletes nothing: the first still holds live ones.
     for &s in segments.iter().filter(|&&s| s == segments[0] + 1) {
-        journal.release(s);
+        journal.release(SegmentId(s));
     }
     sync(&journal);
     assert!(fs.exists(&crate::store::segment::segment_path(&dir, segments[0])));
     assert!(fs.exists(&crate::store::segment::segment_path(&dir, segments[0] + 1)));
     // Releasing the first frees both.
     for &s in segments.iter().filter(|&&s| s == segments[0]) {
-        journal.release(s);
+        journal.release(SegmentId(s));
     }
     sync(&journal);
     // The writer deletes after completing the batch.
@@ -266,7 +267,7 @@ fn a_mostly_dead_old_segment_is_offered_for_compaction() {
         let s = journal
             .append(RecordKind::Enqueue, &[&small], true, None)
             .unwrap();
-        if s == 1 {
+        if s == SegmentId(1) {
             first.push(s);
         }
     }
@@ -276,9 +277,9 @@ fn a_mostly_dead_old_segment_is_offered_for_compaction() {
     assert_eq!(journal.compaction_candidate(), None, "all live");
     // All but one of segment 1's records die.
     for _ in 1..first.len() {
-        journal.release(1);
+        journal.release(SegmentId(1));
     }
-    assert_eq!(journal.compaction_candidate(), Some(1));
+    assert_eq!(journal.compaction_candidate(), Some(SegmentId(1)));
 }
 
 #[test]
