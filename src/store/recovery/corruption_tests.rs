@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::*;
 use crate::store::fs::SimFs;
 use crate::store::journal::{Journal, JournalOptions, SyncMode};
-use crate::store::segment::MIN_SEGMENT_SIZE;
+use crate::store::segment::{parse_segment_file_name, MIN_SEGMENT_SIZE};
 use crate::store::Store;
 
 /// The files of a journal directory, by name.
