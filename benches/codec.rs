@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice::codec::frame::{decode_amqp, decode_raw, Output};
 use sluice::codec::transfer::{FirstFrame, Transfer};
-use sluice::message::Message;
+use sluice::Message;
 
 /// A 1 KiB message as clients send it: a header, properties with a message-id, and a data body.
 fn message_1k() -> Bytes {

@@ -11,9 +11,9 @@ use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue};
 use sluice::config::QueueSettings;
-use sluice::message::Message;
+use sluice::testing::{ConnWaker, OutItem, Outbox, Outcome, Queue};
+use sluice::Message;
 
 /// A 256-byte message whose `x-opt-delivery-delay` is `delay_ms`.
 fn message(delay_ms: i64) -> Message {

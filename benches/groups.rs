@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sluice::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue};
 use sluice::config::QueueSettings;
-use sluice::message::Message;
+use sluice::testing::{ConnWaker, OutItem, Outbox, Outcome, Queue};
+use sluice::Message;
 
 /// A 1 KiB message in group `group` (properties.group-id), or ungrouped.
 fn message(group: Option<&str>) -> Message {

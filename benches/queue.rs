@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue};
 use sluice::config::QueueSettings;
-use sluice::message::Message;
+use sluice::testing::{ConnWaker, OutItem, Outbox, Outcome, Queue};
+use sluice::Message;
 
 fn message() -> Message {
     let mut m = vec![0x00, 0x53, 0x75, 0xb0, 0x00, 0x00, 0x04, 0x00];

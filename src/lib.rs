@@ -4,16 +4,20 @@
 //! [`BrokerHandle::shutdown`]. The layers follow DESIGN.md: `transport` (sockets, SASL, frame
 //! codec) feeds `engine` (sans-IO AMQP state machines), which talks to `broker` (queues).
 
-pub mod admin;
-pub mod broker;
+// The public API: the broker, its configuration schema and the wire codec. Everything else
+// is the crate's own; benches, fuzz targets, integration tests and the binary's tools reach
+// what they need through the hidden `testing` and `tools` modules below.
 pub mod codec;
 pub mod config;
-pub mod engine;
-pub mod int_map;
-pub mod logging;
-pub mod message;
-pub mod store;
-pub mod transport;
+
+mod admin;
+mod broker;
+mod engine;
+mod int_map;
+mod logging;
+mod message;
+mod store;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +26,34 @@ use tokio::sync::mpsc;
 
 pub use broker::{GroupInfo, QueueStats};
 pub use config::Config;
+pub use logging::fields as log_fields;
+pub use message::{Message, MessageError};
+pub use transport::fd_limit::raise_to_hard_limit as raise_fd_limit;
+
+/// What benches, fuzz targets and integration tests drive directly: a queue without a broker,
+/// the engine without a socket, the simulated disk. Not a stable API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue, Router};
+    pub use crate::engine::{condition_name, Connection, EngineConfig, PeerInfo};
+    pub use crate::store::segment::MIN_SEGMENT_SIZE;
+    pub use crate::store::{FaultOp, Fs, RealFs, RecordKind, RecordPos, SegmentWriter, SimFs};
+    pub use crate::transport::connection::feed_input;
+}
+
+/// The store as the binary's `repair` command reads and mends it. Not a stable API.
+#[doc(hidden)]
+pub mod tools {
+    pub use crate::store::lock::{DataDirLock, LockError};
+    pub use crate::store::recovery::check_with;
+    pub use crate::store::segment::{
+        list_segments, parse_segment_file_name, read_segment, segment_path, ScanEnd,
+    };
+    pub use crate::store::{
+        recover, recover_with, repair, skip_damaged, Fs, RealFs, RecoveryError, RecoverySummary,
+        SimFs, Skipped,
+    };
+}
 
 use broker::durable::storage::{Storage, StorageError};
 use broker::Router;

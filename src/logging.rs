@@ -52,6 +52,7 @@ pub fn write_escaped<W: Write + ?Sized>(out: &mut W, text: &str, max_chars: usiz
 }
 
 /// `text` escaped and capped as [`write_escaped`] does.
+#[cfg(test)]
 pub fn escaped(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars));
     // Writing to a String cannot fail.

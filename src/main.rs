@@ -157,7 +157,7 @@ fn init_logging(filter: Option<&str>) {
     // only on a terminal, so a log file or journal gets plain text. Every field is escaped and
     // capped, so nothing a peer sends can forge a line or drive the terminal.
     tracing_subscriber::fmt()
-        .fmt_fields(sluice::logging::fields())
+        .fmt_fields(sluice::log_fields())
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -168,7 +168,7 @@ fn init_logging(filter: Option<&str>) {
 /// Each connection is a file descriptor: the soft limit (often 1024) would let about a thousand
 /// sockets lock everyone out, while the hard limit is usually far higher and ours to take.
 fn raise_fd_limit() {
-    match sluice::transport::fd_limit::raise_to_hard_limit() {
+    match sluice::raise_fd_limit() {
         Ok(limit) if limit.now > limit.before => tracing::info!(
             from = limit.before,
             to = limit.now,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fe2o3_amqp::Sender;
-use sluice::store::SimFs;
+use sluice::testing::SimFs;
 use sluice::{Broker, BrokerHandle};
 use support::broker::test_config;
 use support::time::{nothing_within, text, Client, QUIET, WAIT};

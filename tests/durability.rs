@@ -16,7 +16,7 @@ use std::time::Duration;
 use fe2o3_amqp::types::messaging::{Header, Message, Modified, Outcome};
 use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::Sender;
-use sluice::store::{FaultOp, SimFs};
+use sluice::testing::{FaultOp, SimFs};
 use sluice::{Broker, BrokerHandle, Config};
 use support::broker::{fresh_data_dir, test_config};
 use support::time::{

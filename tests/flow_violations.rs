@@ -97,7 +97,7 @@ async fn outcome_of(peer: &mut RawPeer, channel: u16, id: u32) -> definitions::R
 }
 
 fn condition(error: &definitions::Error) -> String {
-    sluice::engine::condition_name(&error.condition)
+    sluice::testing::condition_name(&error.condition)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,7 @@ async fn user_names_and_container_ids_are_logged_escaped() {
     let writer = captured.clone();
     // The subscriber `sluice` installs: the escaping field formatter, plain text.
     let subscriber = tracing_subscriber::fmt()
-        .fmt_fields(sluice::logging::fields())
+        .fmt_fields(sluice::log_fields())
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || writer.clone())

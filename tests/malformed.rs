@@ -271,7 +271,7 @@ async fn a_message_nested_100000_levels_deep_is_rejected_and_the_link_goes_on() 
             Some(DeliveryState::Rejected(rejected)) => {
                 let error = rejected.error.expect("rejected says why");
                 assert_eq!(
-                    sluice::engine::condition_name(&error.condition),
+                    sluice::testing::condition_name(&error.condition),
                     "amqp:decode-error"
                 );
             }
@@ -850,7 +850,7 @@ fn regenerate_the_fuzz_seeds() {
 
 #[test]
 fn the_fuzz_seeds_are_valid_input() {
-    use sluice::message::Message;
+    use sluice::Message;
     for (name, bytes) in message_seeds() {
         Message::parse(bytes.into()).unwrap_or_else(|e| panic!("{name}: {e}"));
     }

@@ -231,7 +231,7 @@ async fn incomplete_deliveries_are_capped_per_connection_but_one_large_message_m
             assert_eq!(d.handle, Handle(2));
             let error = d.error.expect("the detach says why");
             assert_eq!(
-                sluice::engine::condition_name(&error.condition),
+                sluice::testing::condition_name(&error.condition),
                 "amqp:resource-limit-exceeded"
             );
             let description = error.description.unwrap_or_default();

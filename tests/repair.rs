@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use sluice::store::segment::MIN_SEGMENT_SIZE;
-use sluice::store::{RealFs, RecordKind, RecordPos, SegmentWriter};
+use sluice::testing::MIN_SEGMENT_SIZE;
+use sluice::testing::{RealFs, RecordKind, RecordPos, SegmentWriter};
 use tempfile::TempDir;
 
 /// Payload of each record: small enough for many per segment, large enough to span several.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use fe2o3_amqp::types::messaging::Outcome;
 use fe2o3_amqp::types::primitives::Value;
 use fe2o3_amqp::Sender;
-use sluice::store::{FaultOp, SimFs};
+use sluice::testing::{FaultOp, SimFs};
 use sluice::{Broker, BrokerHandle, Config};
 use support::time::{annotated, nothing_within, recv, send, text, Client, Msg, QUIET, WAIT};
 

@@ -339,7 +339,7 @@ mod tests {
             m
         });
         assert_eq!(find_stamp(&payload), Some((9, 12345)));
-        let parsed = sluice::message::Message::parse(bytes::Bytes::from(payload)).unwrap();
+        let parsed = sluice::Message::parse(bytes::Bytes::from(payload)).unwrap();
         assert_eq!(parsed.group_id(), Some("0000000009"));
     }
 }

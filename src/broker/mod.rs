@@ -16,7 +16,7 @@ pub mod memory;
 pub mod queue;
 pub mod router;
 
-pub use consumer::{Confirmed, ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
+pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
 pub use queue::entry::{Annotations, Outcome};
 pub use queue::groups::GroupInfo;
 pub use queue::{ConsumerInfo, Publish, Queue, QueueStats};

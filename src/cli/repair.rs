@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use sluice::store::lock::{DataDirLock, LockError};
-use sluice::store::segment::{
-    list_segments, parse_segment_file_name, read_segment, segment_path, ScanEnd,
-};
-use sluice::store::{self, Fs, RealFs, RecoveryError, RecoverySummary, SimFs};
+use sluice::tools::{self as store, DataDirLock, Fs, LockError, RealFs, RecoveryError};
+use sluice::tools::{list_segments, parse_segment_file_name, read_segment, segment_path};
+use sluice::tools::{RecoverySummary, ScanEnd, SimFs};
 use sluice::Config;
 
 /// Arguments of `sluice repair`.
@@ -167,7 +165,7 @@ pub fn run(args: RepairArgs) -> ExitCode {
 /// repair keeps).
 fn check(fs: &dyn Fs, dir: &Path, records: &mut u64) -> Result<RecoverySummary, RecoveryError> {
     // Counted, not collected: only one segment is in memory at a time.
-    let summary = store::recovery::check_with(fs, dir, |_| *records += 1)?;
+    let summary = store::check_with(fs, dir, |_| *records += 1)?;
     println!(
         "journal {}: clean ({} segments, {} records, {} bytes of records)",
         dir.display(),
@@ -303,7 +301,7 @@ fn skip_all(
             Some(s) => skipped.push(s),
             None => return Ok((skipped, Some((file, offset, reason)))),
         }
-        match store::recovery::check_with(fs, dir, |_| ()) {
+        match store::check_with(fs, dir, |_| ()) {
             Ok(_) => {}
             Err(RecoveryError::Corrupt {
                 file: f,

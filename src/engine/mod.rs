@@ -14,11 +14,11 @@ mod session;
 
 use fe2o3_amqp_types::definitions::{self, ErrorCondition};
 
+pub use connection::SessionInfo;
 pub use connection::{Connection, PeerInfo};
-pub use connection::{LinkInfo, SessionInfo};
 
 use crate::config::Config;
-pub use ids::{Channel, DeliveryId, LinkHandle, Serial};
+pub use ids::{Channel, LinkHandle};
 
 /// The limits and identity the engine announces, taken from the broker configuration.
 #[derive(Debug, Clone)]

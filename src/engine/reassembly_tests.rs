@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::*;
 use crate::broker::memory::Memory;
 use crate::engine::condition_name;
-use crate::engine::{DeliveryId, Serial};
+use crate::engine::ids::{DeliveryId, Serial};
 
 fn producer(credit: u32, max_message_size: u64) -> Producer {
     Producer {

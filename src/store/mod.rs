@@ -45,12 +45,11 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 
-pub use fs::{FaultOp, Fs, FsFile, RealFs, SimFs};
+pub use fs::{FaultOp, Fs, RealFs, SimFs};
 pub use journal::{Journal, JournalOptions, JournalStats, SyncMode, SYNC_BUCKETS_US};
-pub use record::{RecordKind, RecordTooLarge, MAX_PAYLOAD_LEN, MAX_RECORD_LEN};
+pub use record::RecordKind;
 pub use recovery::{
-    recover, recover_with, repair, skip_damaged, Recovered, RecoveredRecord, RecoveryError,
-    RecoverySummary, Repaired, Skipped, TruncatedTail,
+    recover, recover_with, repair, skip_damaged, RecoveryError, RecoverySummary, Skipped,
 };
 pub use segment::{RecordPos, SegmentWriter, StoreError, DEFAULT_SEGMENT_SIZE};
 

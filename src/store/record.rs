@@ -146,6 +146,7 @@ pub fn void_in_place(buf: &mut [u8]) {
 }
 
 /// Appends one record to `buf`; returns the bytes it took ([`encoded_len`]).
+#[cfg(test)]
 pub fn encode(
     kind: RecordKind,
     payload: &[u8],
@@ -292,6 +293,7 @@ pub enum Corrupt {
 
 impl Corrupt {
     /// Bytes the damaged record claims, header included, when its length is believable.
+    #[cfg(test)]
     pub fn claimed_len(&self) -> Option<usize> {
         match *self {
             Corrupt::Length { .. } => None,

@@ -515,7 +515,7 @@ fn check_segments(
     Ok((dead, live))
 }
 
-pub use mend::{repair, skip_damaged, Repaired, Skipped};
+pub use mend::{repair, skip_damaged, Skipped};
 
 mod mend;
 

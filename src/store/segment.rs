@@ -36,7 +36,7 @@ use super::record::{self, RecordKind, RecordTooLarge};
 mod scan;
 
 pub(crate) use scan::last_nonzero;
-pub use scan::{read_segment, scan_records, scan_segment, ScanEnd, SegmentRecord};
+pub use scan::{read_segment, scan_segment, ScanEnd};
 
 /// Segments are preallocated to this size unless configured otherwise: 64 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;

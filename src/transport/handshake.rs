@@ -26,6 +26,7 @@ pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
 /// The SASL protocol header.
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
 /// The TLS protocol header.
+#[cfg(test)]
 pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
 
 /// SASL frames are small; this bounds what an unauthenticated peer can make us buffer.

@@ -100,7 +100,6 @@ pub struct Registry {
     next_id: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    started: SystemTime,
 }
 
 impl Default for Registry {
@@ -110,7 +109,6 @@ impl Default for Registry {
             next_id: AtomicU64::new(1),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            started: SystemTime::now(),
         }
     }
 }
@@ -164,11 +162,6 @@ impl Registry {
         (self.bytes_in.load(Relaxed), self.bytes_out.load(Relaxed))
     }
 
-    /// When the broker started.
-    pub fn started(&self) -> SystemTime {
-        self.started
-    }
-
     /// The connection with this id, if it is open.
     pub fn get(&self, id: ConnectionId) -> Option<Arc<ConnectionEntry>> {
         self.connections.get(&id).map(|e| e.clone())
@@ -184,10 +177,5 @@ impl Registry {
     /// Open connections.
     pub fn len(&self) -> usize {
         self.connections.len()
-    }
-
-    /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
-        self.connections.is_empty()
     }
 }

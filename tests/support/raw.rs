@@ -431,7 +431,7 @@ impl RawPeer {
     pub async fn expect_closed_with(&mut self, condition: &str) -> String {
         let error = self.expect_close_error().await;
         assert_eq!(
-            sluice::engine::condition_name(&error.condition),
+            sluice::testing::condition_name(&error.condition),
             condition,
             "close carried {error:?}"
         );

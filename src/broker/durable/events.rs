@@ -135,6 +135,7 @@ pub fn enqueue_header(
 
 impl Event {
     /// The record kind this event is written as.
+    #[cfg(test)]
     pub fn kind(&self) -> u8 {
         match self {
             Event::Enqueue { .. } => 1,

@@ -124,16 +124,6 @@ impl Delayed {
         self.len
     }
 
-    /// Whether none is delayed.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Their encoded bytes.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// The first `limit` in due order.
     pub fn list(&self, limit: usize) -> Vec<ScheduledInfo> {
         let mut listed = Vec::new();

@@ -403,16 +403,6 @@ impl GroupTable {
         self.slots.len() - self.vacant.len()
     }
 
-    /// Whether no group is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether grouped messages are held back after a rebalance.
-    pub fn is_paused(&self) -> bool {
-        self.paused
-    }
-
     /// Every tracked group, sorted by name.
     pub fn info(&self) -> Vec<GroupInfo> {
         let mut groups: Vec<GroupInfo> = self
@@ -432,12 +422,6 @@ impl GroupTable {
             .collect();
         groups.sort_by(|a, b| a.group.cmp(&b.group));
         groups
-    }
-
-    /// The owner of group `g`.
-    #[cfg(test)]
-    pub fn owner(&self, g: GroupId) -> Option<ConsumerId> {
-        self.slot(g)?.owner
     }
 
     fn create(&mut self, name: Name, hash: u64) -> GroupId {

@@ -92,12 +92,8 @@ impl Retention {
         self.kept.len()
     }
 
-    /// Whether nothing is kept.
-    pub fn is_empty(&self) -> bool {
-        self.kept.is_empty()
-    }
-
     /// Encoded bytes kept.
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -226,7 +222,7 @@ mod tests {
                 earliest_ms: 10_000
             })
         );
-        assert!(r.is_empty(), "everything aged out");
+        assert_eq!(r.len(), 0, "everything aged out");
         assert_eq!(
             Retention::new(0, 0).take_from(0, 0).err(),
             Some(RewindError::Off)

@@ -74,11 +74,6 @@ impl Schedule {
         self.delayed.len()
     }
 
-    /// Encoded bytes of the delayed messages.
-    pub fn delayed_bytes(&self) -> u64 {
-        self.delayed.bytes()
-    }
-
     /// The first `limit` delayed messages, earliest due first.
     pub fn scheduled(&self, limit: usize) -> Vec<ScheduledInfo> {
         self.delayed.list(limit)

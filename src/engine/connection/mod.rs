@@ -8,7 +8,7 @@ mod links;
 mod outgoing;
 mod sessions;
 
-pub use introspect::{LinkInfo, SessionInfo};
+pub use introspect::SessionInfo;
 
 use crate::engine::ids::{Channel, LinkHandle};
 use crate::int_map::{self, IntMap};

@@ -10,15 +10,12 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sluice::broker::{ConnWaker, Router};
-use sluice::engine::{Connection, EngineConfig, PeerInfo};
-use sluice::transport::connection::feed_input;
 use sluice::codec::frame::{decode_amqp, decode_raw};
+use sluice::testing::{feed_input, ConnWaker, Connection, EngineConfig, PeerInfo, Router};
 use sluice::Config;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sluice::message::Message;
+use sluice::Message;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Message::parse(Bytes::copy_from_slice(data));
