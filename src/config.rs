@@ -7,6 +7,7 @@
 //! path, including dynamic parts such as `queues."orders.#"`.
 
 mod document;
+mod error;
 mod limits;
 mod pattern;
 mod queues;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use document::{child, get, Node, Source, Value};
+pub use error::{ConfigError, Location};
 use limits::LIMITS_KEYS;
 pub use limits::{LimitsConfig, Watermark};
 pub use queues::{GroupBuckets, GroupKey, GroupRelease, QueueRules, QueueSettings};
@@ -118,77 +120,6 @@ impl std::fmt::Debug for User {
             .field("password", &"<hidden>")
             .field("roles", &self.roles)
             .finish()
-    }
-}
-
-/// Where in which file a problem was found; lines and columns count from 1,
-/// columns in characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// The file name given to [`Config::from_toml`] or the path given to [`Config::load`].
-    pub origin: String,
-    /// Line number, from 1.
-    pub line: usize,
-    /// Column number in characters, from 1.
-    pub column: usize,
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.origin, self.line, self.column)
-    }
-}
-
-/// Why a configuration could not be loaded. The `Display` text is meant for the
-/// operator as is: it names the file, the position, the key and the fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {}: {}", .path.display(), io_reason(.error))]
-    Read {
-        /// The path as given.
-        path: PathBuf,
-        /// The underlying failure.
-        error: std::io::Error,
-    },
-    /// The text is not valid TOML.
-    #[error("{at}: invalid TOML: {message}")]
-    Syntax {
-        /// Where the parser stopped.
-        at: Location,
-        /// The parser's description.
-        message: String,
-    },
-    /// A key that sluice does not know, usually a typo.
-    #[error("{at}: unknown key `{key}` in {table}; expected one of {}", .expected.join(", "))]
-    UnknownKey {
-        /// Where the key is.
-        at: Location,
-        /// The key as written.
-        key: String,
-        /// The table it was found in, e.g. `[broker]`.
-        table: String,
-        /// The keys that table accepts.
-        expected: Vec<&'static str>,
-    },
-    /// A known key with an unacceptable value.
-    #[error("{at}: {key}: {message}")]
-    Invalid {
-        /// Where the value is.
-        at: Location,
-        /// Full key path, e.g. `queues."orders.#".max_message_size`.
-        key: String,
-        /// What is wrong and what was expected.
-        message: String,
-    },
-}
-
-/// `io::Error` without the "(os error N)" suffix, which only adds noise for operators.
-fn io_reason(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error") {
-        Some(cut) => text[..cut].to_owned(),
-        None => text,
     }
 }
 
@@ -360,8 +291,8 @@ impl AuthConfig {
         for (key, node) in table {
             let path = &child("auth", key);
             match key.as_str() {
-                "anonymous" => self.anonymous = src.exposure(node, path)?,
-                "plain_without_tls" => self.plain_without_tls = src.exposure(node, path)?,
+                "anonymous" => self.anonymous = exposure(src, node, path)?,
+                "plain_without_tls" => self.plain_without_tls = exposure(src, node, path)?,
                 "failure_delay_ms" => {
                     self.failure_delay_ms = src.integer(node, path, 0, u64::MAX)?
                 }
@@ -437,6 +368,22 @@ fn bytes_equal(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
+}
+
+/// Which peers a setting applies to: `"never"`, `"loopback"` or `"everywhere"`.
+fn exposure(src: &Source, node: &Node, path: &str) -> Result<Exposure, ConfigError> {
+    match &node.value {
+        Value::String(s) if s == "never" => Ok(Exposure::Never),
+        Value::String(s) if s == "loopback" => Ok(Exposure::Loopback),
+        Value::String(s) if s == "everywhere" => Ok(Exposure::Everywhere),
+        _ => {
+            let message = format!(
+                r#"expected "never", "loopback" or "everywhere", found {}"#,
+                node.describe()
+            );
+            Err(src.invalid(node, path, message))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use super::{ConfigError, Exposure, GroupBuckets, GroupKey, GroupRelease, Location};
+use super::error::{ConfigError, Location};
 
 /// Extends a key path, quoting keys that TOML would need quoted.
 pub(super) fn child(path: &str, key: &str) -> String {
@@ -252,60 +252,6 @@ impl Source<'_> {
             return Err(self.invalid(node, path, message));
         }
         Ok(Some(name))
-    }
-
-    pub(super) fn group_key(&self, node: &Node, path: &str) -> Result<GroupKey, ConfigError> {
-        Ok(match self.non_empty(node, path)?.as_str() {
-            "group-id" => GroupKey::GroupId,
-            name => GroupKey::Property(name.to_owned()),
-        })
-    }
-
-    pub(super) fn group_release(
-        &self,
-        node: &Node,
-        path: &str,
-    ) -> Result<GroupRelease, ConfigError> {
-        match &node.value {
-            Value::String(s) if s == "on-ack" => Ok(GroupRelease::OnAck),
-            Value::String(s) if s == "on-close" => Ok(GroupRelease::OnClose),
-            _ => {
-                let message = format!(
-                    r#"expected "on-ack" or "on-close", found {}"#,
-                    node.describe()
-                );
-                Err(self.invalid(node, path, message))
-            }
-        }
-    }
-
-    pub(super) fn group_buckets(
-        &self,
-        node: &Node,
-        path: &str,
-    ) -> Result<GroupBuckets, ConfigError> {
-        Ok(
-            match self.integer(node, path, -1i64, i64::from(u32::MAX))? {
-                -1 => GroupBuckets::Exact,
-                0 => GroupBuckets::Off,
-                n => GroupBuckets::Hashed(n as u32),
-            },
-        )
-    }
-
-    pub(super) fn exposure(&self, node: &Node, path: &str) -> Result<Exposure, ConfigError> {
-        match &node.value {
-            Value::String(s) if s == "never" => Ok(Exposure::Never),
-            Value::String(s) if s == "loopback" => Ok(Exposure::Loopback),
-            Value::String(s) if s == "everywhere" => Ok(Exposure::Everywhere),
-            _ => {
-                let message = format!(
-                    r#"expected "never", "loopback" or "everywhere", found {}"#,
-                    node.describe()
-                );
-                Err(self.invalid(node, path, message))
-            }
-        }
     }
 
     /// Exactly one address.

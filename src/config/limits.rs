@@ -2,7 +2,7 @@
 //! (issue 12 §1).
 
 use super::document::{child, Node, Source, Value};
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// The keys of `[limits]`.
 pub(super) const LIMITS_KEYS: &[&str] = &[

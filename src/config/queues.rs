@@ -2,14 +2,14 @@
 //! are read, and how the tables that match a queue merge into its settings.
 
 use super::document::{child, Node, Source, Value};
+use super::error::ConfigError;
 use super::pattern::Pattern;
-use super::ConfigError;
 
 /// Declares the per-queue keys once: each line yields a field of [`QueueSettings`]
 /// with its default, an optional override read from `[queues."pattern"]` with the
-/// named `Source` method, and the key-wise merge. Adding a key is adding a line.
+/// named reader (a `Source` method, or one of this file's), and the key-wise merge. Adding a key is adding a line.
 macro_rules! queue_settings {
-    ($( $(#[$doc:meta])* $key:ident: $ty:ty = $default:expr, read by $read:ident; )*) => {
+    ($( $(#[$doc:meta])* $key:ident: $ty:ty = $default:expr, read by $read:path; )*) => {
         /// Settings in force for one queue, after merging the `[queues."pattern"]`
         /// tables that match its name (see [`QueueRules::settings_for`]).
         #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +63,7 @@ macro_rules! queue_settings {
                 let mut overrides = QueueOverrides::default();
                 for (key, node) in table {
                     match key.as_str() {
-                        $( stringify!($key) => overrides.$key = Some(src.$read(node, &child(path, key))?), )*
+                        $( stringify!($key) => overrides.$key = Some($read(src, node, &child(path, key))?), )*
                         _ => {}
                     }
                 }
@@ -171,47 +171,47 @@ impl SettingValue for GroupBuckets {
 
 queue_settings! {
     /// Create the queue when a link attaches to a name that does not exist yet.
-    auto_create: bool = true, read by boolean;
+    auto_create: bool = true, read by Source::boolean;
     /// Keep the queue and its messages in the store across restarts.
-    durable: bool = true, read by boolean;
+    durable: bool = true, read by Source::boolean;
     /// Largest message accepted, in bytes; 0 means unlimited.
-    max_message_size: u64 = 64 * 1024 * 1024, read by size;
+    max_message_size: u64 = 64 * 1024 * 1024, read by Source::size;
     /// Where the group id is read: `"group-id"` or the name of an application property.
     group_key: GroupKey = GroupKey::GroupId, read by group_key;
     /// When a consumer's ownership of a group ends: `"on-ack"` or `"on-close"`.
     group_release: GroupRelease = GroupRelease::OnAck, read by group_release;
     /// Mark the first message of a group given to a new owner with this key = true.
-    group_first_key: Option<String> = None, read by optional_symbol;
+    group_first_key: Option<String> = None, read by Source::optional_symbol;
     /// Put the first-for-consumer marker in the application properties too (for JMS).
-    group_first_as_property: bool = false, read by boolean;
+    group_first_as_property: bool = false, read by Source::boolean;
     /// Reset group ownership whenever a consumer attaches, so groups spread out.
-    group_rebalance: bool = false, read by boolean;
+    group_rebalance: bool = false, read by Source::boolean;
     /// After such a reset, hold grouped messages until every in-flight one is settled.
-    group_rebalance_pause_dispatch: bool = false, read by boolean;
+    group_rebalance_pause_dispatch: bool = false, read by Source::boolean;
     /// `-1` tracks every group id, `0` turns grouping off, `N` hashes ids into N buckets.
     group_buckets: GroupBuckets = GroupBuckets::Exact, read by group_buckets;
     /// Milliseconds a message without a delivery-time or delay annotation waits before it
     /// becomes ready, so a queue can buffer for producers that cannot annotate; 0 = none.
-    default_delay: u64 = 0, read by duration_ms;
+    default_delay: u64 = 0, read by Source::duration_ms;
     /// Milliseconds a message without a header ttl or absolute-expiry-time may stay, so a
     /// queue nobody drains does not grow forever; 0 = none.
-    default_ttl: u64 = 0, read by duration_ms;
+    default_ttl: u64 = 0, read by Source::duration_ms;
     /// Milliseconds a consumer may hold an acquired message unsettled before it is released
     /// to others, so a stuck consumer cannot hide messages; 0 = none.
-    visibility_timeout: u64 = 0, read by duration_ms;
+    visibility_timeout: u64 = 0, read by Source::duration_ms;
     /// Milliseconds a consumer holding unsettled messages may go without settling any before
     /// its link is detached and they return to the queue (RabbitMQ's name); 0 = never.
-    consumer_timeout: u64 = 30 * 60 * 1000, read by duration_ms;
+    consumer_timeout: u64 = 30 * 60 * 1000, read by Source::duration_ms;
     /// The queue that receives rejected, expired and over-delivered messages instead of
     /// losing them; none when absent.
-    dead_letter_address: Option<String> = None, read by optional_queue_name;
+    dead_letter_address: Option<String> = None, read by Source::optional_queue_name;
     /// Dead-letter a message once its delivery-count reaches this, so a poison message
     /// cannot loop forever; 0 = unlimited.
-    max_delivery_attempts: u32 = 0, read by count;
+    max_delivery_attempts: u32 = 0, read by Source::count;
     /// Seconds after enqueue that consumed messages stay available for rewind; 0 = off.
-    rewind_seconds: u64 = 0, read by seconds;
+    rewind_seconds: u64 = 0, read by Source::seconds;
     /// Bound on the bytes kept for rewind per queue, so retention cannot exhaust memory.
-    rewind_max_bytes: u64 = 64 * 1024 * 1024, read by size;
+    rewind_max_bytes: u64 = 64 * 1024 * 1024, read by Source::size;
 }
 
 /// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.
@@ -295,4 +295,36 @@ impl QueueRules {
         }
         Ok(QueueRules { rules })
     }
+}
+
+/// `group_key`: `"group-id"` or an application property's name.
+fn group_key(src: &Source, node: &Node, path: &str) -> Result<GroupKey, ConfigError> {
+    Ok(match src.non_empty(node, path)?.as_str() {
+        "group-id" => GroupKey::GroupId,
+        name => GroupKey::Property(name.to_owned()),
+    })
+}
+
+/// `group_release`: `"on-ack"` or `"on-close"`.
+fn group_release(src: &Source, node: &Node, path: &str) -> Result<GroupRelease, ConfigError> {
+    match &node.value {
+        Value::String(s) if s == "on-ack" => Ok(GroupRelease::OnAck),
+        Value::String(s) if s == "on-close" => Ok(GroupRelease::OnClose),
+        _ => {
+            let message = format!(
+                r#"expected "on-ack" or "on-close", found {}"#,
+                node.describe()
+            );
+            Err(src.invalid(node, path, message))
+        }
+    }
+}
+
+/// `group_buckets`: -1 (exact), 0 (off) or a bucket count.
+fn group_buckets(src: &Source, node: &Node, path: &str) -> Result<GroupBuckets, ConfigError> {
+    Ok(match src.integer(node, path, -1i64, i64::from(u32::MAX))? {
+        -1 => GroupBuckets::Exact,
+        0 => GroupBuckets::Off,
+        n => GroupBuckets::Hashed(n as u32),
+    })
 }

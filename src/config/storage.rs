@@ -3,7 +3,7 @@
 use crate::store::{JournalOptions, SyncMode, DEFAULT_SEGMENT_SIZE};
 
 use super::document::{child, Node, Source, Value};
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// The keys of `[storage]`.
 pub(super) const STORAGE_KEYS: &[&str] = &[

@@ -8,7 +8,7 @@ use crate::codec::frame::{delivery_transfer_size, Output};
 use crate::codec::transfer::FirstFrame;
 use crate::engine::ids::{Channel, DeliveryId, LinkHandle};
 
-use super::session::Window;
+use super::window::Window;
 
 /// Room a transfer performative needs at most when it carries only the fields we set (handle,
 /// delivery-id, a 4-byte tag, format, settled, more): below this, no size computation is needed.

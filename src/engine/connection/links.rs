@@ -9,7 +9,7 @@ use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 use crate::broker::{Outbox, RouteError};
 use crate::engine::ids::{Channel, LinkHandle, Serial};
 use crate::engine::link::{Consumer, Link, LinkKind, Producer};
-use crate::engine::session::session_flow;
+use crate::engine::window::session_flow;
 use crate::engine::{AmqpFailure, Failure};
 
 use super::Connection;

@@ -14,7 +14,8 @@ use crate::codec::frame::Output;
 use crate::engine::ids::{Channel, DeliveryId, LinkHandle, Serial};
 use crate::engine::link::{Consumer, LinkKind};
 use crate::engine::sending::{start_sending, Sending};
-use crate::engine::session::{session_flow, Session, Window};
+use crate::engine::session::Session;
+use crate::engine::window::{session_flow, Window};
 use crate::engine::{AmqpFailure, Failure};
 
 use super::consumer_timeout::check_interval;

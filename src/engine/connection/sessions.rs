@@ -9,7 +9,8 @@ use fe2o3_amqp_types::definitions::{AmqpError, ConnectionError, Handle, SessionE
 use fe2o3_amqp_types::performatives::{Begin, End, Flow, Performative};
 
 use crate::engine::link::LinkKind;
-use crate::engine::session::{session_flow, Session, Window, INITIAL_OUTGOING_ID, OUTGOING_WINDOW};
+use crate::engine::session::Session;
+use crate::engine::window::{session_flow, Window, INITIAL_OUTGOING_ID, OUTGOING_WINDOW};
 use crate::engine::{AmqpFailure, Failure};
 
 use super::Connection;
