@@ -37,7 +37,9 @@ pub mod testing {
     pub use crate::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue, Router};
     pub use crate::engine::{condition_name, Connection, EngineConfig, PeerInfo};
     pub use crate::store::segment::MIN_SEGMENT_SIZE;
-    pub use crate::store::{FaultOp, Fs, RealFs, RecordKind, RecordPos, SegmentWriter, SimFs};
+    #[cfg(feature = "testing")]
+    pub use crate::store::{FaultOp, SimFs};
+    pub use crate::store::{Fs, RealFs, RecordKind, RecordPos, SegmentWriter};
     pub use crate::transport::connection::feed_input;
 }
 
@@ -50,8 +52,8 @@ pub mod tools {
         list_segments, parse_segment_file_name, read_segment, segment_path, ScanEnd,
     };
     pub use crate::store::{
-        recover, recover_with, repair, skip_damaged, Fs, RealFs, RecoveryError, RecoverySummary,
-        SimFs, Skipped,
+        recover, recover_with, repair, skip_damaged, Fs, OverlayFs, RealFs, RecoveryError,
+        RecoverySummary, Skipped,
     };
 }
 

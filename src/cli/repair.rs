@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::Args;
 use sluice::tools::{self as store, DataDirLock, Fs, LockError, RealFs, RecoveryError};
 use sluice::tools::{list_segments, parse_segment_file_name, read_segment, segment_path};
-use sluice::tools::{RecoverySummary, ScanEnd, SimFs};
+use sluice::tools::{OverlayFs, RecoverySummary, ScanEnd};
 use sluice::Config;
 
 /// Arguments of `sluice repair`.
@@ -209,14 +209,12 @@ fn torn_tail(fs: &dyn Fs, dir: &Path, summary: &RecoverySummary, yes: bool) -> E
 
 type Damage = (PathBuf, u64, String);
 
-/// `--skip-damaged`: shows what skipping would blank (done on a copy in memory), then, once
-/// confirmed, does it.
+/// `--skip-damaged`: shows what skipping would blank (tried on an overlay that keeps its
+/// changes in memory, so only the segments it touches are copied), then, once confirmed,
+/// does it.
 fn skip_mode(fs: &RealFs, dir: &Path, first: Damage, yes: bool) -> ExitCode {
-    let copy = match copy_to_memory(fs, dir) {
-        Ok(copy) => copy,
-        Err(e) => return read_error(dir, e),
-    };
-    let (would, left) = match skip_all(&copy, dir, first.clone()) {
+    let trial = OverlayFs::new(std::sync::Arc::new(fs.clone()));
+    let (would, left) = match skip_all(&trial, dir, first.clone()) {
         Ok(r) => r,
         Err(e) => return read_error(dir, e),
     };
@@ -318,23 +316,6 @@ fn skip_all(
         }
     }
     Ok((skipped, None))
-}
-
-/// The journal directory copied into a simulated file system, to try repairs on.
-fn copy_to_memory(fs: &RealFs, dir: &Path) -> Result<SimFs, RecoveryError> {
-    let io = |op: &'static str, file: PathBuf| move |source| RecoveryError::Io { op, file, source };
-    let sim = SimFs::new();
-    sim.create_dir_all(dir)
-        .map_err(io("create", dir.to_owned()))?;
-    for name in fs.list(dir).map_err(io("list", dir.to_owned()))? {
-        let path = dir.join(&name);
-        let data = fs.read(&path).map_err(io("read", path.clone()))?;
-        let f = sim.create(&path).map_err(io("copy", path.clone()))?;
-        f.write_at(0, &data).map_err(io("copy", path.clone()))?;
-        f.sync_data().map_err(io("copy", path))?;
-    }
-    sim.sync_dir(dir).map_err(io("copy", dir.to_owned()))?;
-    Ok(sim)
 }
 
 /// Lists what truncating at `file` `offset` would drop: the rest of that segment and every

@@ -1,10 +1,11 @@
 //! The file-system calls the journal makes, behind a trait, so that tests can run the same
-//! code on [`SimFs`] — an in-memory file system that forgets, on a simulated power loss,
-//! everything that was not synced — and the broker on [`RealFs`].
+//! code on `SimFs` — an in-memory file system that forgets, on a simulated power loss,
+//! everything that was not synced; built for tests only (the `testing` feature) — the broker
+//! on [`RealFs`], and `sluice repair`'s dry run on an [`OverlayFs`] that never writes the disk.
 //!
 //! The trait keeps each call raw: `create` and `remove` do not sync the directory, `write_at`
 //! does not sync the data. The segment layer makes every sync explicit, which is what lets
-//! [`SimFs`] show that a missing one loses data.
+//! `SimFs` show that a missing one loses data.
 //!
 //! # Sync errors are sticky
 //!
@@ -26,8 +27,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod overlay;
+#[cfg(any(test, feature = "testing"))]
 mod sim;
 
+pub use overlay::OverlayFs;
+#[cfg(any(test, feature = "testing"))]
 pub use sim::{FaultOp, SimFs};
 
 /// A file system, as the journal uses it.

@@ -18,7 +18,7 @@
 //!                                                                 recovery.rs
 //! ```
 //!
-//! Everything touches the disk through [`fs::Fs`], so that [`fs::SimFs`] can stand in for
+//! Everything touches the disk through [`fs::Fs`], so that `SimFs` (tests only) can stand in for
 //! it in tests and lose power at any point.
 //!
 //! # What is durable when
@@ -45,7 +45,9 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 
-pub use fs::{FaultOp, Fs, RealFs, SimFs};
+#[cfg(any(test, feature = "testing"))]
+pub use fs::{FaultOp, SimFs};
+pub use fs::{Fs, OverlayFs, RealFs};
 pub use journal::{Journal, JournalOptions, JournalStats, SyncMode, SYNC_BUCKETS_US};
 pub use record::RecordKind;
 pub use recovery::{

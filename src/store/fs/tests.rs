@@ -337,3 +337,49 @@ fn real_fs_sync_errors_would_be_sticky() {
     // Another RealFs is another process: it starts clean.
     assert!(RealFs::new().open(&path).unwrap().sync_data().is_ok());
 }
+
+#[test]
+fn overlay_fs_does_what_the_journal_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base: Arc<dyn Fs> = Arc::new(RealFs::new());
+    exercise(&OverlayFs::new(base), &tmp.path().join("journal"));
+    assert!(
+        !tmp.path().join("journal").exists(),
+        "nothing reached the disk"
+    );
+}
+
+#[test]
+fn overlay_fs_reads_through_and_never_writes_the_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("a.seg"), b"original").unwrap();
+    std::fs::write(dir.join("b.seg"), b"kept").unwrap();
+    let overlay = OverlayFs::new(Arc::new(RealFs::new()));
+
+    let a = overlay.open(&dir.join("a.seg")).unwrap();
+    let mut buf = [0u8; 4];
+    a.read_at(4, &mut buf).unwrap();
+    assert_eq!(&buf, b"inal", "reads go to the base until a change");
+    a.write_at(0, b"CHANGED!!").unwrap();
+    a.sync_data().unwrap();
+    assert_eq!(overlay.read(&dir.join("a.seg")).unwrap(), b"CHANGED!!");
+    assert_eq!(overlay.open(&dir.join("a.seg")).unwrap().len().unwrap(), 9);
+    overlay.remove(&dir.join("b.seg")).unwrap();
+    overlay
+        .create(&dir.join("c.seg"))
+        .unwrap()
+        .write_at(0, b"new")
+        .unwrap();
+    assert_eq!(
+        overlay.create(&dir.join("a.seg")).unwrap_err().kind(),
+        io::ErrorKind::AlreadyExists
+    );
+    let mut names = overlay.list(dir).unwrap();
+    names.sort();
+    assert_eq!(names, ["a.seg", "c.seg"]);
+
+    assert_eq!(std::fs::read(dir.join("a.seg")).unwrap(), b"original");
+    assert_eq!(std::fs::read(dir.join("b.seg")).unwrap(), b"kept");
+    assert!(!dir.join("c.seg").exists());
+}
