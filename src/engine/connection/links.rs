@@ -71,20 +71,9 @@ impl Connection {
             reply_target.address = Some(q.name().to_string());
         }
         let reply = Attach {
-            name: attach.name.clone(),
-            handle: attach.handle.clone(),
-            role: Role::Receiver,
-            snd_settle_mode: attach.snd_settle_mode.clone(),
-            rcv_settle_mode: attach.rcv_settle_mode.clone(),
-            source: attach.source.clone(),
             target: Some(Box::new(TargetArchetype::Target(reply_target))),
-            unsettled: None,
-            incomplete_unsettled: false,
-            initial_delivery_count: None,
             max_message_size: (max_message_size > 0).then_some(max_message_size),
-            offered_capabilities: None,
-            desired_capabilities: None,
-            properties: None,
+            ..answer(attach)
         };
         self.out
             .push_frame(channel.0, &Performative::Attach(reply), &[]);
@@ -156,24 +145,13 @@ impl Connection {
             ..source.clone()
         };
         let reply = Attach {
-            name: attach.name.clone(),
-            handle: attach.handle.clone(),
-            role: Role::Sender,
             snd_settle_mode: if presettled {
                 SenderSettleMode::Settled
             } else {
                 SenderSettleMode::Unsettled
             },
-            rcv_settle_mode: attach.rcv_settle_mode.clone(),
             source: Some(Box::new(reply_source)),
-            target: attach.target.clone(),
-            unsettled: None,
-            incomplete_unsettled: false,
-            initial_delivery_count: Some(0),
-            max_message_size: None,
-            offered_capabilities: None,
-            desired_capabilities: None,
-            properties: None,
+            ..answer(attach)
         };
         self.out
             .push_frame(channel.0, &Performative::Attach(reply), &[]);
@@ -213,23 +191,9 @@ impl Connection {
             error.description
         );
         let reply = Attach {
-            name: attach.name.clone(),
-            handle: attach.handle.clone(),
-            role: match attach.role {
-                Role::Sender => Role::Receiver,
-                Role::Receiver => Role::Sender,
-            },
-            snd_settle_mode: attach.snd_settle_mode.clone(),
-            rcv_settle_mode: attach.rcv_settle_mode.clone(),
             source: None,
             target: None,
-            unsettled: None,
-            incomplete_unsettled: false,
-            initial_delivery_count: matches!(attach.role, Role::Receiver).then_some(0),
-            max_message_size: None,
-            offered_capabilities: None,
-            desired_capabilities: None,
-            properties: None,
+            ..answer(attach)
         };
         self.out
             .push_frame(channel.0, &Performative::Attach(reply), &[]);
@@ -395,4 +359,32 @@ fn route_failure(e: RouteError) -> AmqpFailure {
 
 fn no_session() -> AmqpFailure {
     AmqpFailure::new(AmqpError::InternalError, "session vanished during attach")
+}
+
+/// The attach that answers `attach`: its name and handle, the other role, the peer's settle
+/// modes, source and target echoed, and an initial delivery-count when we are the sender.
+/// Each caller sets what it decided (the address it resolved, a limit, or null terminus for
+/// a refusal) on top.
+fn answer(attach: &Attach) -> Attach {
+    let we_send = matches!(attach.role, Role::Receiver);
+    Attach {
+        name: attach.name.clone(),
+        handle: attach.handle.clone(),
+        role: if we_send {
+            Role::Sender
+        } else {
+            Role::Receiver
+        },
+        snd_settle_mode: attach.snd_settle_mode.clone(),
+        rcv_settle_mode: attach.rcv_settle_mode.clone(),
+        source: attach.source.clone(),
+        target: attach.target.clone(),
+        unsettled: None,
+        incomplete_unsettled: false,
+        initial_delivery_count: we_send.then_some(0),
+        max_message_size: None,
+        offered_capabilities: None,
+        desired_capabilities: None,
+        properties: None,
+    }
 }
