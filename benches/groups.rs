@@ -53,7 +53,6 @@ fn many_groups(c: &mut Criterion) {
         let queue = Queue::new(
             "bench".into(),
             QueueSettings::default(),
-            false,
             std::sync::Weak::new(),
         );
         let messages: Vec<Message> = (0..groups)
@@ -86,7 +85,6 @@ fn waiting_behind_owned(c: &mut Criterion) {
         let queue = Queue::new(
             "bench".into(),
             QueueSettings::default(),
-            false,
             std::sync::Weak::new(),
         );
         let owner = consumer(&queue, 1, 1);
@@ -119,7 +117,6 @@ fn ungrouped(c: &mut Criterion) {
         let queue = Queue::new(
             "bench".into(),
             QueueSettings::default(),
-            false,
             std::sync::Weak::new(),
         );
         let messages: Vec<Message> = (0..waiting.max(1)).map(|_| message(None)).collect();

@@ -23,7 +23,6 @@ fn cycle(c: &mut Criterion) {
         let queue = Queue::new(
             "bench".into(),
             QueueSettings::default(),
-            false,
             std::sync::Weak::new(),
         );
         let waker = ConnWaker::new();

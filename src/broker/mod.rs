@@ -19,5 +19,6 @@ pub mod router;
 pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
 pub use queue::entry::{Annotations, Outcome};
 pub use queue::groups::GroupInfo;
+pub use queue::temporary::Lifetime;
 pub use queue::{ConsumerInfo, Publish, Queue, QueueStats};
 pub use router::{RouteError, Router};

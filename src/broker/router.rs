@@ -13,6 +13,7 @@ use crate::broker::consumer::ConsumerId;
 use crate::broker::durable::events::QueueNo;
 use crate::broker::durable::journaled::Journaled;
 use crate::broker::memory::Memory;
+use crate::broker::queue::temporary::{Lifetime, Temporary};
 use crate::broker::queue::Queue;
 
 /// Why an address could not be resolved to a node.
@@ -101,7 +102,6 @@ impl Router {
         Ok(Queue::with_journal(
             name.to_string(),
             settings,
-            false,
             self.me.clone(),
             journal,
         ))
@@ -117,13 +117,7 @@ impl Router {
             segment,
             self.deliver_after_sync,
         ));
-        let queue = Queue::with_journal(
-            name.to_string(),
-            settings,
-            false,
-            self.me.clone(),
-            Some(journal),
-        );
+        let queue = Queue::with_journal(name.to_string(), settings, self.me.clone(), Some(journal));
         self.queues.insert(name.to_string(), queue.clone());
         Some(queue)
     }
@@ -188,20 +182,39 @@ impl Router {
         }
     }
 
-    /// Creates a queue with a generated name for a dynamic link; it is deleted by
-    /// [`Router::delete_dynamic`] when that link goes.
-    pub fn create_dynamic(&self) -> Arc<Queue> {
+    /// Creates a temporary queue with a generated name for a dynamic link of `connection`;
+    /// [`Router::link_ended`] deletes it when its lifetime policy says so.
+    pub fn create_dynamic(&self, connection: u64, lifetime: Lifetime) -> Arc<Queue> {
         let name = format!("sluice.dynamic.{}", self.next_id());
         let settings = self.rules.settings_for(&name);
-        let queue = Queue::new(name.clone(), settings, true, self.me.clone());
+        let temporary = Temporary::new(connection, lifetime);
+        let queue = Queue::new_temporary(name.clone(), settings, temporary, self.me.clone());
         self.queues.insert(name, queue.clone());
         queue
     }
 
-    /// Removes a dynamic queue (its messages go with it, as `delete-on-close` says).
-    pub fn delete_dynamic(&self, queue: &Queue) {
-        if queue.is_dynamic() {
-            self.queues.remove(queue.name());
+    /// A link to `queue` ended (`owner`: the link that created it). A temporary queue whose
+    /// lifetime policy ends with it is deleted, its messages with it, and any other consumer
+    /// of it is detached.
+    pub fn link_ended(&self, queue: &Arc<Queue>, owner: bool) {
+        let Some(temporary) = queue.temporary() else {
+            return;
+        };
+        if !temporary.link_ended(owner, queue.stats().ready) {
+            return;
+        }
+        let removed = self
+            .queues
+            .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
+            .is_some();
+        if removed {
+            let dropped = queue.delete();
+            tracing::debug!(
+                queue = queue.name(),
+                messages = dropped,
+                policy = temporary.lifetime().name(),
+                "temporary queue deleted"
+            );
         }
     }
 

@@ -21,6 +21,8 @@ pub(super) struct Link {
     pub kind: LinkKind,
     /// We sent `detach` and wait for the peer's; nothing more flows on the link.
     pub detach_sent: bool,
+    /// The link created its node (a dynamic one): it owns it.
+    pub created_node: bool,
 }
 
 /// What a link does for its peer.

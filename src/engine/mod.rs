@@ -11,6 +11,7 @@ mod link;
 mod reassembly;
 mod sending;
 mod session;
+mod terminus;
 mod window;
 
 use fe2o3_amqp_types::definitions::{self, ErrorCondition};

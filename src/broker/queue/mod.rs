@@ -21,6 +21,7 @@ use self::ready::ReadyList;
 use self::rewind::{Retention, RewindError};
 use self::schedule::{Due, Schedule, ScheduledInfo};
 pub use self::stats::{ConsumerInfo, QueueStats};
+use self::temporary::Temporary;
 use self::timer::Timer;
 use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
 use crate::broker::durable::journaled::Journaled;
@@ -41,6 +42,7 @@ pub mod rewind;
 pub mod schedule;
 mod settle;
 pub mod stats;
+pub mod temporary;
 pub mod timer;
 
 #[cfg(test)]
@@ -128,7 +130,8 @@ pub(in crate::broker) struct DeadLetter {
 pub struct Queue {
     name: String,
     settings: QueueSettings,
-    dynamic: bool,
+    /// Set for a dynamic node: who owns it and when it goes.
+    temporary: Option<Temporary>,
     /// Deleted by an administrator: producers still holding the queue are detached.
     deleted: AtomicBool,
     /// Where dead letters go: the router finds (or creates) the dead-letter queue.
@@ -141,20 +144,34 @@ pub struct Queue {
 impl Queue {
     /// An empty queue named `name` with the settings in force for it. Dead letters are routed
     /// through `router`; with none (`Weak::new()`) they are dropped and counted.
-    pub fn new(
-        name: String,
-        settings: QueueSettings,
-        dynamic: bool,
-        router: Weak<Router>,
-    ) -> Arc<Queue> {
-        Queue::with_journal(name, settings, dynamic, router, None)
+    pub fn new(name: String, settings: QueueSettings, router: Weak<Router>) -> Arc<Queue> {
+        Queue::build(name, settings, None, router, None)
     }
 
     /// As [`Queue::new`], journaling durable messages to `journal`.
     pub fn with_journal(
         name: String,
         settings: QueueSettings,
-        dynamic: bool,
+        router: Weak<Router>,
+        journal: Option<Arc<Journaled>>,
+    ) -> Arc<Queue> {
+        Queue::build(name, settings, None, router, journal)
+    }
+
+    /// As [`Queue::new`], a temporary queue (a dynamic node; never journaled).
+    pub fn new_temporary(
+        name: String,
+        settings: QueueSettings,
+        temporary: Temporary,
+        router: Weak<Router>,
+    ) -> Arc<Queue> {
+        Queue::build(name, settings, Some(temporary), router, None)
+    }
+
+    fn build(
+        name: String,
+        settings: QueueSettings,
+        temporary: Option<Temporary>,
         router: Weak<Router>,
         journal: Option<Arc<Journaled>>,
     ) -> Arc<Queue> {
@@ -162,7 +179,7 @@ impl Queue {
             i64::try_from(settings.rewind_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
         Arc::new_cyclic(|me| Queue {
             name,
-            dynamic,
+            temporary,
             deleted: AtomicBool::new(false),
             router,
             timer: Arc::default(),
@@ -199,7 +216,12 @@ impl Queue {
 
     /// Whether the queue was created for a dynamic link and dies with it.
     pub fn is_dynamic(&self) -> bool {
-        self.dynamic
+        self.temporary.is_some()
+    }
+
+    /// The owner and lifetime of a temporary queue.
+    pub fn temporary(&self) -> Option<&Temporary> {
+        self.temporary.as_ref()
     }
 
     /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed

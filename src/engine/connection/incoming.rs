@@ -74,6 +74,7 @@ impl Connection {
             name: link_name,
             kind,
             detach_sent,
+            ..
         } = link;
         let producer = match kind {
             LinkKind::Producer(p) if !*detach_sent => p,

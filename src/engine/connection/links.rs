@@ -9,6 +9,7 @@ use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 use crate::broker::{Outbox, RouteError};
 use crate::engine::ids::{Channel, LinkHandle, Serial};
 use crate::engine::link::{Consumer, Link, LinkKind, Producer};
+use crate::engine::terminus::lifetime_policy;
 use crate::engine::window::session_flow;
 use crate::engine::{AmqpFailure, Failure};
 
@@ -57,14 +58,26 @@ impl Connection {
                 ))
             }
         };
+        let created_node = target.as_ref().is_some_and(|t| t.dynamic);
         let queue = match &target {
-            Some(t) if t.dynamic => Some(self.router.create_dynamic()),
+            Some(t) if t.dynamic => {
+                let lifetime = lifetime_policy(t.dynamic_node_properties.as_ref());
+                Some(self.router.create_dynamic(self.id, lifetime))
+            }
             Some(Target {
                 address: Some(address),
                 ..
             }) => Some(self.router.queue(address).map_err(route_failure)?),
             _ => None,
         };
+        // Anyone may send to a temporary queue (a reply-to address is the point of one).
+        if let Some(temporary) = queue
+            .as_ref()
+            .filter(|_| !created_node)
+            .and_then(|q| q.temporary())
+        {
+            temporary.link_attached();
+        }
         let max_message_size = queue.as_ref().map_or(0, |q| q.settings().max_message_size);
         let mut reply_target = target.unwrap_or_default();
         if let Some(q) = &queue {
@@ -101,6 +114,7 @@ impl Connection {
                     max_message_size,
                 }),
                 detach_sent: false,
+                created_node,
             },
         );
         let mut flow = session_flow(&session.window);
@@ -125,8 +139,10 @@ impl Connection {
                 "source filters (selectors) are not supported yet",
             ));
         }
+        let created_node = source.dynamic;
         let queue = if source.dynamic {
-            self.router.create_dynamic()
+            let lifetime = lifetime_policy(source.dynamic_node_properties.as_ref());
+            self.router.create_dynamic(self.id, lifetime)
         } else {
             let Some(address) = source.address.as_deref() else {
                 return Err(AmqpFailure::new(
@@ -134,7 +150,21 @@ impl Connection {
                     "a receiving link needs a source address (or dynamic = true)",
                 ));
             };
-            self.router.queue(address).map_err(route_failure)?
+            let queue = self.router.queue(address).map_err(route_failure)?;
+            if let Some(temporary) = queue.temporary() {
+                // Only the owner's connection consumes from a temporary queue.
+                if temporary.connection() != self.id {
+                    return Err(AmqpFailure::new(
+                        AmqpError::ResourceLocked,
+                        format!(
+                            "'{address}' is a temporary queue of another connection: it may \
+                             be sent to, not consumed from"
+                        ),
+                    ));
+                }
+                temporary.link_attached();
+            }
+            queue
         };
         let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
         let id = self.router.next_id();
@@ -175,6 +205,7 @@ impl Connection {
                     active_at: self.clock,
                 }),
                 detach_sent: false,
+                created_node,
             },
         );
         Ok(())
@@ -279,6 +310,7 @@ impl Connection {
                 name,
                 kind,
                 detach_sent: true,
+                created_node: false,
             };
             session.links.insert(handle, link);
         }
@@ -295,16 +327,17 @@ impl Connection {
     }
 
     /// Ends a link's use of the broker: a consumer's held messages return to its queue (sent
-    /// ones with delivery-count + 1) and a dynamic queue is deleted.
+    /// ones with delivery-count + 1), and a temporary queue is deleted when its lifetime
+    /// policy ends with this link.
     pub(super) fn teardown_link(&mut self, link: Link) {
         if let LinkKind::Consumer(mut c) = link.kind {
             c.flush_settlements();
             c.queue.detach_consumer(c.id);
             self.consumers.remove(&c.id);
-            self.router.delete_dynamic(&c.queue);
+            self.router.link_ended(&c.queue, link.created_node);
         } else if let LinkKind::Producer(p) = link.kind {
-            if let Some(q) = p.target.filter(|q| q.is_dynamic()) {
-                self.router.delete_dynamic(&q);
+            if let Some(q) = p.target {
+                self.router.link_ended(&q, link.created_node);
             }
         }
     }

@@ -86,6 +86,8 @@ enum State {
 /// [`take_topology_changed`](Self::take_topology_changed).
 #[derive(Debug)]
 pub struct Connection {
+    /// A broker-wide id: what owns the temporary queues its links create.
+    id: u64,
     config: EngineConfig,
     router: Arc<Router>,
     waker: Arc<ConnWaker>,
@@ -132,6 +134,7 @@ impl Connection {
         now: Instant,
     ) -> Connection {
         Connection {
+            id: router.next_id(),
             config,
             router,
             waker,
