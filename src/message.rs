@@ -61,6 +61,8 @@ struct Extras {
     delivery_delay_ms: Option<i64>,
     scheduled_enqueue_time_ms: Option<i64>,
     subject: Option<Span>,
+    /// Message annotation `x-opt-routing-key`: the routing key when there is no subject.
+    routing_key: Option<Span>,
     application_properties: Option<Span>,
 }
 
@@ -299,6 +301,14 @@ impl Message {
         self.str_at(self.extras.as_ref()?.subject)
     }
 
+    /// The key an exchange routes the message by: its subject (as RabbitMQ and Qpid use it),
+    /// else the `x-opt-routing-key` message annotation.
+    pub fn routing_key(&self) -> Option<&str> {
+        let extras = self.extras.as_ref()?;
+        self.str_at(extras.subject)
+            .or_else(|| self.str_at(extras.routing_key))
+    }
+
     /// properties.group-id: the group whose members one consumer receives in order.
     pub fn group_id(&self) -> Option<&str> {
         self.str_at(self.group_id)
@@ -401,7 +411,7 @@ impl Message {
             DELIVERY_ANNOTATIONS => {
                 self.bare_start = offset_u32(whole.end, "delivery-annotations")?
             }
-            MESSAGE_ANNOTATIONS => self.read_annotations(value)?,
+            MESSAGE_ANNOTATIONS => self.read_annotations(value, value_at)?,
             PROPERTIES => self.read_properties(value, value_at)?,
             APPLICATION_PROPERTIES => self.extras_mut().application_properties = Span::of(whole),
             _ => {}
@@ -452,13 +462,21 @@ impl Message {
         Ok(())
     }
 
-    /// Picks the scheduling annotations out of the message-annotations map.
-    fn read_annotations(&mut self, value: &[u8]) -> Result<(), MessageError> {
+    /// Picks the scheduling annotations and the routing key out of the message-annotations
+    /// map, whose value starts at `value_at`.
+    fn read_annotations(&mut self, value: &[u8], value_at: usize) -> Result<(), MessageError> {
         let wrong = |field| invalid("message-annotations", field);
         let mut items = Items::map(value).ok_or(wrong("map"))?;
         while let Some(key) = items.next() {
             let (_, key) = key.ok_or(wrong("key"))?;
-            let (_, value) = items.next().flatten().ok_or(wrong("value"))?;
+            let (start, value) = items.next().flatten().ok_or(wrong("value"))?;
+            if symbol(key) == Some(b"x-opt-routing-key".as_slice()) {
+                // A routing key of another type routes as if there were none.
+                if let Some(Some(range)) = string(value, value_at + start) {
+                    self.extras_mut().routing_key = Span::of(range);
+                }
+                continue;
+            }
             let known = symbol(key)
                 .and_then(|key| SCHEDULING.iter().find(|(name, _)| name.as_bytes() == key));
             let Some(&(field, slot)) = known else {

@@ -347,3 +347,19 @@ proptest! {
         prop_assert_eq!(decode(&wire(&message, new_count)), expected);
     }
 }
+
+#[test]
+fn the_routing_key_is_the_subject_else_the_routing_key_annotation() {
+    let full = Message::parse(encode(&full_message())).unwrap();
+    assert_eq!(full.routing_key(), Some("created"), "the subject first");
+    let keyed = annotated(&[("x-opt-routing-key", Value::String("log.error".into()))]);
+    assert_eq!(keyed.unwrap().routing_key(), Some("log.error"));
+    let neither = annotated_none();
+    assert_eq!(neither.routing_key(), None);
+    let wrong_type = annotated(&[("x-opt-routing-key", Value::Uint(7))]).unwrap();
+    assert_eq!(wrong_type.routing_key(), None, "not a string: no key");
+}
+
+fn annotated_none() -> Message {
+    annotated(&[("x-other", Value::Bool(true))]).unwrap()
+}
