@@ -119,23 +119,13 @@ impl ConnWaker {
         self.connection.get().copied().unwrap_or(0)
     }
 
-    /// The completion for a producer's durable message, `seq` in `queue`: it records the
-    /// outcome for the connection and wakes it (on the journal's thread). A message the
-    /// journal failed to store is first taken out of the queue, so a producer told `rejected`
-    /// never has it delivered afterwards.
-    pub fn confirm_later(
-        self: &Arc<Self>,
-        channel: u16,
-        delivery_id: u32,
-        settle: bool,
-        queue: Arc<dyn Unstore>,
-        seq: u64,
-    ) -> Done {
+    /// The completion that answers a producer's delivery once its message is written (or
+    /// failed to be): it records the outcome for the connection and wakes it (on the
+    /// journal's thread). Taking the message back out of a queue whose write failed is the
+    /// publisher's part (see `routing::publish`).
+    pub fn confirmation(self: &Arc<Self>, channel: u16, delivery_id: u32, settle: bool) -> Done {
         let waker = self.clone();
         Box::new(move |result| {
-            if result.is_err() {
-                queue.unstore(seq);
-            }
             lock(&waker.confirmed).push(Confirmed {
                 channel,
                 delivery_id,

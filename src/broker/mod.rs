@@ -15,8 +15,9 @@ pub mod durable;
 pub mod memory;
 pub mod queue;
 pub mod router;
+pub mod routing;
 
-pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox, Unstore};
+pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
 pub use queue::entry::{Annotations, Outcome};
 pub use queue::groups::GroupInfo;
 pub use queue::temporary::Lifetime;

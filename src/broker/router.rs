@@ -15,6 +15,11 @@ use crate::broker::durable::journaled::Journaled;
 use crate::broker::memory::Memory;
 use crate::broker::queue::temporary::{Lifetime, Temporary};
 use crate::broker::queue::Queue;
+use crate::broker::routing::address::{Address, Kind};
+use crate::broker::routing::exchange::{Exchange, ExchangeKind, ExchangeSpec, Matcher, Unroutable};
+use crate::broker::routing::exchanges::{ExchangeError, ExchangeTable};
+use crate::broker::routing::Node;
+use crate::message::Message;
 
 /// Why an address could not be resolved to a node.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +36,15 @@ pub enum RouteError {
     /// A durable queue cannot be created: the journal refuses writes.
     #[error("cannot create durable queue '{0}': {1}")]
     Store(String, String),
+    /// No such exchange.
+    #[error("no exchange named '{0}'")]
+    NoExchange(String),
+    /// An exchange could not be declared, deleted or bound as asked.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The address or the binding asked for is not one the broker understands.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Every queue of the broker, by name.
@@ -39,6 +53,7 @@ pub struct Router {
     me: Weak<Router>,
     rules: QueueRules,
     queues: DashMap<String, Arc<Queue>>,
+    exchanges: ExchangeTable,
     next_id: AtomicU64,
     /// Where durable queues journal their messages (None: nothing is durable).
     store: Option<Arc<dyn Store>>,
@@ -69,6 +84,7 @@ impl Router {
             me: me.clone(),
             rules,
             queues: DashMap::new(),
+            exchanges: ExchangeTable::default(),
             next_id: AtomicU64::new(1),
             store,
             next_queue_no: AtomicU32::new(next_queue_no),
@@ -152,6 +168,7 @@ impl Router {
     /// messages went with it, or None if there is no such queue.
     pub fn delete(&self, name: &str) -> Option<usize> {
         let (_, queue) = self.queues.remove(name)?;
+        self.exchanges.unbind_queue(name);
         let dropped = queue.delete();
         tracing::info!(queue = name, messages = dropped, "queue deleted");
         Some(dropped)
@@ -208,6 +225,7 @@ impl Router {
             .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
             .is_some();
         if removed {
+            self.exchanges.unbind_queue(queue.name());
             let dropped = queue.delete();
             tracing::debug!(
                 queue = queue.name(),
@@ -216,6 +234,135 @@ impl Router {
                 "temporary queue deleted"
             );
         }
+    }
+
+    /// The node a producer's `address` names: a queue (found or created), an exchange, or a
+    /// topic (a topic exchange, created on first use when the settings for its name allow).
+    pub fn target(&self, address: &Address) -> Result<Node, RouteError> {
+        let name = address.name.as_str();
+        match address.kind {
+            Kind::Queue => Ok(Node::Queue(self.queue(name)?)),
+            Kind::Exchange => {
+                let exchange = self
+                    .exchanges
+                    .get(name)
+                    .ok_or_else(|| RouteError::NoExchange(name.to_owned()))?;
+                Ok(Node::Exchange(
+                    exchange,
+                    address.key.as_deref().map(Arc::from),
+                ))
+            }
+            Kind::Topic => Ok(Node::Exchange(self.topic(name)?, None)),
+            Kind::Any => {
+                if let Some(q) = self.queues.get(name) {
+                    return Ok(Node::Queue(q.clone()));
+                }
+                if let Some(x) = self.exchanges.get(name) {
+                    return Ok(Node::Exchange(x, None));
+                }
+                Ok(Node::Queue(self.queue(name)?))
+            }
+        }
+    }
+
+    /// The exchange a topic address names: any exchange of that name, else a new topic
+    /// exchange when the settings for the name allow creating nodes on demand.
+    pub fn topic(&self, name: &str) -> Result<Arc<Exchange>, RouteError> {
+        if let Some(x) = self.exchanges.get(name) {
+            return Ok(x);
+        }
+        validate_name(name)?;
+        let settings = self.rules.settings_for(name);
+        if !settings.auto_create {
+            return Err(RouteError::NotFound(name.to_string()));
+        }
+        let mut spec = ExchangeSpec::new(name, ExchangeKind::Topic);
+        spec.durable = settings.durable;
+        match self.exchanges.declare(spec) {
+            Ok((x, _)) => Ok(x),
+            // Declared at the same moment by another link, with other settings: use it.
+            Err(_) => self
+                .exchanges
+                .get(name)
+                .ok_or_else(|| RouteError::NoExchange(name.to_owned())),
+        }
+    }
+
+    /// A subscription to `exchange` for a receiver of `connection`: a temporary queue of its
+    /// own, bound with `matcher`, deleted per `lifetime` (with its bindings).
+    pub fn subscribe(
+        &self,
+        exchange: &Arc<Exchange>,
+        matcher: Matcher,
+        connection: u64,
+        lifetime: Lifetime,
+    ) -> Result<Arc<Queue>, RouteError> {
+        exchange.check(&matcher).map_err(RouteError::Invalid)?;
+        let name = format!("sluice.subscription.{}", self.next_id());
+        let settings = self.rules.settings_for(&name);
+        let temporary = Temporary::new(connection, lifetime);
+        let queue = Queue::new_temporary(name.clone(), settings, temporary, self.me.clone());
+        self.queues.insert(name, queue.clone());
+        exchange
+            .bind(queue.clone(), matcher)
+            .map_err(RouteError::Invalid)?;
+        Ok(queue)
+    }
+
+    /// The queues `exchange` routes `message` to (by `key` when given, else the message's
+    /// own), into `into`. Nothing matched: the exchange's alternate exchange is tried (up to
+    /// four hops, so a loop of alternates ends), and if it routes nowhere either, the
+    /// first exchange's policy for unroutable messages is returned.
+    pub fn route(
+        &self,
+        exchange: &Arc<Exchange>,
+        message: &Message,
+        key: Option<&str>,
+        into: &mut Vec<Arc<Queue>>,
+    ) -> Result<(), Unroutable> {
+        let mut at = exchange.clone();
+        for _ in 0..4 {
+            at.route(message, key, into);
+            if !into.is_empty() {
+                return Ok(());
+            }
+            match at
+                .spec()
+                .alternate_exchange
+                .as_deref()
+                .and_then(|a| self.exchanges.get(a))
+            {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        Err(exchange.spec().unroutable)
+    }
+
+    /// The broker's exchanges.
+    pub fn exchanges(&self) -> &ExchangeTable {
+        &self.exchanges
+    }
+
+    /// Declares an exchange (see [`ExchangeTable::declare`]); the name must be a valid node name.
+    pub fn declare_exchange(
+        &self,
+        spec: ExchangeSpec,
+    ) -> Result<(Arc<Exchange>, bool), RouteError> {
+        validate_name(&spec.name)?;
+        Ok(self.exchanges.declare(spec)?)
+    }
+
+    /// Binds queue `queue` to exchange `exchange` with `matcher`; whether the binding is new.
+    pub fn bind(&self, exchange: &str, queue: &str, matcher: Matcher) -> Result<bool, RouteError> {
+        let x = self
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| RouteError::NoExchange(exchange.to_owned()))?;
+        let q = self
+            .get(queue)
+            .ok_or_else(|| RouteError::NotFound(queue.to_owned()))?;
+        x.bind(q, matcher).map_err(RouteError::Invalid)
     }
 
     /// The queue named `name`, if it exists.

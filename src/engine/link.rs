@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::broker::memory::{Charge, Memory};
+use crate::broker::routing::Node;
 use crate::broker::{ConsumerId, Outbox, Outcome, Queue};
 use crate::engine::ids::{DeliveryId, Serial};
 
@@ -41,7 +42,7 @@ pub(super) enum LinkKind {
 pub(super) struct Producer {
     /// Where messages go; `None` for an anonymous-relay link (each message names its node in
     /// `properties.to`).
-    pub target: Option<Arc<Queue>>,
+    pub target: Option<Node>,
     /// The peer's delivery-count as we have observed it.
     pub delivery_count: Serial,
     /// Transfers the peer may still start.

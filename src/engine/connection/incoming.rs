@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fe2o3_amqp_types::definitions::{AmqpError, LinkError, Role, SessionError};
-use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
+use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, Released};
 use fe2o3_amqp_types::performatives::Performative;
 
-use crate::broker::{Publish, Queue, Unstore};
+use crate::broker::routing::address;
+use crate::broker::routing::exchange::Unroutable;
+use crate::broker::routing::publish::publish_all;
+use crate::broker::routing::Node;
+use crate::broker::{Publish, Queue};
 use crate::codec::transfer::Transfer;
 use crate::engine::ids::{Channel, DeliveryId, LinkHandle};
 use crate::message::Message;
@@ -27,13 +31,34 @@ use crate::engine::{AmqpFailure, Failure};
 enum Answer {
     Accept,
     Reject(AmqpFailure),
+    /// Not taken, nothing wrong with it: an exchange had nowhere to route it.
+    Release,
+}
+
+/// Where a message goes.
+enum Dest {
+    /// The queue the link (or the message's `to`) names.
+    Direct(Arc<Queue>),
+    /// The queues an exchange routed it to (at least one).
+    Routed(Vec<Arc<Queue>>),
+}
+
+impl Dest {
+    fn queues(&self) -> &[Arc<Queue>] {
+        match self {
+            Dest::Direct(q) => std::slice::from_ref(q),
+            Dest::Routed(qs) => qs,
+        }
+    }
 }
 
 /// What became of a completed incoming delivery.
 // Queued is the common case; boxing it would cost an allocation per message.
 #[allow(clippy::large_enum_variant)]
 enum Arrival {
-    Queued(Arc<Queue>, Message),
+    Queued(Dest, Message),
+    /// An exchange matched no binding: what its policy says, and why.
+    Unroutable(Unroutable, String),
     Refused(AmqpFailure),
 }
 
@@ -119,10 +144,10 @@ impl Connection {
         handle: LinkHandle,
         incoming: Incoming,
         settle_second: bool,
-        target: Option<Arc<Queue>>,
+        target: Option<Node>,
     ) -> Result<(), Failure> {
         let arrival = self.arrive(target, &incoming);
-        if let Arrival::Queued(queue, _) = &arrival {
+        if let Arrival::Queued(Dest::Direct(queue), _) = &arrival {
             if queue.is_deleted() {
                 return Err(Failure::Link {
                     channel,
@@ -132,26 +157,30 @@ impl Connection {
             }
         }
         let answer = match arrival {
-            Arrival::Queued(queue, message) if incoming.settled => {
+            Arrival::Queued(dest, message) if incoming.settled => {
                 // Sent settled (at-most-once): nobody waits for the disk.
-                match queue.publish(message, None::<fn(u64) -> crate::store::Done>) {
+                match publish_all(dest.queues(), message, None) {
                     Publish::Refused(e) => Answer::Reject(self.store_refused(&e)),
                     _ => return Ok(()),
                 }
             }
-            Arrival::Queued(queue, message) => {
-                let waker = &self.waker;
+            Arrival::Queued(dest, message) => {
                 let (id, settle) = (incoming.delivery_id, !settle_second);
-                let confirm = |seq| {
-                    let undo: Arc<dyn Unstore> = queue.clone();
-                    waker.confirm_later(channel.0, id.0, settle, undo, seq)
-                };
-                match queue.publish(message, Some(confirm)) {
+                let finish = self.waker.confirmation(channel.0, id.0, settle);
+                match publish_all(dest.queues(), message, Some(finish)) {
                     Publish::Queued => Answer::Accept,
                     // Accepted once its record is on disk: see `apply_confirmed`.
                     Publish::Confirming => return Ok(()),
                     Publish::Refused(e) => Answer::Reject(self.store_refused(&e)),
                 }
+            }
+            Arrival::Unroutable(Unroutable::Release, _) => Answer::Release,
+            Arrival::Unroutable(Unroutable::Drop, why) => {
+                tracing::debug!(%channel, %handle, "unroutable message dropped: {why}");
+                Answer::Accept
+            }
+            Arrival::Unroutable(Unroutable::Reject, why) => {
+                Answer::Reject(AmqpFailure::new(AmqpError::NotFound, why))
             }
             Arrival::Refused(error) => Answer::Reject(error),
         };
@@ -160,24 +189,28 @@ impl Connection {
             Answer::Accept => session
                 .accepted
                 .push((incoming.delivery_id, !settle_second)),
-            Answer::Reject(error) => {
-                tracing::debug!(%channel, %handle, "message rejected: {}", error.description);
-                if !incoming.settled {
-                    let state = DeliveryState::Rejected(Rejected {
-                        error: Some(error.to_error()),
-                    });
-                    self.out.push_frame(
-                        channel.0,
-                        &Performative::Disposition(disposition(
-                            Role::Receiver,
-                            incoming.delivery_id,
-                            incoming.delivery_id,
-                            !settle_second,
-                            state,
-                        )),
-                        &[],
-                    );
-                }
+            Answer::Reject(_) | Answer::Release if incoming.settled => {}
+            Answer::Reject(_) | Answer::Release => {
+                let state = match answer {
+                    Answer::Reject(error) => {
+                        tracing::debug!(%channel, %handle, "message rejected: {}", error.description);
+                        DeliveryState::Rejected(Rejected {
+                            error: Some(error.to_error()),
+                        })
+                    }
+                    _ => DeliveryState::Released(Released {}),
+                };
+                self.out.push_frame(
+                    channel.0,
+                    &Performative::Disposition(disposition(
+                        Role::Receiver,
+                        incoming.delivery_id,
+                        incoming.delivery_id,
+                        !settle_second,
+                        state,
+                    )),
+                    &[],
+                );
             }
         }
         Ok(())
@@ -209,7 +242,7 @@ impl Connection {
     }
 
     /// Turns the frames of a delivery into a message and finds its queue.
-    fn arrive(&self, target: Option<Arc<Queue>>, incoming: &Incoming) -> Arrival {
+    fn arrive(&self, target: Option<Node>, incoming: &Incoming) -> Arrival {
         // Counted against the memory watermark for as long as any copy of it lives.
         let bytes = self
             .router
@@ -228,8 +261,8 @@ impl Connection {
         } else {
             Message::opaque(bytes, incoming.message_format)
         };
-        let queue = match target {
-            Some(q) => q,
+        let node = match target {
+            Some(node) => node,
             None => {
                 // Anonymous relay: the message names its node.
                 let Some(to) = message.to() else {
@@ -238,29 +271,54 @@ impl Connection {
                         "message sent on an anonymous link has no properties.to",
                     ));
                 };
-                match self.router.queue(to) {
-                    Ok(q) => q,
-                    Err(e) => {
-                        return Arrival::Refused(AmqpFailure::new(
-                            AmqpError::NotFound,
-                            e.to_string(),
-                        ))
-                    }
+                let found = address::parse(to, &[])
+                    .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))
+                    .and_then(|a| {
+                        self.router
+                            .target(&a)
+                            .map_err(|e| AmqpFailure::new(AmqpError::NotFound, e.to_string()))
+                    });
+                match found {
+                    Ok(node) => node,
+                    Err(failure) => return Arrival::Refused(failure),
                 }
             }
         };
-        let max = queue.settings().max_message_size;
-        if max > 0 && message.len() as u64 > max {
-            return Arrival::Refused(AmqpFailure::new(
-                LinkError::MessageSizeExceeded,
-                format!(
-                    "message of {} bytes exceeds the max-message-size of {max} bytes of queue '{}'",
-                    message.len(),
-                    queue.name()
-                ),
-            ));
+        let dest = match node {
+            Node::Queue(queue) => Dest::Direct(queue),
+            Node::Exchange(exchange, key) => {
+                let mut queues = Vec::new();
+                if let Err(policy) =
+                    self.router
+                        .route(&exchange, &message, key.as_deref(), &mut queues)
+                {
+                    let key = key
+                        .as_deref()
+                        .or_else(|| message.routing_key())
+                        .unwrap_or("");
+                    let why = format!(
+                        "no binding of exchange '{}' matches routing key '{key}'",
+                        exchange.name()
+                    );
+                    return Arrival::Unroutable(policy, why);
+                }
+                Dest::Routed(queues)
+            }
+        };
+        for queue in dest.queues() {
+            let max = queue.settings().max_message_size;
+            if max > 0 && message.len() as u64 > max {
+                return Arrival::Refused(AmqpFailure::new(
+                    LinkError::MessageSizeExceeded,
+                    format!(
+                        "message of {} bytes exceeds the max-message-size of {max} bytes of queue '{}'",
+                        message.len(),
+                        queue.name()
+                    ),
+                ));
+            }
         }
-        Arrival::Queued(queue, message)
+        Arrival::Queued(dest, message)
     }
 
     /// Answers producers whose durable messages the journal has written: accepted once on

@@ -3,16 +3,18 @@
 use fe2o3_amqp_types::definitions::{
     AmqpError, Handle, ReceiverSettleMode, Role, SenderSettleMode, SessionError,
 };
-use fe2o3_amqp_types::messaging::{Source, Target, TargetArchetype};
+use fe2o3_amqp_types::messaging::{Source, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 
-use crate::broker::{Outbox, RouteError};
+use crate::broker::routing::Node;
+use crate::broker::Outbox;
 use crate::engine::ids::{Channel, LinkHandle, Serial};
 use crate::engine::link::{Consumer, Link, LinkKind, Producer};
-use crate::engine::terminus::lifetime_policy;
+
 use crate::engine::window::session_flow;
 use crate::engine::{AmqpFailure, Failure};
 
+use super::nodes::{ConsumerQueue, ProducerNode};
 use super::Connection;
 
 impl Connection {
@@ -58,30 +60,15 @@ impl Connection {
                 ))
             }
         };
-        let created_node = target.as_ref().is_some_and(|t| t.dynamic);
-        let queue = match &target {
-            Some(t) if t.dynamic => {
-                let lifetime = lifetime_policy(t.dynamic_node_properties.as_ref());
-                Some(self.router.create_dynamic(self.id, lifetime))
-            }
-            Some(Target {
-                address: Some(address),
-                ..
-            }) => Some(self.router.queue(address).map_err(route_failure)?),
-            _ => None,
-        };
-        // Anyone may send to a temporary queue (a reply-to address is the point of one).
-        if let Some(temporary) = queue
-            .as_ref()
-            .filter(|_| !created_node)
-            .and_then(|q| q.temporary())
-        {
-            temporary.link_attached();
-        }
-        let max_message_size = queue.as_ref().map_or(0, |q| q.settings().max_message_size);
+        let ProducerNode {
+            node,
+            created: created_node,
+            max_message_size,
+        } = self.producer_node(target.as_ref())?;
         let mut reply_target = target.unwrap_or_default();
-        if let Some(q) = &queue {
-            reply_target.address = Some(q.name().to_string());
+        if let (true, Some(node)) = (created_node, &node) {
+            // The generated name of the node it asked for.
+            reply_target.address = Some(node.name().to_string());
         }
         let reply = Attach {
             target: Some(Box::new(TargetArchetype::Target(reply_target))),
@@ -106,7 +93,7 @@ impl Connection {
             Link {
                 name: attach.name.clone(),
                 kind: LinkKind::Producer(Producer {
-                    target: queue,
+                    target: node,
                     delivery_count: Serial(delivery_count),
                     credit,
                     incoming: None,
@@ -133,45 +120,21 @@ impl Connection {
                 "a receiving link needs a source naming the queue",
             ));
         };
-        if source.filter.as_ref().is_some_and(|f| !f.is_empty()) {
-            return Err(AmqpFailure::new(
-                AmqpError::NotImplemented,
-                "source filters (selectors) are not supported yet",
-            ));
-        }
-        let created_node = source.dynamic;
-        let queue = if source.dynamic {
-            let lifetime = lifetime_policy(source.dynamic_node_properties.as_ref());
-            self.router.create_dynamic(self.id, lifetime)
-        } else {
-            let Some(address) = source.address.as_deref() else {
-                return Err(AmqpFailure::new(
-                    AmqpError::InvalidField,
-                    "a receiving link needs a source address (or dynamic = true)",
-                ));
-            };
-            let queue = self.router.queue(address).map_err(route_failure)?;
-            if let Some(temporary) = queue.temporary() {
-                // Only the owner's connection consumes from a temporary queue.
-                if temporary.connection() != self.id {
-                    return Err(AmqpFailure::new(
-                        AmqpError::ResourceLocked,
-                        format!(
-                            "'{address}' is a temporary queue of another connection: it may \
-                             be sent to, not consumed from"
-                        ),
-                    ));
-                }
-                temporary.link_attached();
-            }
-            queue
-        };
+        let ConsumerQueue {
+            queue,
+            created: created_node,
+        } = self.consumer_queue(source)?;
         let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
         let id = self.router.next_id();
         let outbox = Outbox::new(id, self.waker.clone());
         queue.add_consumer(outbox.clone(), &attach.name);
         let reply_source = Source {
-            address: Some(queue.name().to_string()),
+            // A dynamic source learns the name generated for it; others are echoed.
+            address: if source.dynamic {
+                Some(queue.name().to_string())
+            } else {
+                source.address.clone()
+            },
             ..source.clone()
         };
         let reply = Attach {
@@ -336,7 +299,7 @@ impl Connection {
             self.consumers.remove(&c.id);
             self.router.link_ended(&c.queue, link.created_node);
         } else if let LinkKind::Producer(p) = link.kind {
-            if let Some(q) = p.target {
+            if let Some(Node::Queue(q)) = p.target {
                 self.router.link_ended(&q, link.created_node);
             }
         }
@@ -378,16 +341,6 @@ impl Connection {
         }
         Ok(())
     }
-}
-
-fn route_failure(e: RouteError) -> AmqpFailure {
-    let condition = match e {
-        RouteError::NotFound(_) => AmqpError::NotFound,
-        RouteError::InvalidName(..) => AmqpError::InvalidField,
-        RouteError::Conflict(..) => AmqpError::PreconditionFailed,
-        RouteError::Store(..) => AmqpError::InternalError,
-    };
-    AmqpFailure::new(condition, e.to_string())
 }
 
 fn no_session() -> AmqpFailure {

@@ -5,6 +5,7 @@ mod consumer_timeout;
 mod incoming;
 mod introspect;
 mod links;
+mod nodes;
 mod outgoing;
 mod sessions;
 
