@@ -8,6 +8,7 @@
 
 mod document;
 mod error;
+mod exchanges;
 mod limits;
 mod pattern;
 mod queues;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use document::{child, get, Node, Source, Value};
 pub use error::{ConfigError, Location};
+pub use exchanges::{ArgumentValue, BindingDecl, ExchangeDecl};
 use limits::LIMITS_KEYS;
 pub use limits::{LimitsConfig, Watermark};
 pub use queues::{GroupBuckets, GroupKey, GroupRelease, QueueRules, QueueSettings};
@@ -69,6 +71,10 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Memory bounds (`[limits]`).
     pub limits: LimitsConfig,
+    /// Exchanges to declare at start (`[exchanges."NAME"]`).
+    pub exchanges: Vec<ExchangeDecl>,
+    /// Bindings to make at start (`[[bindings]]`).
+    pub bindings: Vec<BindingDecl>,
 }
 
 /// Where the management API, metrics and console are served (`[admin]`).
@@ -153,12 +159,22 @@ impl Default for Config {
             },
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
+            exchanges: Vec::new(),
+            bindings: Vec::new(),
         }
     }
 }
 
 const ROOT_KEYS: &[&str] = &[
-    "broker", "auth", "users", "queues", "admin", "storage", "limits",
+    "broker",
+    "auth",
+    "users",
+    "queues",
+    "admin",
+    "storage",
+    "limits",
+    "exchanges",
+    "bindings",
 ];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen"];
 const BROKER_KEYS: &[&str] = &[
@@ -218,6 +234,12 @@ impl Config {
             config
                 .limits
                 .read(&src, src.table(node, "limits", "[limits]", LIMITS_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "exchanges") {
+            config.exchanges = exchanges::read_exchanges(&src, node)?;
+        }
+        if let Some(node) = get(root, "bindings") {
+            config.bindings = exchanges::read_bindings(&src, node, &config.exchanges)?;
         }
         Ok(config)
     }

@@ -81,6 +81,9 @@ pub enum StartError {
     /// The data directory could not be opened or its journal replayed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An exchange or binding of the configuration could not be made.
+    #[error("cannot declare the configured exchanges and bindings: {0}")]
+    Definitions(String),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -119,6 +122,8 @@ impl Broker {
         storage: Storage,
         router: Arc<Router>,
     ) -> Result<BrokerHandle, StartError> {
+        broker::routing::definitions::apply(&router, &config.exchanges, &config.bindings)
+            .map_err(|e| StartError::Definitions(e.to_string()))?;
         let listeners = listener::bind_all(&config.listen)
             .await
             .map_err(|(addr, source)| StartError::Bind { addr, source })?;

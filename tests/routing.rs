@@ -472,3 +472,63 @@ async fn a_binding_filter_on_a_queue_or_a_selector_is_refused_on_that_link_only(
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn exchanges_and_bindings_from_broker_toml_route_into_queues() {
+    let broker = support::broker::start_with_toml(
+        r#"
+        [exchanges."logs"]
+        type = "topic"
+
+        [exchanges."strict"]
+        type = "direct"
+        unroutable = "reject"
+
+        [[bindings]]
+        exchange = "logs"
+        queue = "audit"
+        key = "log.#"
+
+        [[bindings]]
+        exchange = "logs"
+        queue = "errors"
+        key = "*.error"
+        "#,
+    )
+    .await;
+    let url = format!("amqp://{}", broker.local_addrs()[0]);
+    let mut connection = Connection::open("declared", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut logs = Sender::attach(&mut session, "logs", "logs").await.unwrap();
+    for subject in ["log.info", "log.error", "app.error"] {
+        assert!(send(&mut logs, with_subject(subject, subject))
+            .await
+            .is_accepted());
+    }
+    let mut audit = Receiver::attach(&mut session, "audit", "audit")
+        .await
+        .unwrap();
+    let mut errors = Receiver::attach(&mut session, "errors", "errors")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut audit).await, ["log.info", "log.error"]);
+    assert_eq!(drain(&mut errors).await, ["log.error", "app.error"]);
+
+    let mut strict = Sender::attach(&mut session, "strict", "strict")
+        .await
+        .unwrap();
+    match send(&mut strict, with_subject("nobody", "x")).await {
+        Outcome::Rejected(r) => {
+            let error = r.error.unwrap();
+            assert_eq!(
+                error.condition,
+                ErrorCondition::AmqpError(AmqpError::NotFound)
+            );
+            let text = error.description.unwrap_or_default();
+            assert!(text.contains("no binding of exchange 'strict'"), "{text}");
+        }
+        other => panic!("expected rejected, got {other:?}"),
+    }
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -8,6 +8,7 @@
 //! into several queues with one answer for its producer.
 
 pub mod address;
+pub mod definitions;
 pub mod exchange;
 pub mod exchanges;
 pub mod publish;

@@ -108,6 +108,64 @@ fn the_commented_examples_in_the_default_file_are_valid() {
     assert_eq!(c.queues.settings_for("other"), QueueSettings::default());
     // The commented dead_letter_address example stays a comment: it has no default.
     assert_eq!(c.queues.settings_for("other").dead_letter_address, None);
+    assert_eq!(c.exchanges.len(), 1);
+    assert_eq!(
+        (c.exchanges[0].name.as_str(), c.exchanges[0].kind.as_str()),
+        ("logs", "topic")
+    );
+    assert_eq!(c.bindings.len(), 2);
+    assert_eq!(c.bindings[0].key, "log.#");
+    assert_eq!(
+        c.bindings[1].arguments,
+        [
+            ("x-match".to_owned(), ArgumentValue::Str("all".into())),
+            ("colour".to_owned(), ArgumentValue::Str("green".into())),
+        ]
+    );
+}
+
+#[test]
+fn exchanges_and_bindings_are_read_and_checked() {
+    let c = parse(
+        r#"
+        [exchanges."events"]
+        type = "fanout"
+        durable = false
+        unroutable = "drop"
+        alternate_exchange = "amq.fanout"
+
+        [[bindings]]
+        exchange = "events"
+        queue = "e1"
+        "#,
+    );
+    assert_eq!(
+        c.exchanges,
+        [ExchangeDecl {
+            name: "events".into(),
+            kind: "fanout".into(),
+            durable: false,
+            unroutable: "drop".into(),
+            alternate_exchange: Some("amq.fanout".into()),
+        }]
+    );
+    assert_eq!(c.bindings[0].key, "");
+    for (text, expected) in [
+        ("[exchanges.\"x\"]\ntype = \"weird\"\n", "exchanges.x.type: expected one of \"direct\""),
+        ("[exchanges.\"x\"]\ndurable = true\n", "exchanges.x: missing key `type`"),
+        ("[exchanges.\"amq.mine\"]\ntype = \"topic\"\n", "reserved"),
+        ("[exchanges.\"x\"]\ntype = \"topic\"\nunroutable = \"lose\"\n", "exchanges.x.unroutable"),
+        ("[[bindings]]\nexchange = \"nope\"\nqueue = \"q\"\n", "bindings[0].exchange: no exchange \"nope\""),
+        ("[[bindings]]\nexchange = \"amq.topic\"\n", "bindings[0]: missing key `queue`"),
+        (
+            "[[bindings]]\nexchange = \"amq.match\"\nqueue = \"q\"\narguments = { \"x-match\" = \"some\" }\n",
+            "bindings[0].arguments.x-match",
+        ),
+        ("[[bindings]]\nexchange = \"amq.topic\"\nqueue = \"q\"\nroute = 1\n", "unknown key `route`"),
+    ] {
+        let err = error(text);
+        assert!(err.contains(expected), "{text}: {err}");
+    }
 }
 
 #[test]
@@ -251,7 +309,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
