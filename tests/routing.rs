@@ -532,3 +532,78 @@ async fn exchanges_and_bindings_from_broker_toml_route_into_queues() {
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+async fn refusal(url: &str, address: &str) -> fe2o3_amqp::types::definitions::Error {
+    let mut connection = Connection::open("redeclare", url).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let error = match Receiver::attach(&mut session, "r", address).await {
+        Err(ReceiverAttachError::RemoteClosedWithError(e)) => e,
+        other => panic!("{address}: expected a refusal, got {other:?}"),
+    };
+    connection.close().await.unwrap();
+    error
+}
+
+#[tokio::test]
+async fn address_parameters_configure_a_new_queue_and_a_contradiction_is_precondition_failed() {
+    let (broker, url) = start(test_config()).await;
+    let mut connection = Connection::open("declarer", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    // Artemis's spelling, as in the seed's createQueue("...?group-buckets=1024").
+    let first = Receiver::attach(
+        &mut session,
+        "first",
+        "orders?group-buckets=1024&durable=false",
+    )
+    .await
+    .unwrap();
+    let same = Receiver::attach(&mut session, "same", "orders?group_buckets=1024")
+        .await
+        .unwrap();
+    let plain = Receiver::attach(&mut session, "plain", "orders")
+        .await
+        .unwrap();
+
+    let e = refusal(&url, "orders?group-buckets=16").await;
+    assert_eq!(
+        e.condition,
+        ErrorCondition::AmqpError(AmqpError::PreconditionFailed)
+    );
+    let text = e.description.unwrap_or_default();
+    assert!(
+        text.contains("group_buckets (is Hashed(1024), asked Hashed(16))"),
+        "{text}"
+    );
+
+    let e = refusal(&url, "orders?colour=blue").await;
+    assert_eq!(
+        e.condition,
+        ErrorCondition::AmqpError(AmqpError::InvalidField)
+    );
+    assert!(e
+        .description
+        .unwrap_or_default()
+        .contains("unknown key `colour`"));
+
+    let e = refusal(&url, "topic://orders").await;
+    assert_eq!(
+        e.condition,
+        ErrorCondition::AmqpError(AmqpError::PreconditionFailed)
+    );
+    assert!(e
+        .description
+        .unwrap_or_default()
+        .contains("it is a queue, not a topic"));
+
+    let e = refusal(&url, "queue://amq.topic").await;
+    assert_eq!(
+        e.condition,
+        ErrorCondition::AmqpError(AmqpError::PreconditionFailed)
+    );
+
+    for r in [first, same, plain] {
+        r.close().await.unwrap();
+    }
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -240,8 +240,9 @@ impl Router {
     /// topic (a topic exchange, created on first use when the settings for its name allow).
     pub fn target(&self, address: &Address) -> Result<Node, RouteError> {
         let name = address.name.as_str();
+        self.check_kind(address)?;
         match address.kind {
-            Kind::Queue => Ok(Node::Queue(self.queue(name)?)),
+            Kind::Queue => Ok(Node::Queue(self.queue_at(address)?)),
             Kind::Exchange => {
                 let exchange = self
                     .exchanges
@@ -260,7 +261,67 @@ impl Router {
                 if let Some(x) = self.exchanges.get(name) {
                     return Ok(Node::Exchange(x, None));
                 }
-                Ok(Node::Queue(self.queue(name)?))
+                Ok(Node::Queue(self.queue_at(address)?))
+            }
+        }
+    }
+
+    /// A queue or topic asked for by name must not be the other kind of node: attaching to
+    /// `queue://x` when `x` is only an exchange (or a topic when it is only a queue) is a
+    /// conflicting redeclare.
+    pub fn check_kind(&self, address: &Address) -> Result<(), RouteError> {
+        let name = address.name.as_str();
+        let (is_queue, is_exchange) = (
+            self.queues.contains_key(name),
+            self.exchanges.get(name).is_some(),
+        );
+        let conflict = match address.kind {
+            Kind::Queue if is_exchange && !is_queue => "kind (it is an exchange, not a queue)",
+            Kind::Topic if is_queue && !is_exchange => "kind (it is a queue, not a topic)",
+            _ => return Ok(()),
+        };
+        Err(RouteError::Conflict(name.to_owned(), conflict.to_owned()))
+    }
+
+    /// The queue `address` names, with its parameters (`NAME?key=value`): they configure the
+    /// queue when it is created here, and an existing queue must agree with each of them.
+    pub fn queue_at(&self, address: &Address) -> Result<Arc<Queue>, RouteError> {
+        let name = address.name.as_str();
+        if address.params.is_empty() {
+            return self.queue(name);
+        }
+        let origin = format!("the parameters of address '{name}'");
+        let settings = self
+            .rules
+            .settings_with(name, &address.params_as_toml(), &origin)
+            .map_err(|e| RouteError::Invalid(e.to_string()))?;
+        if let Some(queue) = self.get(name) {
+            let differ: Vec<String> = queue
+                .settings()
+                .differences(&settings)
+                .into_iter()
+                .filter(|d| {
+                    address
+                        .params
+                        .iter()
+                        .any(|(k, _)| d.starts_with(&format!("{k} (")))
+                })
+                .collect();
+            if !differ.is_empty() {
+                return Err(RouteError::Conflict(name.to_owned(), differ.join(", ")));
+            }
+            return Ok(queue);
+        }
+        validate_name(name)?;
+        if !self.rules.settings_for(name).auto_create {
+            return Err(RouteError::NotFound(name.to_owned()));
+        }
+        match self.queues.entry(name.to_owned()) {
+            MapEntry::Occupied(q) => Ok(q.get().clone()),
+            MapEntry::Vacant(slot) => {
+                let queue = self.create(name, settings)?;
+                tracing::info!(queue = name, params = ?address.params, "queue created with address parameters");
+                Ok(slot.insert(queue).clone())
             }
         }
     }

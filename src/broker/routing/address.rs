@@ -5,7 +5,11 @@
 //!   the name and key percent-encoded;
 //! - a plain name, whose kind the terminus capabilities `queue`/`temporary-queue` or
 //!   `topic`/`temporary-topic` may state; without one it is whatever exists by that name (a
-//!   queue first, then an exchange), else a new queue.
+//!   queue first, then an exchange), else a new queue;
+//! - any of these but the v2 ones followed by `?key=value&…` (Artemis's address parameters,
+//!   seed `artemis-message-grouping.txt`): per-queue settings for the queue when it is
+//!   created, in Artemis's kebab-case or broker.toml's snake_case; an existing queue must
+//!   agree with them.
 
 /// The kind of node an address asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +33,45 @@ pub struct Address {
     pub kind: Kind,
     /// The routing key an `/exchanges/NAME/KEY` address fixes.
     pub key: Option<String>,
+    /// Per-queue settings from `?key=value&…`, keys in broker.toml's spelling.
+    pub params: Params,
+}
+
+impl Address {
+    /// The parameters as the body of a broker.toml `[queues."NAME"]` table, for the
+    /// configuration's own reader to check.
+    pub fn params_as_toml(&self) -> String {
+        let mut text = String::new();
+        for (key, value) in &self.params {
+            let literal = if value.parse::<i64>().is_ok() || value == "true" || value == "false" {
+                value.clone()
+            } else {
+                format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+            };
+            text.push_str(&format!("{key} = {literal}\n"));
+        }
+        text
+    }
+}
+
+/// Parameters as (key in snake_case, value).
+type Params = Vec<(String, String)>;
+
+/// `NAME?k=v&k2=v2` split into the name and its parameters.
+fn split_params(text: &str) -> Result<(&str, Params), String> {
+    let Some((name, query)) = text.split_once('?') else {
+        return Ok((text, Vec::new()));
+    };
+    let mut params = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        let key = percent_decode(key)?.replace('-', "_");
+        if key.is_empty() {
+            return Err(format!("'{text}': a parameter without a name"));
+        }
+        params.push((key, percent_decode(value)?));
+    }
+    Ok((name, params))
 }
 
 /// Reads `address` in the light of the terminus `capabilities`.
@@ -37,12 +80,20 @@ pub fn parse(address: &str, capabilities: &[&str]) -> Result<Address, String> {
         name: name.to_owned(),
         kind,
         key: None,
+        params: Vec::new(),
+    };
+    let with_params = |text: &str, kind| -> Result<Address, String> {
+        let (name, params) = split_params(text)?;
+        Ok(Address {
+            params,
+            ..plain(name, kind)
+        })
     };
     if let Some(name) = address.strip_prefix("queue://") {
-        return Ok(plain(name, Kind::Queue));
+        return with_params(name, Kind::Queue);
     }
     if let Some(name) = address.strip_prefix("topic://") {
-        return Ok(plain(name, Kind::Topic));
+        return with_params(name, Kind::Topic);
     }
     if let Some(rest) = address.strip_prefix("/queues/") {
         if rest.contains('/') {
@@ -67,6 +118,7 @@ pub fn parse(address: &str, capabilities: &[&str]) -> Result<Address, String> {
             name,
             kind: Kind::Exchange,
             key,
+            params: Vec::new(),
         });
     }
     let kind = if capabilities
@@ -82,7 +134,7 @@ pub fn parse(address: &str, capabilities: &[&str]) -> Result<Address, String> {
     } else {
         Kind::Any
     };
-    Ok(plain(address, kind))
+    with_params(address, kind)
 }
 
 /// `%XX` escapes decoded; the result must be UTF-8.
@@ -138,6 +190,25 @@ mod tests {
             ("amq.topic".into(), Kind::Exchange, Some("log.#".into()))
         );
         assert_eq!(kind_of("/exchanges/logs", &[]).2, None);
+    }
+
+    #[test]
+    fn parameters_configure_the_queue_in_either_spelling() {
+        let a = parse(
+            "my.destination.name?group-first-key=JMSXGroupFirstForConsumer&group-buckets=1024&group_rebalance",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.name, "my.destination.name");
+        assert_eq!(
+            a.params_as_toml(),
+            "group_first_key = \"JMSXGroupFirstForConsumer\"\ngroup_buckets = 1024\ngroup_rebalance = true\n"
+        );
+        assert_eq!(
+            parse("queue://q?durable=false", &[]).unwrap().params.len(),
+            1
+        );
+        assert!(parse("q?=1", &[]).unwrap_err().contains("without a name"));
     }
 
     #[test]

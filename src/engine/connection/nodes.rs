@@ -110,6 +110,7 @@ impl Connection {
         let address = address::parse(text, &capabilities(source.capabilities.as_ref()))
             .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
         let name = address.name.as_str();
+        self.router.check_kind(&address).map_err(route_failure)?;
         let exchange = match address.kind {
             Kind::Queue => None,
             Kind::Exchange => Some(
@@ -146,7 +147,7 @@ impl Connection {
                 format!("'{name}' is a queue: binding filters apply to exchanges and topics, and other filters on queues are not supported yet"),
             ));
         }
-        let queue = self.router.queue(name).map_err(route_failure)?;
+        let queue = self.router.queue_at(&address).map_err(route_failure)?;
         if let Some(temporary) = queue.temporary() {
             // Only the owner's connection consumes from a temporary queue.
             if temporary.connection() != self.id {
