@@ -237,3 +237,38 @@ async fn seed_qpid_message_groups_acknowledge_only_the_last() {
     let expected = include_str!("proton/expected/message_groups_ack_last.txt");
     qpid_message_groups("y", "n", expected).await;
 }
+
+/// Proton's queue browser (distribution-mode = copy), ten rounds, two at once, over 100
+/// messages: each prints the messages from the first, in order, until it has printed what
+/// had arrived (see the note in queue_browser.py), and ends; browsers take nothing, so a plain
+/// receiver then gets all 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_browser_sees_messages_in_order_and_takes_none() {
+    let (broker, addr) = start_broker().await;
+    let send = run("simple_send.py", args(addr, "examples-browsed")).await;
+    assert_prints(&send, "all messages confirmed\n");
+    let browse = || {
+        run(
+            "queue_browser.py",
+            vec!["-a".into(), format!("{addr}/examples-browsed")],
+        )
+    };
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(browse(), browse());
+        for output in [a, b] {
+            let printed = output.assert_success();
+            assert!(!printed.is_empty(), "a browser printed nothing:\n{output}");
+            assert!(
+                expected_bodies().starts_with(printed),
+                "not the messages in order from the first:\n{output}"
+            );
+        }
+    }
+    assert_eq!(
+        broker.queue_stats("examples-browsed").unwrap().ready,
+        MESSAGES
+    );
+    let recv = run("simple_recv.py", args(addr, "examples-browsed")).await;
+    assert_prints(&recv, &expected_bodies());
+    stop_broker(broker).await;
+}

@@ -607,3 +607,35 @@ async fn address_parameters_configure_a_new_queue_and_a_contradiction_is_precond
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_browser_reads_every_message_and_takes_none() {
+    let (broker, url) = start(test_config()).await;
+    let mut connection = Connection::open("browser", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "browsed").await.unwrap();
+    for n in 0..5 {
+        assert!(send(&mut sender, with_subject("x", &format!("m{n}")))
+            .await
+            .is_accepted());
+    }
+    let expected: Vec<String> = (0..5).map(|n| format!("m{n}")).collect();
+    for round in 0..2 {
+        let source = Source::builder()
+            .address("browsed")
+            .distribution_mode(fe2o3_amqp::types::messaging::DistributionMode::Copy)
+            .build();
+        // `drain` accepts each copy: a browser's outcomes settle nothing.
+        let mut browser = subscribe(&mut session, &format!("browser{round}"), source).await;
+        assert_eq!(drain(&mut browser).await, expected, "round {round}");
+        browser.close().await.unwrap();
+    }
+    assert_eq!(broker.queue_stats("browsed").unwrap().ready, 5);
+    let mut consumer = Receiver::attach(&mut session, "taker", "browsed")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut consumer).await, expected);
+    assert_eq!(broker.queue_stats("browsed").unwrap().ready, 0);
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -39,6 +39,7 @@ impl State {
             Lane::Group(g) => self.groups.may_take(g, id),
         };
         c.credit() > 0
+            && c.browse.is_none()
             && allowed
             && self.head(lane).is_some_and(|e| !e.avoids(id))
             && c.outbox.has_room()
@@ -64,7 +65,9 @@ impl State {
             // A consumer whose outbox or connection output is full is passed over (and marked
             // starved, so it is dispatched to again once it has room): a peer that does not
             // read cannot take messages the others could have.
-            let has_credit = self.consumers[i].credit() > 0 && self.consumers[i].outbox.has_room();
+            let has_credit = self.consumers[i].credit() > 0
+                && self.consumers[i].outbox.has_room()
+                && self.consumers[i].browse.is_none();
             let lane = match has_credit.then(|| self.candidate(id)).flatten() {
                 Some(lane) => lane,
                 None => {
@@ -102,13 +105,14 @@ impl State {
         for g in set_aside_groups {
             self.groups.restore(g);
         }
+        self.browse();
         let nothing_ready = self.ready.is_empty() && self.groups.ready_len() == 0;
         // A drain completes once the consumer has had what it can take; one without room while
         // messages wait finishes when it is dispatched to again.
         for c in self
             .consumers
             .iter_mut()
-            .filter(|c| c.drain && (nothing_ready || c.outbox.has_room()))
+            .filter(|c| c.drain && c.browse.is_none() && (nothing_ready || c.outbox.has_room()))
         {
             c.drain = false;
             c.dispatched = c.dispatched.wrapping_add(c.credit());

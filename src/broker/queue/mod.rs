@@ -27,6 +27,7 @@ use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
 use crate::broker::durable::journaled::Journaled;
 use crate::broker::router::Router;
 
+mod browse;
 pub mod clock;
 mod compact;
 pub mod dead_letter;
@@ -60,6 +61,10 @@ pub(in crate::broker) struct Consumer {
     pub limit: u32,
     pub dispatched: u32,
     pub drain: bool,
+    /// A browser (`distribution-mode = copy`): the sequence number it reads from next. It
+    /// gets copies and takes nothing (browse.rs); the dispatch to acquiring consumers passes
+    /// it over.
+    pub browse: Option<u64>,
 }
 
 impl Consumer {
@@ -234,6 +239,7 @@ impl Queue {
             limit: 0,
             dispatched: 0,
             drain: false,
+            browse: None,
         });
         if self.settings.group_rebalance {
             st.groups

@@ -103,6 +103,31 @@ impl ReadyList {
         Some(entry)
     }
 
+    /// Up to `limit` ready entries from sequence number `from` on, in order, without taking
+    /// them: what a browser sees next.
+    pub fn from(&self, from: u64, limit: usize) -> Vec<&Entry> {
+        let start = self.fresh.partition_point(|e| e.seq < from);
+        let mut fresh = self
+            .fresh
+            .range(start..)
+            .filter(|e| !is_tombstone(e))
+            .peekable();
+        let mut returned = self.returned.range(from..).map(|(_, e)| e).peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let next = match (fresh.peek(), returned.peek()) {
+                (Some(f), Some(r)) if r.seq < f.seq => returned.next(),
+                (Some(_), _) => fresh.next(),
+                (None, _) => returned.next(),
+            };
+            match next {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        out
+    }
+
     /// Number of ready entries.
     pub fn len(&self) -> usize {
         self.fresh.len() - self.dead + self.returned.len()
@@ -162,6 +187,22 @@ mod tests {
         let order: Vec<u64> = std::iter::from_fn(|| ready.pop()).map(|e| e.seq).collect();
         assert_eq!(order, vec![1, 2, 3]);
         assert_eq!(ready.bytes(), 0);
+    }
+
+    #[test]
+    fn a_browser_reads_fresh_and_returned_entries_in_order_without_taking_them() {
+        let mut ready = ReadyList::default();
+        for seq in 1..=6 {
+            ready.push_new(entry(seq));
+        }
+        let first = ready.pop().unwrap();
+        ready.push_returned(first);
+        ready.remove(4);
+        let seqs = |v: Vec<&Entry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(ready.from(0, 10)), [1, 2, 3, 5, 6]);
+        assert_eq!(seqs(ready.from(3, 2)), [3, 5]);
+        assert_eq!(seqs(ready.from(7, 10)), Vec::<u64>::new());
+        assert_eq!(ready.len(), 5, "nothing taken");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use fe2o3_amqp_types::definitions::{
     AmqpError, Handle, ReceiverSettleMode, Role, SenderSettleMode, SessionError,
 };
-use fe2o3_amqp_types::messaging::{Source, TargetArchetype};
+use fe2o3_amqp_types::messaging::{DistributionMode, Source, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 
 use crate::broker::routing::Node;
@@ -127,7 +127,14 @@ impl Connection {
         let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
         let id = self.router.next_id();
         let outbox = Outbox::new(id, self.waker.clone());
-        queue.add_consumer(outbox.clone(), &attach.name);
+        // `copy` on a queue it did not create is a browser; on its own subscription (Qpid JMS
+        // asks for copy on durable topic subscriptions) the messages are its to take.
+        let browse = matches!(source.distribution_mode, Some(DistributionMode::Copy));
+        if browse && !created_node {
+            queue.add_browser(outbox.clone(), &attach.name);
+        } else {
+            queue.add_consumer(outbox.clone(), &attach.name);
+        }
         let reply_source = Source {
             // A dynamic source learns the name generated for it; others are echoed.
             address: if source.dynamic {
