@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)] // a bench or tool: a panic is a failed run, and criterion's macros make undocumented items
 
-use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,7 +45,7 @@ fn ns_per(d: Duration, n: usize) -> f64 {
 /// The reference: enqueueing `n` messages of the same size without a delay, which touches
 /// the same cold message memory; what scheduling adds is the difference.
 fn run_ready(n: usize) -> f64 {
-    let queue = Queue::new("bench".into(), QueueSettings::default(), Weak::new());
+    let queue = Queue::alone("bench".into(), QueueSettings::default());
     let messages: Vec<Message> = (0..n).map(|_| message(0)).collect();
     let started = Instant::now();
     for chunk in messages.chunks(256) {
@@ -60,7 +59,7 @@ fn run_ready(n: usize) -> f64 {
 /// Schedules `n` delayed messages, lets a minute pass, fires them, and drains them.
 /// Returns (schedule ns/msg, fire ns/msg).
 async fn run(n: usize) -> (f64, f64) {
-    let queue = Queue::new("bench".into(), QueueSettings::default(), Weak::new());
+    let queue = Queue::alone("bench".into(), QueueSettings::default());
     let messages: Vec<Message> = delays(n).into_iter().map(message).collect();
     let started = Instant::now();
     for chunk in messages.chunks(256) {

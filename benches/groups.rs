@@ -50,11 +50,7 @@ fn many_groups(c: &mut Criterion) {
     let mut bench = c.benchmark_group("groups/cycle by number of groups");
     bench.throughput(Throughput::Elements(1));
     for groups in [10usize, 1_000, 100_000] {
-        let queue = Queue::new(
-            "bench".into(),
-            QueueSettings::default(),
-            std::sync::Weak::new(),
-        );
+        let queue = Queue::alone("bench".into(), QueueSettings::default());
         let messages: Vec<Message> = (0..groups)
             .map(|g| message(Some(&format!("g{g}"))))
             .collect();
@@ -82,11 +78,7 @@ fn waiting_behind_owned(c: &mut Criterion) {
     let mut bench = c.benchmark_group("groups/cycle with messages waiting behind an owned group");
     bench.throughput(Throughput::Elements(1));
     for waiting in [0usize, 100_000] {
-        let queue = Queue::new(
-            "bench".into(),
-            QueueSettings::default(),
-            std::sync::Weak::new(),
-        );
+        let queue = Queue::alone("bench".into(), QueueSettings::default());
         let owner = consumer(&queue, 1, 1);
         queue.enqueue([message(Some("blocked"))]);
         let Some(OutItem::Deliver(_held)) = owner.pop() else {
@@ -114,11 +106,7 @@ fn ungrouped(c: &mut Criterion) {
     let mut bench = c.benchmark_group("groups/cycle of ungrouped messages");
     bench.throughput(Throughput::Elements(1));
     for waiting in [0usize, 100_000] {
-        let queue = Queue::new(
-            "bench".into(),
-            QueueSettings::default(),
-            std::sync::Weak::new(),
-        );
+        let queue = Queue::alone("bench".into(), QueueSettings::default());
         let messages: Vec<Message> = (0..waiting.max(1)).map(|_| message(None)).collect();
         queue.enqueue(messages.iter().take(waiting).cloned());
         let outbox = consumer(&queue, 1, 0);

@@ -20,11 +20,7 @@ fn cycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue");
     group.throughput(Throughput::Elements(1));
     for consumers in [1u64, 16] {
-        let queue = Queue::new(
-            "bench".into(),
-            QueueSettings::default(),
-            std::sync::Weak::new(),
-        );
+        let queue = Queue::alone("bench".into(), QueueSettings::default());
         let waker = ConnWaker::new();
         let outboxes: Vec<Arc<Outbox>> = (0..consumers)
             .map(|id| {

@@ -14,7 +14,7 @@ use crate::broker::durable::events::QueueNo;
 use crate::broker::durable::journaled::Journaled;
 use crate::broker::memory::Memory;
 use crate::broker::queue::temporary::{Lifetime, Temporary};
-use crate::broker::queue::Queue;
+use crate::broker::queue::{Nodes, Queue};
 use crate::broker::routing::address::{Address, Kind};
 use crate::broker::routing::exchange::{Exchange, ExchangeKind, ExchangeSpec, Matcher, Unroutable};
 use crate::broker::routing::exchanges::{ExchangeError, ExchangeTable};
@@ -45,6 +45,16 @@ pub enum RouteError {
     /// The address or the binding asked for is not one the broker understands.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl Nodes for Router {
+    fn queue_named(&self, name: &str) -> Result<Arc<Queue>, String> {
+        self.queue(name).map_err(|e| e.to_string())
+    }
+
+    fn memory(&self) -> &Arc<Memory> {
+        &self.memory
+    }
 }
 
 /// Every queue of the broker, by name.

@@ -25,7 +25,6 @@ use self::temporary::Temporary;
 use self::timer::Timer;
 use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
 use crate::broker::durable::journaled::Journaled;
-use crate::broker::router::Router;
 
 mod browse;
 pub mod clock;
@@ -36,6 +35,7 @@ mod dispatch;
 pub mod entry;
 pub mod groups;
 mod lifecycle;
+mod nodes;
 mod publish;
 pub mod ready;
 mod restore;
@@ -49,6 +49,8 @@ pub mod timer;
 #[cfg(test)]
 mod time_tests;
 
+use nodes::NoNodes;
+pub use nodes::Nodes;
 pub use publish::Publish;
 
 #[derive(Debug)]
@@ -140,7 +142,7 @@ pub struct Queue {
     /// Deleted by an administrator: producers still holding the queue are detached.
     deleted: AtomicBool,
     /// Where dead letters go: the router finds (or creates) the dead-letter queue.
-    router: Weak<Router>,
+    router: Weak<dyn Nodes>,
     timer: Arc<Timer>,
     me: Weak<Queue>,
     state: Mutex<State>,
@@ -149,15 +151,21 @@ pub struct Queue {
 impl Queue {
     /// An empty queue named `name` with the settings in force for it. Dead letters are routed
     /// through `router`; with none (`Weak::new()`) they are dropped and counted.
-    pub fn new(name: String, settings: QueueSettings, router: Weak<Router>) -> Arc<Queue> {
+    pub fn new(name: String, settings: QueueSettings, router: Weak<dyn Nodes>) -> Arc<Queue> {
         Queue::build(name, settings, None, router, None)
+    }
+
+    /// A queue on its own (benches, tests): its dead letters are dropped and counted.
+    pub fn alone(name: String, settings: QueueSettings) -> Arc<Queue> {
+        let nowhere: Weak<NoNodes> = Weak::new();
+        Queue::build(name, settings, None, nowhere, None)
     }
 
     /// As [`Queue::new`], journaling durable messages to `journal`.
     pub fn with_journal(
         name: String,
         settings: QueueSettings,
-        router: Weak<Router>,
+        router: Weak<dyn Nodes>,
         journal: Option<Arc<Journaled>>,
     ) -> Arc<Queue> {
         Queue::build(name, settings, None, router, journal)
@@ -168,7 +176,7 @@ impl Queue {
         name: String,
         settings: QueueSettings,
         temporary: Temporary,
-        router: Weak<Router>,
+        router: Weak<dyn Nodes>,
     ) -> Arc<Queue> {
         Queue::build(name, settings, Some(temporary), router, None)
     }
@@ -177,7 +185,7 @@ impl Queue {
         name: String,
         settings: QueueSettings,
         temporary: Option<Temporary>,
-        router: Weak<Router>,
+        router: Weak<dyn Nodes>,
         journal: Option<Arc<Journaled>>,
     ) -> Arc<Queue> {
         let window_ms =
@@ -554,7 +562,7 @@ impl Queue {
         }
         let router = self.router.upgrade();
         let target = match (&self.settings.dead_letter_address, &router) {
-            (Some(address), Some(router)) => router.queue(address).map_err(|e| e.to_string()),
+            (Some(address), Some(router)) => router.queue_named(address),
             (Some(_), None) => Err("the broker is stopping".to_owned()),
             (None, _) => Err("the queue has no dead_letter_address".to_owned()),
         };

@@ -43,7 +43,7 @@ struct Got {
 impl Rig {
     fn new(settings: QueueSettings) -> Rig {
         Rig {
-            queue: Queue::new("q".into(), settings, std::sync::Weak::new()),
+            queue: Queue::alone("q".into(), settings),
             waker: ConnWaker::new(),
             outboxes: HashMap::new(),
             received: HashMap::new(),
