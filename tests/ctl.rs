@@ -388,3 +388,105 @@ async fn basic_auth_comes_from_flags_or_the_environment() {
     assert_eq!(ok(&output(command).await), header);
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchanges_and_bindings_are_declared_listed_and_removed() {
+    let (broker, url) = start(test_config()).await;
+    assert_eq!(
+        ok(&ctl(&broker, &["declare-exchange", "logs", "--type", "topic"]).await),
+        "declared exchange logs\n"
+    );
+    assert_eq!(
+        ok(&ctl(&broker, &["declare-exchange", "logs", "--type", "topic"]).await),
+        "exchange logs already exists with these properties\n"
+    );
+    let conflict = failed(
+        &ctl(&broker, &["declare-exchange", "logs", "--type", "fanout"]).await,
+        1,
+    );
+    assert!(
+        conflict.contains("409") && conflict.contains("type (it is topic, not fanout)"),
+        "{conflict}"
+    );
+    let bad = failed(
+        &ctl(&broker, &["declare-exchange", "x", "--type", "weird"]).await,
+        1,
+    );
+    assert!(
+        bad.contains("expected direct, fanout, topic or headers"),
+        "{bad}"
+    );
+    let reserved = failed(&ctl(&broker, &["delete-exchange", "amq.topic"]).await, 1);
+    assert!(reserved.contains("reserved"), "{reserved}");
+
+    ok(&ctl(&broker, &["declare", "audit"]).await);
+    assert_eq!(
+        ok(&ctl(&broker, &["bind", "logs", "audit", "--key", "log.#"]).await),
+        "bound audit to logs with key 'log.#'\n"
+    );
+    let missing = failed(
+        &ctl(&broker, &["bind", "logs", "nope", "--key", "a"]).await,
+        1,
+    );
+    assert!(missing.contains("404"), "{missing}");
+    let pattern = failed(
+        &ctl(&broker, &["bind", "logs", "audit", "--key", "log.err*"]).await,
+        1,
+    );
+    assert!(pattern.contains("whole words"), "{pattern}");
+    assert_eq!(
+        ok(&ctl(&broker, &["list-bindings"]).await),
+        "exchange  queue  key\n\
+         logs      audit  log.#\n"
+    );
+    let exchanges = ok(&ctl(&broker, &["list-exchanges"]).await);
+    assert!(
+        exchanges.starts_with("name        type     durable  unroutable  bindings\n"),
+        "{exchanges}"
+    );
+    assert!(
+        exchanges.contains("amq.topic   topic    true     release            0\n"),
+        "{exchanges}"
+    );
+    assert!(
+        exchanges.contains("logs        topic    true     release            1\n"),
+        "{exchanges}"
+    );
+
+    // The binding routes what AMQP clients send to the exchange.
+    let mut conn = Connection::open("ctl-router", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut sender = fe2o3_amqp::Sender::attach(&mut session, "s", "logs")
+        .await
+        .unwrap();
+    let message = fe2o3_amqp::types::messaging::Message::builder()
+        .properties(
+            fe2o3_amqp::types::messaging::Properties::builder()
+                .subject("log.info")
+                .build(),
+        )
+        .value("hello".to_string())
+        .build();
+    sender
+        .send(message)
+        .await
+        .unwrap()
+        .accepted_or_else(|o| o)
+        .unwrap();
+    assert_eq!(broker.queue_stats("audit").unwrap().ready, 1);
+
+    assert_eq!(
+        ok(&ctl(&broker, &["unbind", "logs", "audit", "--key", "log.#"]).await),
+        "unbound audit from logs\n"
+    );
+    failed(
+        &ctl(&broker, &["unbind", "logs", "audit", "--key", "log.#"]).await,
+        1,
+    );
+    assert_eq!(
+        ok(&ctl(&broker, &["delete-exchange", "logs"]).await),
+        "deleted exchange logs\n"
+    );
+    conn.close().await.unwrap();
+    broker.shutdown().await;
+}

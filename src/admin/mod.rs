@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod console;
+mod exchanges;
 mod metrics;
 mod rates;
 mod time;
@@ -18,7 +19,7 @@ use std::time::Instant;
 use crate::transport::shutdown::Shutdown;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Json;
 use tokio::net::TcpListener;
 
@@ -69,6 +70,17 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
         .route(
             "/api/queues/{name}/scheduled/{id}",
             delete(time::cancel_scheduled),
+        )
+        .route("/api/exchanges", get(exchanges::list))
+        .route(
+            "/api/exchanges/{name}",
+            put(exchanges::declare).delete(exchanges::delete),
+        )
+        .route(
+            "/api/bindings",
+            get(exchanges::bindings)
+                .post(exchanges::bind)
+                .delete(exchanges::unbind),
         )
         .route("/api/connections", get(api::connections))
         .route(

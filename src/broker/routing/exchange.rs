@@ -353,6 +353,20 @@ impl Exchange {
         self.unbind_where(queue, |m| m == matcher) > 0
     }
 
+    /// Removes the bindings of `queue` with routing key or pattern `key` (on a fanout or
+    /// headers exchange, where keys mean nothing, every binding of `queue`); how many went.
+    pub fn unbind_key(&self, queue: &str, key: &str) -> usize {
+        match self.spec.kind {
+            ExchangeKind::Fanout | ExchangeKind::Headers => self.unbind_where(queue, |_| true),
+            _ => self.unbind_where(queue, |m| m.key() == key),
+        }
+    }
+
+    /// How many bindings it has.
+    pub fn binding_count(&self) -> usize {
+        self.read().bindings.len()
+    }
+
     /// Removes every binding of `queue` (it was deleted).
     pub fn unbind_queue(&self, queue: &str) -> usize {
         self.unbind_where(queue, |_| true)

@@ -5,6 +5,7 @@
 //! not be reached or refused (the API's error is printed with its status), 2 bad usage.
 
 mod client;
+mod routing;
 mod table;
 
 use std::fmt::Write as _;
@@ -29,6 +30,8 @@ Examples:
   sluice ctl list-queues --columns name,ready,unacked,deliver_rate
   sluice ctl --admin http://10.0.0.5:8672 --user ops purge orders
   sluice ctl declare orders --set group_key=JMSXGroupID --set max_message_size=1048576
+  sluice ctl declare-exchange logs --type topic
+  sluice ctl bind logs audit --key 'log.#'
   sluice ctl rewind orders --to 2026-11-23T17:20:00Z")]
 pub struct CtlArgs {
     /// Base URL of the admin API [env: SLUICE_ADMIN] [default: http://127.0.0.1:8672].
@@ -133,6 +136,69 @@ enum Verb {
     CloseConnection {
         /// The connection's id, as list-connections shows it.
         id: u64,
+    },
+    /// List the exchanges as a table (or JSON), by name.
+    ListExchanges {
+        /// `table`, or `json` for the API's array as it is.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Create an exchange, or check that it exists with these properties.
+    DeclareExchange {
+        /// The exchange's name.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        exchange: String,
+        /// direct, fanout, topic or headers.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: String,
+        /// Not kept across restarts (exchanges are durable by default).
+        #[arg(long)]
+        transient: bool,
+        /// What a message no binding matches does: release, reject or drop.
+        #[arg(long, value_name = "POLICY")]
+        unroutable: Option<String>,
+        /// An exchange that gets the messages no binding matches.
+        #[arg(long, value_name = "EXCHANGE")]
+        alternate_exchange: Option<String>,
+    },
+    /// Delete an exchange and its bindings (the queues stay).
+    DeleteExchange {
+        /// The exchange's name.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        exchange: String,
+    },
+    /// List the bindings as a table (or JSON).
+    ListBindings {
+        /// `table`, or `json` for the API's array as it is (with headers arguments).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Bind a queue to an exchange.
+    Bind {
+        /// The exchange.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        exchange: String,
+        /// The queue (it must exist).
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        queue: String,
+        /// The routing key (direct) or pattern (topic: `*` one word, `#` any).
+        #[arg(long, default_value = "")]
+        key: String,
+        /// For a headers exchange: `x-match=all|any` and the values to match; repeatable.
+        #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_setting)]
+        arguments: Vec<(String, Value)>,
+    },
+    /// Remove a queue's binding to an exchange.
+    Unbind {
+        /// The exchange.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        exchange: String,
+        /// The queue.
+        #[arg(value_parser = NonEmptyStringValueParser::new())]
+        queue: String,
+        /// The binding's key (ignored for fanout and headers exchanges).
+        #[arg(long, default_value = "")]
+        key: String,
     },
 }
 
@@ -264,6 +330,7 @@ fn execute(client: &Client, verb: &Verb) -> Result<String, Failure> {
             client.call(Method::Delete, &format!("/api/connections/{id}"))?;
             Ok(format!("closing connection {id}\n"))
         }
+        routing => routing::execute(client, routing),
     }
 }
 

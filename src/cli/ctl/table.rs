@@ -58,6 +58,26 @@ pub(super) enum ScheduledColumn {
     Bytes,
 }
 
+/// A column of `list-exchanges`: a field of the objects of `GET /api/exchanges`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub(super) enum ExchangeColumn {
+    Name,
+    Type,
+    Durable,
+    Unroutable,
+    Bindings,
+}
+
+/// A column of `list-bindings`: a field of the objects of `GET /api/bindings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub(super) enum BindingColumn {
+    Exchange,
+    Queue,
+    Key,
+}
+
 /// What a table needs of a column type.
 pub(super) trait Column: ValueEnum + Copy {
     /// Whether the values are numbers (right-aligned).
@@ -107,6 +127,32 @@ impl Column for ScheduledColumn {
         !matches!(self, ScheduledColumn::Due)
     }
 }
+
+impl Column for ExchangeColumn {
+    fn numeric(self) -> bool {
+        matches!(self, ExchangeColumn::Bindings)
+    }
+}
+
+impl Column for BindingColumn {
+    fn numeric(self) -> bool {
+        false
+    }
+}
+
+pub(super) const EXCHANGE_COLUMNS: [ExchangeColumn; 5] = [
+    ExchangeColumn::Name,
+    ExchangeColumn::Type,
+    ExchangeColumn::Durable,
+    ExchangeColumn::Unroutable,
+    ExchangeColumn::Bindings,
+];
+
+pub(super) const BINDING_COLUMNS: [BindingColumn; 3] = [
+    BindingColumn::Exchange,
+    BindingColumn::Queue,
+    BindingColumn::Key,
+];
 
 pub(super) const QUEUE_DEFAULT: [QueueColumn; 4] = [
     QueueColumn::Name,
