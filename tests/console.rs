@@ -109,6 +109,44 @@ async fn console_shows_queues_purges_and_deletes() {
     broker.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_exchanges_and_bindings() {
+    if !browser::available("console exchanges test") {
+        return;
+    }
+    let broker = support::broker::start_with_toml(
+        "[exchanges.\"logs\"]\ntype = \"topic\"\n\n[[bindings]]\nexchange = \"logs\"\nqueue = \"audit\"\nkey = \"log.#\"\n",
+    )
+    .await;
+    let admin = broker.admin_addr().expect("the admin listener is enabled");
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://{admin}/#/exchanges"))
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#exchanges tr[data-exchange=\"logs\"] td.type", "topic")
+        .await;
+    browser
+        .wait_for_text("#exchanges tr[data-exchange=\"logs\"] td.bindings", "1")
+        .await;
+    browser
+        .wait_for_text(
+            "#exchanges tr[data-exchange=\"amq.topic\"] td.type",
+            "topic",
+        )
+        .await;
+    browser
+        .wait_for_text("#bindings tbody td.key", "log.#")
+        .await;
+    browser
+        .wait_for_text("#bindings tbody td.queue", "audit")
+        .await;
+    browser.close().await;
+    broker.shutdown().await;
+}
+
 async fn send(session: &mut SessionHandle<()>, queue: &str, n: usize) {
     let mut sender = Sender::attach(session, format!("sender-{queue}"), queue)
         .await

@@ -517,6 +517,39 @@ function renderConnectionDetail(detail, id, c) {
   detail.sessions.replaceChildren(...blocks);
 }
 
+const EXCHANGE_COLUMNS = [
+  { cls: 'name', label: 'Exchange', text: (x) => x.name },
+  { cls: 'type', label: 'Type', text: (x) => x.type },
+  { cls: 'durable', label: 'Durable', text: (x) => (x.durable ? 'yes' : 'no') },
+  { cls: 'unroutable', label: 'Unroutable', text: (x) => x.unroutable,
+    title: (x) => (x.alternate_exchange ? `alternate exchange: ${x.alternate_exchange}` : '') },
+  num('bindings', 'Bindings', (x) => x.bindings),
+];
+
+const BINDING_COLUMNS = [
+  { cls: 'exchange', label: 'Exchange', text: (b) => b.exchange },
+  { cls: 'queue', label: 'Queue', text: (b) => b.queue, href: (b) => queueHref(b.queue) },
+  { cls: 'key', label: 'Key', text: (b) => b.key,
+    title: (b) => Object.entries(b.arguments || {}).map(([k, v]) => `${k}=${v}`).join(' ') },
+];
+
+/** The exchanges and their bindings. */
+function exchangesView(main) {
+  const exchanges = table('exchanges', EXCHANGE_COLUMNS, 'No exchanges.');
+  const bindings = table('bindings', BINDING_COLUMNS,
+    'No bindings: bind a queue with sluice ctl bind, broker.toml [[bindings]], or a subscribing receiver.');
+  main.append(h('h1', {}, 'Exchanges'), exchanges.el, h('h2', {}, 'Bindings'), bindings.el);
+  const bindingKey = (b) => `${b.exchange}\u0000${b.queue}\u0000${b.key}`;
+  return {
+    title: 'Exchanges',
+    load: () => Promise.all([api('GET', '/api/exchanges'), api('GET', '/api/bindings')]),
+    render: ([xs, bs]) => {
+      syncRows(exchanges.tbody, xs, 'exchange', (x) => x.name, EXCHANGE_COLUMNS);
+      syncRows(bindings.tbody, bs, 'binding', bindingKey, BINDING_COLUMNS);
+    },
+  };
+}
+
 function notFoundView(main) {
   main.append(h('h1', {}, 'Not found'),
     h('p', {}, 'No such page. ', h('a', { href: '#/' }, 'Back to the queues.')));
@@ -526,7 +559,10 @@ function notFoundView(main) {
 // ---------------------------------------------------------------------------------------------
 // Routing and the refresh loop
 
-/** '#/', '#/queues/NAME', '#/connections', '#/connections/ID'; names arrive percent-encoded. */
+/**
+ * '#/', '#/queues/NAME', '#/exchanges', '#/connections', '#/connections/ID'; names arrive
+ * percent-encoded.
+ */
 function parseRoute(hash) {
   const parts = hash.replace(/^#\/?/, '').split('/');
   const decode = (s) => {
@@ -539,6 +575,9 @@ function parseRoute(hash) {
   if (parts.length === 1 && parts[0] === '') return { view: queuesView, nav: 'nav-queues' };
   if (parts[0] === 'queues' && parts.length === 2 && decode(parts[1])) {
     return { view: queueView, arg: decode(parts[1]), nav: 'nav-queues' };
+  }
+  if (parts[0] === 'exchanges' && parts.length === 1) {
+    return { view: exchangesView, nav: 'nav-exchanges' };
   }
   if (parts[0] === 'connections' && parts.length <= 2) {
     const id = parts[1] ? decode(parts[1]) : null;
