@@ -272,3 +272,62 @@ async fn a_queue_browser_sees_messages_in_order_and_takes_none() {
     assert_prints(&recv, &expected_bodies());
     stop_broker(broker).await;
 }
+
+/// Seed rabbitmq-basics.txt as a python-qpid-proton client writes it (tests/proton/exchanges.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_rabbitmq_exchanges_bindings_and_temporary_queues_from_proton() {
+    let (broker, addr) = start_broker().await;
+    let output = run("exchanges.py", vec!["-a".into(), addr.to_string()]).await;
+    assert_prints(
+        &output,
+        "topic log.*: log.info log.error\n\
+         topic #.error: log.error mq.log.error\n\
+         topic (no filter): log.info log.error mq.log.error kern.warn\n\
+         direct red: red red\n\
+         direct green: green\n\
+         fanout one: hello all\n\
+         fanout two: hello all\n\
+         fair: 2 + 2 of 4, none twice: True\n\
+         temporary queue: generated\n\
+         temporary receives: reply\n\
+         temporary consumed by another connection: amqp:resource-locked\n\
+         redeclare anheng?durable=false: amqp:precondition-failed\n\
+         redeclare anheng as a topic: amqp:precondition-failed\n",
+    );
+    stop_broker(broker).await;
+}
+
+/// Examples 3.6 and 3.7 again, ten rounds of two clients at once: each client's replies land
+/// on its own temporary queue, which outlives the server's reply links and goes with the
+/// client; nothing is lost and nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_response_ten_rounds_two_clients_at_once() {
+    let (broker, addr) = start_broker().await;
+    let server_addr = format!("{addr}/examples-rounds");
+    let mut server = proton::spawn_example("server.py", &["-a", &server_addr]);
+    let attached = async {
+        while broker
+            .queue_stats("examples-rounds")
+            .is_none_or(|s| s.consumers == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SCRIPT_TIMEOUT, attached)
+        .await
+        .expect("the server never attached");
+    let expected = "Twas brillig, and the slithy toves => TWAS BRILLIG, AND THE SLITHY TOVES\n\
+                    Did gire and gymble in the wabe. => DID GIRE AND GYMBLE IN THE WABE.\n\
+                    All mimsy were the borogroves, => ALL MIMSY WERE THE BOROGROVES,\n\
+                    And the mome raths outgrabe. => AND THE MOME RATHS OUTGRABE.\n";
+    for _ in 0..10 {
+        let client = || run("client.py", vec!["-a".into(), server_addr.clone()]);
+        let (a, b) = tokio::join!(client(), client());
+        assert_prints(&a, expected);
+        assert_prints(&b, expected);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(broker.queue_names(), vec!["examples-rounds".to_string()]);
+    stop_broker(broker).await;
+}
