@@ -12,4 +12,5 @@ pub mod http;
 pub mod process;
 pub mod proton;
 pub mod raw;
+pub mod rhea;
 pub mod time;
