@@ -1,9 +1,11 @@
-//! The broker core: named queues and the consumers attached to them.
+//! The broker core: named queues, the exchanges that route to them, and the consumers attached
+//! to them.
 //!
-//! Two wings: `queue/` holds everything a queue is made of (its entries, ready list, groups,
+//! Three wings: `queue/` holds everything a queue is made of (its entries, ready list, groups,
 //! delays and schedule, rewind, settlement, dispatch, dead letters, stats, timer), `durable/`
 //! the journal adapter (the events a durable queue writes, the journaled queue, the replay at
-//! start, the storage setup). At the root: the router, the consumer outbox and waker, the
+//! start, the storage setup), `routing/` the nodes besides queues (exchanges, topics,
+//! addresses, subscriptions' bindings). At the root: the router, the consumer outbox and waker, the
 //! memory account. (The registry of open connections is transport's: the broker never knows
 //! connection topology.)
 //!
