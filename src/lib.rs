@@ -34,6 +34,8 @@ pub use transport::fd_limit::raise_to_hard_limit as raise_fd_limit;
 /// the engine without a socket, the simulated disk. Not a stable API.
 #[doc(hidden)]
 pub mod testing {
+    pub use crate::broker::routing::exchange::{Exchange, ExchangeKind, ExchangeSpec, Matcher};
+    pub use crate::broker::routing::publish::publish_all;
     pub use crate::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue, Router};
     pub use crate::engine::{condition_name, Connection, EngineConfig, PeerInfo};
     pub use crate::store::segment::MIN_SEGMENT_SIZE;
