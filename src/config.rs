@@ -22,7 +22,9 @@ pub use error::{ConfigError, Location};
 pub use exchanges::{ArgumentValue, BindingDecl, ExchangeDecl};
 use limits::LIMITS_KEYS;
 pub use limits::{LimitsConfig, Watermark};
-pub use queues::{GroupBuckets, GroupKey, GroupRelease, QueueRules, QueueSettings};
+pub use queues::{
+    Exclusive, GroupBuckets, GroupKey, GroupRelease, Overflow, Persist, QueueRules, QueueSettings,
+};
 pub use storage::StorageConfig;
 use storage::STORAGE_KEYS;
 

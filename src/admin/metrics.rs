@@ -19,7 +19,7 @@ use crate::store::{Journal, JournalStats, SYNC_BUCKETS_US};
 type QueueMetric = (&'static str, &'static str, bool, fn(&QueueStats) -> u64);
 
 /// Per-queue gauges and counters, each with the statistic it reports.
-const QUEUE_METRICS: [QueueMetric; 17] = [
+const QUEUE_METRICS: [QueueMetric; 18] = [
     (
         "sluice_queue_messages_ready",
         "Messages ready for delivery.",
@@ -97,6 +97,12 @@ const QUEUE_METRICS: [QueueMetric; 17] = [
         "Messages moved to a dead-letter address.",
         true,
         |s| s.dead_lettered,
+    ),
+    (
+        "sluice_queue_overflowed_total",
+        "Messages refused or dropped at the queue's length limit (max_length, max_length_bytes).",
+        true,
+        |s| s.overflowed,
     ),
     (
         "sluice_queue_timed_out_total",

@@ -222,8 +222,25 @@ impl Router {
 
     /// A link to `queue` ended (`owner`: the link that created it). A temporary queue whose
     /// lifetime policy ends with it is deleted, its messages with it, and any other consumer
-    /// of it is detached.
+    /// of it is detached; so is an `auto_delete` queue whose last consumer this was.
     pub fn link_ended(&self, queue: &Arc<Queue>, owner: bool) {
+        if queue.is_abandoned() {
+            // `auto_delete`: its last consumer went.
+            if self
+                .queues
+                .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
+                .is_some()
+            {
+                self.exchanges.unbind_queue(queue.name());
+                let dropped = queue.delete();
+                tracing::info!(
+                    queue = queue.name(),
+                    messages = dropped,
+                    "auto-delete queue deleted: its last consumer left"
+                );
+            }
+            return;
+        }
         let Some(temporary) = queue.temporary() else {
             return;
         };

@@ -113,6 +113,37 @@ pub enum GroupBuckets {
 }
 
 /// A setting's value as broker.toml would write it.
+/// Which of a queue's messages it journals (`persist`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// `"as-sent"`: those sent durable, or without a header section.
+    AsSent,
+    /// `"always"`: every message, whatever its header says.
+    Always,
+}
+
+/// What a queue at its `max_length`/`max_length_bytes` does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// `"reject-publish"`: the producer gets `rejected` (`amqp:resource-limit-exceeded`).
+    RejectPublish,
+    /// `"drop-head"`: the oldest ready messages make room; dead-lettered when the queue has a
+    /// `dead_letter_address` (reason `maxlen`), else dropped and counted.
+    DropHead,
+}
+
+/// Whether a queue serves one consumer at a time (`exclusive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusive {
+    /// `false`: any number of consumers.
+    No,
+    /// `true`: a second consumer's attach is refused with `amqp:resource-locked`.
+    Yes,
+    /// `"standby"`: later consumers attach and wait; the earliest attached one gets every
+    /// message (RabbitMQ's single active consumer).
+    Standby,
+}
+
 trait SettingValue {
     fn to_json(&self) -> serde_json::Value;
 }
@@ -138,6 +169,34 @@ impl SettingValue for u64 {
 impl SettingValue for Option<String> {
     fn to_json(&self) -> serde_json::Value {
         self.clone().into()
+    }
+}
+
+impl SettingValue for Persist {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Persist::AsSent => "as-sent".into(),
+            Persist::Always => "always".into(),
+        }
+    }
+}
+
+impl SettingValue for Overflow {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Overflow::RejectPublish => "reject-publish".into(),
+            Overflow::DropHead => "drop-head".into(),
+        }
+    }
+}
+
+impl SettingValue for Exclusive {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Exclusive::No => false.into(),
+            Exclusive::Yes => true.into(),
+            Exclusive::Standby => "standby".into(),
+        }
     }
 }
 
@@ -212,6 +271,18 @@ queue_settings! {
     rewind_seconds: u64 = 0, read by Source::seconds;
     /// Bound on the bytes kept for rewind per queue, so retention cannot exhaust memory.
     rewind_max_bytes: u64 = 64 * 1024 * 1024, read by Source::size;
+    /// `"as-sent"` journals the messages sent durable; `"always"` every message.
+    persist: Persist = Persist::AsSent, read by persist;
+    /// Most ready messages; 0 = unlimited.
+    max_length: u64 = 0, read by Source::size;
+    /// Most bytes of ready messages; 0 = unlimited.
+    max_length_bytes: u64 = 0, read by Source::size;
+    /// What a full queue does: `"reject-publish"` or `"drop-head"`.
+    overflow: Overflow = Overflow::RejectPublish, read by overflow;
+    /// `false`, `true` (one consumer; others refused) or `"standby"` (one active, others wait).
+    exclusive: Exclusive = Exclusive::No, read by exclusive;
+    /// Delete the queue when its last consumer detaches, once it has had one.
+    auto_delete: bool = false, read by Source::boolean;
 }
 
 /// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.
@@ -327,4 +398,55 @@ fn group_buckets(src: &Source, node: &Node, path: &str) -> Result<GroupBuckets, 
         0 => GroupBuckets::Off,
         n => GroupBuckets::Hashed(n as u32),
     })
+}
+
+/// `persist`: `"as-sent"` or `"always"`.
+fn persist(src: &Source, node: &Node, path: &str) -> Result<Persist, ConfigError> {
+    match &node.value {
+        Value::String(s) if s == "as-sent" => Ok(Persist::AsSent),
+        Value::String(s) if s == "always" => Ok(Persist::Always),
+        _ => {
+            let message = format!(
+                r#"expected "as-sent" or "always", found {}"#,
+                node.describe()
+            );
+            Err(src.invalid(node, path, message))
+        }
+    }
+}
+
+/// `overflow`: `"reject-publish"` or `"drop-head"`.
+fn overflow(src: &Source, node: &Node, path: &str) -> Result<Overflow, ConfigError> {
+    match &node.value {
+        Value::String(s) if s == "reject-publish" => Ok(Overflow::RejectPublish),
+        Value::String(s) if s == "drop-head" => Ok(Overflow::DropHead),
+        Value::String(s) if s == "block" => Err(src.invalid(
+            node,
+            path,
+            r#""block" is not supported yet; use "reject-publish" or "drop-head""#.to_owned(),
+        )),
+        _ => {
+            let message = format!(
+                r#"expected "reject-publish" or "drop-head", found {}"#,
+                node.describe()
+            );
+            Err(src.invalid(node, path, message))
+        }
+    }
+}
+
+/// `exclusive`: `false`, `true` or `"standby"`.
+fn exclusive(src: &Source, node: &Node, path: &str) -> Result<Exclusive, ConfigError> {
+    match &node.value {
+        Value::Boolean(false) => Ok(Exclusive::No),
+        Value::Boolean(true) => Ok(Exclusive::Yes),
+        Value::String(s) if s == "standby" => Ok(Exclusive::Standby),
+        _ => {
+            let message = format!(
+                r#"expected true, false or "standby", found {}"#,
+                node.describe()
+            );
+            Err(src.invalid(node, path, message))
+        }
+    }
 }

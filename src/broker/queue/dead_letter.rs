@@ -19,6 +19,8 @@ pub enum DeadReason {
     Expired,
     /// It failed `max_delivery_attempts` deliveries.
     DeliveryLimit,
+    /// It was the oldest of a queue past its length limit (`overflow = "drop-head"`).
+    MaxLength,
 }
 
 impl DeadReason {
@@ -28,6 +30,7 @@ impl DeadReason {
             DeadReason::Rejected { .. } => "rejected",
             DeadReason::Expired => "expired",
             DeadReason::DeliveryLimit => "delivery-limit",
+            DeadReason::MaxLength => "maxlen",
         }
     }
 }

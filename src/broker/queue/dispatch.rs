@@ -4,6 +4,8 @@
 //! lowest sequence number among the ungrouped messages, the free groups and the groups it
 //! owns. Grouped messages waiting for a busy owner never hold up the rest.
 
+use crate::config::Exclusive;
+
 use super::clock::now_ms;
 use super::entry::Entry;
 use super::{Acquired, Lane, State};
@@ -23,6 +25,16 @@ impl State {
         }
     }
 
+    /// Whether consumer `i` takes messages: not a browser, and with `exclusive = "standby"`
+    /// the earliest attached consumer (the others wait their turn).
+    fn is_active(&self, i: usize) -> bool {
+        if self.consumers[i].browse.is_some() {
+            return false;
+        }
+        self.settings.exclusive != Exclusive::Standby
+            || self.consumers.iter().position(|c| c.browse.is_none()) == Some(i)
+    }
+
     fn head(&self, lane: Lane) -> Option<&Entry> {
         match lane {
             Lane::Ungrouped => self.ready.peek(),
@@ -39,7 +51,7 @@ impl State {
             Lane::Group(g) => self.groups.may_take(g, id),
         };
         c.credit() > 0
-            && c.browse.is_none()
+            && self.is_active(i)
             && allowed
             && self.head(lane).is_some_and(|e| !e.avoids(id))
             && c.outbox.has_room()
@@ -67,7 +79,7 @@ impl State {
             // read cannot take messages the others could have.
             let has_credit = self.consumers[i].credit() > 0
                 && self.consumers[i].outbox.has_room()
-                && self.consumers[i].browse.is_none();
+                && self.is_active(i);
             let lane = match has_credit.then(|| self.candidate(id)).flatten() {
                 Some(lane) => lane,
                 None => {

@@ -205,6 +205,33 @@ impl State {
         self.dead_letter(entry, DeadReason::Expired, queue, now);
     }
 
+    /// Whether the ready messages, with `adding` more bytes in one more message (0: none),
+    /// exceed `max_length` or `max_length_bytes`.
+    pub(in crate::broker) fn over_limit(&self, adding: Option<u64>) -> bool {
+        let (max, max_bytes) = (self.settings.max_length, self.settings.max_length_bytes);
+        if max == 0 && max_bytes == 0 {
+            return false;
+        }
+        let count =
+            (self.ready.len() + self.groups.ready_len()) as u64 + u64::from(adding.is_some());
+        let bytes = self.ready.bytes() + self.groups.ready_bytes() + adding.unwrap_or(0);
+        (max > 0 && count > max) || (max_bytes > 0 && bytes > max_bytes)
+    }
+
+    /// Makes room in a queue past its length limits (`overflow = "drop-head"`): its oldest
+    /// ungrouped ready messages go, dead-lettered with reason `maxlen` when it has a
+    /// dead-letter address, else dropped; each is counted as overflowed.
+    pub(in crate::broker) fn drop_head(&mut self, queue: &str, now: &Now) {
+        while self.over_limit(None) {
+            let Some(entry) = self.ready.pop() else {
+                break;
+            };
+            self.stats.overflowed += 1;
+            self.schedule.forget(entry.seq);
+            self.dead_letter(entry, DeadReason::MaxLength, queue, now);
+        }
+    }
+
     /// Queues `entry` for the dead-letter address, annotated with why; without an address the
     /// message is dropped (the caller counted it).
     fn dead_letter(&mut self, entry: Entry, why: DeadReason, queue: &str, now: &Now) {

@@ -29,6 +29,7 @@ use crate::broker::durable::journaled::Journaled;
 mod browse;
 pub mod clock;
 mod compact;
+mod consumers;
 pub mod dead_letter;
 pub mod delayed;
 mod dispatch;
@@ -141,6 +142,8 @@ pub struct Queue {
     temporary: Option<Temporary>,
     /// Deleted by an administrator: producers still holding the queue are detached.
     deleted: AtomicBool,
+    /// A consumer has attached at least once (an `auto_delete` queue goes when it has none).
+    had_consumer: AtomicBool,
     /// Where dead letters go: the router finds (or creates) the dead-letter queue.
     router: Weak<dyn Nodes>,
     timer: Arc<Timer>,
@@ -194,6 +197,7 @@ impl Queue {
             name,
             temporary,
             deleted: AtomicBool::new(false),
+            had_consumer: AtomicBool::new(false),
             router,
             timer: Arc::default(),
             me: me.clone(),
@@ -237,25 +241,6 @@ impl Queue {
         self.temporary.as_ref()
     }
 
-    /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
-    /// so the groups spread over the consumers, the new one included.
-    pub fn add_consumer(&self, outbox: Arc<Outbox>, link_name: &str) {
-        let mut st = lock(&self.state);
-        st.consumers.push(Consumer {
-            outbox,
-            name: link_name.into(),
-            limit: 0,
-            dispatched: 0,
-            drain: false,
-            browse: None,
-        });
-        if self.settings.group_rebalance {
-            st.groups
-                .reset(self.settings.group_rebalance_pause_dispatch);
-            st.dispatch();
-        }
-    }
-
     /// Sets a consumer's credit: it may receive deliveries until its delivery-count reaches
     /// `limit`. With `drain`, whatever credit is left once the ready messages are dispatched is
     /// used up and the consumer is told so with [`OutItem::DrainDone`].
@@ -271,52 +256,6 @@ impl Queue {
     /// Dispatches again: a consumer that was passed over for lack of room has room now.
     pub fn redispatch(&self) {
         let st = lock(&self.state);
-        self.finish(st);
-    }
-
-    /// Removes a consumer. Everything it still holds goes back to the queue in order: messages it
-    /// was sent count as a failed delivery (delivery-count + 1), messages still in its outbox
-    /// were never sent and do not. Its groups are free for the next consumer that asks.
-    pub fn detach_consumer(&self, consumer: ConsumerId) {
-        let mut st = lock(&self.state);
-        let Some(pos) = st
-            .consumers
-            .iter()
-            .position(|c| c.outbox.consumer() == consumer)
-        else {
-            return;
-        };
-        let removed = st.consumers.remove(pos);
-        if st.next_consumer > pos {
-            st.next_consumer -= 1;
-        }
-        let mut unsent = std::collections::HashSet::new();
-        for item in removed.outbox.drain_all() {
-            if let OutItem::Deliver(d) = item {
-                unsent.insert(d.seq);
-            }
-        }
-        let mut held: Vec<u64> = st
-            .acquired
-            .iter()
-            .filter(|(_, a)| a.consumer == consumer)
-            .map(|(seq, _)| *seq)
-            .collect();
-        held.sort_unstable();
-        let now = Now::lazy();
-        for seq in held {
-            let outcome = if unsent.contains(&seq) {
-                Outcome::Released
-            } else {
-                Outcome::Modified {
-                    delivery_failed: true,
-                    undeliverable_here: false,
-                    annotations: None,
-                }
-            };
-            st.settle_one(consumer, seq, outcome, &self.name, &now);
-        }
-        st.groups.release_consumer(consumer);
         self.finish(st);
     }
 

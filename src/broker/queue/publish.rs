@@ -1,6 +1,7 @@
 //! Messages entering a queue: from producers (journaled first when durable, confirmed once on
 //! disk) and from other queues' dead letters.
 
+use crate::config::{Overflow, Persist};
 use crate::message::Message;
 use crate::store::{Done, StoreError};
 
@@ -20,6 +21,8 @@ pub enum Publish {
     Confirming,
     /// Not queued: the store refuses durable messages.
     Refused(StoreError),
+    /// Not queued: the queue is at its length limit (`overflow = "reject-publish"`); why.
+    Full(String),
 }
 
 impl Queue {
@@ -72,6 +75,15 @@ impl Queue {
         dead_letter: bool,
         confirm: Option<impl FnOnce(u64) -> Done>,
     ) -> Publish {
+        if self.settings.overflow == Overflow::RejectPublish
+            && st.over_limit(Some(message.len() as u64))
+        {
+            st.stats.overflowed += 1;
+            return Publish::Full(format!(
+                "queue '{}' is full (max_length {}, max_length_bytes {}; overflow = \"reject-publish\")",
+                self.name, self.settings.max_length, self.settings.max_length_bytes
+            ));
+        }
         let seq = st.next_seq;
         let mut entry = Entry::new(seq, message);
         let expires = if dead_letter {
@@ -91,7 +103,8 @@ impl Queue {
             .flatten()
             .filter(|&due| due > now.get());
         let mut published = Publish::Queued;
-        if let Some(journal) = st.journal.as_ref().filter(|_| entry.message.is_durable()) {
+        let persist = self.settings.persist == Persist::Always || entry.message.is_durable();
+        if let Some(journal) = st.journal.as_ref().filter(|_| persist) {
             let times = Times {
                 ready_ms: if due.is_some() { 0 } else { now.get() },
                 due_ms: due.unwrap_or(0),
@@ -138,6 +151,9 @@ impl Queue {
                 }
                 st.make_ready(entry);
             }
+        }
+        if self.settings.overflow == Overflow::DropHead {
+            st.drop_head(&self.name, now);
         }
         published
     }

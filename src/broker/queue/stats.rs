@@ -42,6 +42,8 @@ pub struct QueueStats {
     /// Messages taken back because the journal failed to store them (their producers were
     /// told `rejected`).
     pub unstored: u64,
+    /// Messages refused or dropped because the queue was at its length limit.
+    pub overflowed: u64,
 }
 
 /// One consumer of a queue, as the admin API shows it.

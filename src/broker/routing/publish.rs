@@ -59,8 +59,9 @@ pub fn publish_all(queues: &[Arc<Queue>], message: Message, finish: Option<Done>
     let Some(finish) = finish else {
         let mut answer = Publish::Queued;
         for queue in queues {
-            if let Publish::Refused(e) = queue.publish(message.clone(), None::<fn(u64) -> Done>) {
-                answer = Publish::Refused(e);
+            match queue.publish(message.clone(), None::<fn(u64) -> Done>) {
+                refused @ (Publish::Refused(_) | Publish::Full(_)) => answer = refused,
+                Publish::Queued | Publish::Confirming => {}
             }
         }
         return answer;
@@ -82,11 +83,14 @@ pub fn publish_all(queues: &[Arc<Queue>], message: Message, finish: Option<Done>
                 part.part_done(result);
             })
         };
-        if let Publish::Refused(e) = queue.publish(message.clone(), Some(confirm)) {
-            // Answered now; the writes still in flight answer nobody.
-            lock(&join.finish).take();
-            join.part_done(Ok(()));
-            return Publish::Refused(e);
+        match queue.publish(message.clone(), Some(confirm)) {
+            refused @ (Publish::Refused(_) | Publish::Full(_)) => {
+                // Answered now; the writes still in flight answer nobody.
+                lock(&join.finish).take();
+                join.part_done(Ok(()));
+                return refused;
+            }
+            Publish::Queued | Publish::Confirming => {}
         }
     }
     // Let go of the hand-out hold. If every write has already completed, the answer is now:

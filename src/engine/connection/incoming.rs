@@ -172,6 +172,9 @@ impl Connection {
                     // Accepted once its record is on disk: see `apply_confirmed`.
                     Publish::Confirming => return Ok(()),
                     Publish::Refused(e) => Answer::Reject(self.store_refused(&e)),
+                    Publish::Full(why) => {
+                        Answer::Reject(AmqpFailure::new(AmqpError::ResourceLimitExceeded, why))
+                    }
                 }
             }
             Arrival::Unroutable(Unroutable::Release, _) => Answer::Release,

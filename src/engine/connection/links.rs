@@ -132,8 +132,15 @@ impl Connection {
         let browse = matches!(source.distribution_mode, Some(DistributionMode::Copy));
         if browse && !created_node {
             queue.add_browser(outbox.clone(), &attach.name);
-        } else {
-            queue.add_consumer(outbox.clone(), &attach.name);
+        } else if !queue.add_consumer(outbox.clone(), &attach.name) {
+            self.router.link_ended(&queue, created_node);
+            return Err(AmqpFailure::new(
+                AmqpError::ResourceLocked,
+                format!(
+                    "queue '{}' is exclusive and has a consumer already",
+                    queue.name()
+                ),
+            ));
         }
         let reply_source = Source {
             // A dynamic source learns the name generated for it; others are echoed.

@@ -1,0 +1,99 @@
+//! Consumers coming and going: the exclusive setting (one consumer, or one active and the
+//! rest on standby), what a leaving consumer gives back, and whether an auto-delete queue has
+//! lost its last one.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
+use crate::config::Exclusive;
+
+use super::clock::Now;
+use super::entry::Outcome;
+use super::{Consumer, Queue};
+
+impl Queue {
+    /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
+    /// so the groups spread over the consumers, the new one included.
+    ///
+    /// Returns false, adding nothing, when the queue is `exclusive = true` and has a consumer.
+    pub fn add_consumer(&self, outbox: Arc<Outbox>, link_name: &str) -> bool {
+        let mut st = lock(&self.state);
+        let taken = st.consumers.iter().any(|c| c.browse.is_none());
+        if self.settings.exclusive == Exclusive::Yes && taken {
+            return false;
+        }
+        self.had_consumer.store(true, Ordering::Relaxed);
+        st.consumers.push(Consumer {
+            outbox,
+            name: link_name.into(),
+            limit: 0,
+            dispatched: 0,
+            drain: false,
+            browse: None,
+        });
+        if self.settings.group_rebalance {
+            st.groups
+                .reset(self.settings.group_rebalance_pause_dispatch);
+            st.dispatch();
+        }
+        true
+    }
+
+    /// Removes a consumer. Everything it still holds goes back to the queue in order: messages it
+    /// was sent count as a failed delivery (delivery-count + 1), messages still in its outbox
+    /// were never sent and do not. Its groups are free for the next consumer that asks.
+    pub fn detach_consumer(&self, consumer: ConsumerId) {
+        let mut st = lock(&self.state);
+        let Some(pos) = st
+            .consumers
+            .iter()
+            .position(|c| c.outbox.consumer() == consumer)
+        else {
+            return;
+        };
+        let removed = st.consumers.remove(pos);
+        if st.next_consumer > pos {
+            st.next_consumer -= 1;
+        }
+        let mut unsent = HashSet::new();
+        for item in removed.outbox.drain_all() {
+            if let OutItem::Deliver(d) = item {
+                unsent.insert(d.seq);
+            }
+        }
+        let mut held: Vec<u64> = st
+            .acquired
+            .iter()
+            .filter(|(_, a)| a.consumer == consumer)
+            .map(|(seq, _)| *seq)
+            .collect();
+        held.sort_unstable();
+        let now = Now::lazy();
+        for seq in held {
+            let outcome = if unsent.contains(&seq) {
+                Outcome::Released
+            } else {
+                Outcome::Modified {
+                    delivery_failed: true,
+                    undeliverable_here: false,
+                    annotations: None,
+                }
+            };
+            st.settle_one(consumer, seq, outcome, &self.name, &now);
+        }
+        st.groups.release_consumer(consumer);
+        self.finish(st);
+    }
+
+    /// Whether an `auto_delete` queue has had a consumer and has none left (browsers aside).
+    pub fn is_abandoned(&self) -> bool {
+        self.settings.auto_delete
+            && self.had_consumer.load(Ordering::Relaxed)
+            && !lock(&self.state)
+                .consumers
+                .iter()
+                .any(|c| c.browse.is_none())
+    }
+}
