@@ -78,10 +78,23 @@ impl TopicTrie {
     /// matching patterns may come more than once).
     pub fn matches(&self, key: &str, mut found: impl FnMut(u64)) {
         let words: Vec<&str> = key.split('.').collect();
-        let mut seen = HashSet::new();
+        // The (node, position) pairs visited: only a `#` makes a pair reachable twice. The walk
+        // usually visits few, so a short list beats a hash set; many `#` patterns against a
+        // long key move it to a set, so the check stays O(1).
+        let mut seen: Vec<(usize, usize)> = Vec::new();
+        let mut many: Option<HashSet<(usize, usize)>> = None;
         let mut stack = vec![(0usize, 0usize)];
         while let Some((at, pos)) = stack.pop() {
-            if !seen.insert((at, pos)) {
+            let new = if seen.len() < 64 {
+                !seen.contains(&(at, pos)) && {
+                    seen.push((at, pos));
+                    true
+                }
+            } else {
+                many.get_or_insert_with(|| seen.iter().copied().collect())
+                    .insert((at, pos))
+            };
+            if !new {
                 continue;
             }
             let node = &self.nodes[at];
@@ -161,6 +174,15 @@ mod tests {
         assert_eq!(matched(&trie, ""), [3], "the empty key is one empty word");
         trie.remove("#", 3);
         assert_eq!(matched(&trie, "quick.brown.fox"), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn many_hashes_against_a_long_key_stay_correct() {
+        let mut trie = TopicTrie::new();
+        trie.insert("#.#.#.#.z", 1);
+        trie.insert("#.a.#", 2);
+        let key = vec!["a"; 120].join(".") + ".z";
+        assert_eq!(matched(&trie, &key), [1, 2]);
     }
 
     #[test]
