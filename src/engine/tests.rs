@@ -230,6 +230,20 @@ fn open_is_answered_with_our_limits_and_half_the_idle_timeout() {
         .flat_map(|caps| caps.0.iter().map(|c| c.as_str()))
         .collect();
     assert_eq!(offered, ["ANONYMOUS-RELAY", "DELAYED_DELIVERY"]);
+    let property = |name: &str| {
+        open.properties
+            .as_ref()
+            .and_then(|p| p.get(&fe2o3_amqp_types::primitives::Symbol::from(name)))
+            .cloned()
+    };
+    assert_eq!(
+        property("queue-prefix"),
+        Some(serde_amqp::Value::String("queue://".into()))
+    );
+    assert_eq!(
+        property("topic-prefix"),
+        Some(serde_amqp::Value::String("topic://".into()))
+    );
 }
 
 #[test]

@@ -381,6 +381,16 @@ impl Connection {
             Symbol::from("platform"),
             Value::String(format!("Rust / {}", std::env::consts::OS)),
         );
+        // Qpid JMS and NMS.AMQP put these before queue and topic names, as Artemis asks; the
+        // router reads them back (routing::address).
+        properties.insert(
+            Symbol::from("queue-prefix"),
+            Value::String("queue://".into()),
+        );
+        properties.insert(
+            Symbol::from("topic-prefix"),
+            Value::String("topic://".into()),
+        );
         let open = Open {
             container_id: self.config.container_id.clone(),
             hostname: None,
