@@ -105,6 +105,13 @@ impl Broker {
     pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         let (storage, router) =
             Storage::open(&config.data_dir, &config.storage, config.queues.clone())?;
+        broker::routing::definitions::apply(&router, &config.exchanges, &config.bindings)
+            .map_err(|e| StartError::Definitions(e.to_string()))?;
+        // Run-time definitions live beside the journal; on a simulated disk (start_on) they
+        // are not kept.
+        router
+            .keep_definitions(&broker::routing::saved::path_in(&config.data_dir))
+            .map_err(StartError::Definitions)?;
         Broker::serve(config, storage, router).await
     }
 
@@ -116,6 +123,8 @@ impl Broker {
     ) -> Result<BrokerHandle, StartError> {
         let (storage, router) =
             Storage::open_with(fs, &config.data_dir, &config.storage, config.queues.clone())?;
+        broker::routing::definitions::apply(&router, &config.exchanges, &config.bindings)
+            .map_err(|e| StartError::Definitions(e.to_string()))?;
         Broker::serve(config, storage, router).await
     }
 
@@ -124,8 +133,6 @@ impl Broker {
         storage: Storage,
         router: Arc<Router>,
     ) -> Result<BrokerHandle, StartError> {
-        broker::routing::definitions::apply(&router, &config.exchanges, &config.bindings)
-            .map_err(|e| StartError::Definitions(e.to_string()))?;
         let listeners = listener::bind_all(&config.listen)
             .await
             .map_err(|(addr, source)| StartError::Bind { addr, source })?;

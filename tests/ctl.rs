@@ -490,3 +490,63 @@ async fn exchanges_and_bindings_are_declared_listed_and_removed() {
     conn.close().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchanges_and_bindings_declared_at_run_time_survive_a_restart() {
+    let config = test_config();
+    let (broker, _url) = start(config.clone()).await;
+    ok(&ctl(&broker, &["declare-exchange", "events", "--type", "fanout"]).await);
+    ok(&ctl(
+        &broker,
+        &[
+            "declare-exchange",
+            "scratch",
+            "--type",
+            "topic",
+            "--transient",
+        ],
+    )
+    .await);
+    ok(&ctl(&broker, &["declare", "billing"]).await);
+    ok(&ctl(&broker, &["declare", "shipping"]).await);
+    ok(&ctl(&broker, &["bind", "events", "billing"]).await);
+    ok(&ctl(
+        &broker,
+        &["bind", "amq.topic", "shipping", "--key", "order.*"],
+    )
+    .await);
+    ok(&ctl(&broker, &["bind", "scratch", "billing", "--key", "x"]).await);
+    broker.shutdown().await;
+
+    let (broker, url) = start(config).await;
+    let exchanges = ok(&ctl(&broker, &["list-exchanges"]).await);
+    assert!(exchanges.contains("events "), "{exchanges}");
+    assert!(
+        !exchanges.contains("scratch"),
+        "a transient exchange is not kept: {exchanges}"
+    );
+    assert_eq!(
+        ok(&ctl(&broker, &["list-bindings"]).await),
+        "exchange   queue     key\n\
+         amq.topic  shipping  order.*\n\
+         events     billing   #\n"
+    );
+    let mut conn = Connection::open("ctl-restart", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut sender = fe2o3_amqp::Sender::attach(&mut session, "s", "events")
+        .await
+        .unwrap();
+    let message = fe2o3_amqp::types::messaging::Message::builder()
+        .value("hello".to_string())
+        .build();
+    sender
+        .send(message)
+        .await
+        .unwrap()
+        .accepted_or_else(|o| o)
+        .unwrap();
+    assert_eq!(broker.queue_stats("billing").unwrap().ready, 1);
+    ok(&ctl(&broker, &["unbind", "events", "billing"]).await);
+    conn.close().await.unwrap();
+    broker.shutdown().await;
+}

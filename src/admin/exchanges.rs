@@ -152,13 +152,13 @@ pub async fn delete(
     State(state): Shared,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match state.router.exchanges().delete(&name) {
+    match state.router.delete_exchange(&name) {
         Ok(true) => {
             tracing::info!(exchange = %name, "exchange deleted by an administrator");
             Ok(Json(json!({ "deleted": name })))
         }
         Ok(false) => Err(ApiError::not_found(format!("no exchange named '{name}'"))),
-        Err(e) => Err(route_error(RouteError::Exchange(e))),
+        Err(e) => Err(route_error(e)),
     }
 }
 
@@ -239,12 +239,11 @@ pub async fn unbind(
     State(state): Shared,
     Query(u): Query<Unbind>,
 ) -> Result<Json<Value>, ApiError> {
-    let exchange = state
+    match state
         .router
-        .exchanges()
-        .get(&u.exchange)
-        .ok_or_else(|| ApiError::not_found(format!("no exchange named '{}'", u.exchange)))?;
-    match exchange.unbind_key(&u.queue, &u.key) {
+        .unbind(&u.exchange, &u.queue, &u.key)
+        .map_err(route_error)?
+    {
         0 => Err(ApiError::not_found(format!(
             "no binding of queue '{}' to '{}' with key '{}'",
             u.queue, u.exchange, u.key

@@ -1,7 +1,8 @@
 //! Addresses to nodes: finds or creates the queue an attach or a message names.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
@@ -18,6 +19,7 @@ use crate::broker::queue::{Nodes, Queue};
 use crate::broker::routing::address::{Address, Kind};
 use crate::broker::routing::exchange::{Exchange, ExchangeKind, ExchangeSpec, Matcher, Unroutable};
 use crate::broker::routing::exchanges::{ExchangeError, ExchangeTable};
+use crate::broker::routing::saved::{self, Saved, SavedBinding, SavedExchange};
 use crate::broker::routing::Node;
 use crate::message::Message;
 
@@ -64,6 +66,8 @@ pub struct Router {
     rules: QueueRules,
     queues: DashMap<String, Arc<Queue>>,
     exchanges: ExchangeTable,
+    /// Where the run-time definitions are kept (routing::saved); unset, they are not.
+    saved_at: OnceLock<PathBuf>,
     next_id: AtomicU64,
     /// Where durable queues journal their messages (None: nothing is durable).
     store: Option<Arc<dyn Store>>,
@@ -95,6 +99,7 @@ impl Router {
             rules,
             queues: DashMap::new(),
             exchanges: ExchangeTable::default(),
+            saved_at: OnceLock::new(),
             next_id: AtomicU64::new(1),
             store,
             next_queue_no: AtomicU32::new(next_queue_no),
@@ -179,6 +184,7 @@ impl Router {
     pub fn delete(&self, name: &str) -> Option<usize> {
         let (_, queue) = self.queues.remove(name)?;
         self.exchanges.unbind_queue(name);
+        self.save_definitions();
         let dropped = queue.delete();
         tracing::info!(queue = name, messages = dropped, "queue deleted");
         Some(dropped)
@@ -427,6 +433,99 @@ impl Router {
         Err(exchange.spec().unroutable)
     }
 
+    /// Declares the exchanges and makes the bindings saved at `path` (those whose queue no
+    /// longer exists are dropped, with a warning), then keeps the file up to date from now on.
+    pub fn keep_definitions(&self, path: &Path) -> Result<(), String> {
+        let saved = saved::load(path)?;
+        for x in &saved.exchanges {
+            match x.spec() {
+                Some(spec) => {
+                    if let Err(e) = self.exchanges.declare(spec) {
+                        tracing::warn!(file = %path.display(), "saved exchange not declared: {e}");
+                    }
+                }
+                None => {
+                    tracing::warn!(file = %path.display(), exchange = ?x, "saved exchange not understood")
+                }
+            }
+        }
+        for b in &saved.bindings {
+            let found = (
+                self.exchanges.get(&b.exchange),
+                self.get(&b.queue),
+                b.matcher(),
+            );
+            match found {
+                (Some(x), Some(q), Some(m)) => {
+                    let _ = x.bind(q, m);
+                }
+                _ => tracing::warn!(
+                    file = %path.display(),
+                    exchange = %b.exchange,
+                    queue = %b.queue,
+                    "saved binding dropped: its exchange or queue is gone"
+                ),
+            }
+        }
+        let _ = self.saved_at.set(path.to_owned());
+        self.save_definitions();
+        Ok(())
+    }
+
+    /// Rewrites the saved definitions (when they are kept): durable exchanges but `amq.*`,
+    /// and the bindings of durable, non-temporary queues to durable exchanges.
+    pub fn save_definitions(&self) {
+        let Some(path) = self.saved_at.get() else {
+            return;
+        };
+        let mut saved = Saved::default();
+        for x in self.exchanges.all() {
+            let spec = x.spec();
+            if !spec.durable {
+                continue;
+            }
+            if !spec.name.starts_with("amq.") {
+                saved.exchanges.push(SavedExchange::of(spec));
+            }
+            for b in x.bindings() {
+                let durable_queue = self
+                    .get(&b.queue)
+                    .is_some_and(|q| q.settings().durable && !q.is_dynamic());
+                if durable_queue {
+                    saved
+                        .bindings
+                        .push(SavedBinding::of(&b.exchange, &b.queue, &b.matcher));
+                }
+            }
+        }
+        if let Err(e) = saved::store(path, &saved) {
+            tracing::error!(file = %path.display(), "cannot save the exchanges and bindings: {e}");
+        }
+    }
+
+    /// Removes queue `queue`'s bindings to `exchange` with `key` (see
+    /// [`Exchange::unbind_key`]); how many went.
+    pub fn unbind(&self, exchange: &str, queue: &str, key: &str) -> Result<usize, RouteError> {
+        let x = self
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| RouteError::NoExchange(exchange.to_owned()))?;
+        let n = x.unbind_key(queue, key);
+        if n > 0 {
+            self.save_definitions();
+        }
+        Ok(n)
+    }
+
+    /// Deletes exchange `name` with its bindings; whether it existed.
+    pub fn delete_exchange(&self, name: &str) -> Result<bool, RouteError> {
+        let deleted = self.exchanges.delete(name)?;
+        if deleted {
+            self.save_definitions();
+        }
+        Ok(deleted)
+    }
+
     /// The broker's exchanges.
     pub fn exchanges(&self) -> &ExchangeTable {
         &self.exchanges
@@ -438,7 +537,11 @@ impl Router {
         spec: ExchangeSpec,
     ) -> Result<(Arc<Exchange>, bool), RouteError> {
         validate_name(&spec.name)?;
-        Ok(self.exchanges.declare(spec)?)
+        let declared = self.exchanges.declare(spec)?;
+        if declared.1 {
+            self.save_definitions();
+        }
+        Ok(declared)
     }
 
     /// Binds queue `queue` to exchange `exchange` with `matcher`; whether the binding is new.
@@ -450,7 +553,11 @@ impl Router {
         let q = self
             .get(queue)
             .ok_or_else(|| RouteError::NotFound(queue.to_owned()))?;
-        x.bind(q, matcher).map_err(RouteError::Invalid)
+        let created = x.bind(q, matcher).map_err(RouteError::Invalid)?;
+        if created {
+            self.save_definitions();
+        }
+        Ok(created)
     }
 
     /// The queue named `name`, if it exists.

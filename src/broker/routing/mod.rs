@@ -12,6 +12,7 @@ pub mod definitions;
 pub mod exchange;
 pub mod exchanges;
 pub mod publish;
+pub mod saved;
 pub mod topic;
 
 use std::sync::Arc;
