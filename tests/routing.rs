@@ -639,3 +639,124 @@ async fn a_browser_reads_every_message_and_takes_none() {
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+fn durable_source(filter_key: &str, shared: bool) -> Source {
+    let mut builder = Source::builder()
+        .address("amq.topic")
+        .durable(fe2o3_amqp::types::messaging::TerminusDurability::UnsettledState)
+        .expiry_policy(fe2o3_amqp::types::messaging::TerminusExpiryPolicy::Never)
+        .add_to_filter(
+            Symbol::from("binding"),
+            Described {
+                descriptor: Descriptor::Name(Symbol::from(
+                    "apache.org:legacy-amqp-topic-binding:string",
+                )),
+                value: Value::String(filter_key.to_string()),
+            },
+        );
+    if shared {
+        builder = builder.capabilities(vec![Symbol::from("shared"), Symbol::from("global")]);
+    }
+    builder.build()
+}
+
+#[tokio::test]
+async fn a_durable_subscription_keeps_receiving_while_detached_and_across_a_restart() {
+    let config = test_config();
+    let (broker, url) = start(config.clone()).await;
+    let mut connection = Connection::open("client-a", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let subscriber = subscribe(&mut session, "sub1", durable_source("news.*", false)).await;
+    subscriber.detach().await.unwrap();
+    let mut publisher = Sender::attach(&mut session, "p", "amq.topic")
+        .await
+        .unwrap();
+    assert!(
+        send(&mut publisher, with_subject("news.sport", "while detached"))
+            .await
+            .is_accepted()
+    );
+    let unmatched = send(&mut publisher, with_subject("weather.today", "not matched")).await;
+    assert!(matches!(unmatched, Outcome::Released(_)), "{unmatched:?}");
+    publisher.close().await.unwrap();
+    assert!(broker.queue_names().contains(&"client-a:sub1".to_string()));
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+
+    let (broker, url) = start(config).await;
+    let mut connection = Connection::open("client-a", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut publisher = Sender::attach(&mut session, "p", "amq.topic")
+        .await
+        .unwrap();
+    assert!(send(
+        &mut publisher,
+        with_subject("news.art", "after the restart")
+    )
+    .await
+    .is_accepted());
+    let mut subscriber = subscribe(&mut session, "sub1", durable_source("news.*", false)).await;
+    assert_eq!(
+        drain(&mut subscriber).await,
+        ["while detached", "after the restart"]
+    );
+    // Closing the link (JMS unsubscribe) ends the subscription.
+    subscriber.close().await.unwrap();
+    assert!(!broker.queue_names().contains(&"client-a:sub1".to_string()));
+    publisher.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shared_subscription_gives_each_message_to_one_of_its_subscribers() {
+    let (broker, url) = start(test_config()).await;
+    let mut a = Connection::open("client-a", url.as_str()).await.unwrap();
+    let mut b = Connection::open("client-b", url.as_str()).await.unwrap();
+    let mut session_a = Session::begin(&mut a).await.unwrap();
+    let mut session_b = Session::begin(&mut b).await.unwrap();
+    let mut first = subscribe(
+        &mut session_a,
+        "orders|global",
+        durable_source("order.*", true),
+    )
+    .await;
+    let mut second = subscribe(
+        &mut session_b,
+        "orders|global2",
+        durable_source("order.*", true),
+    )
+    .await;
+    let mut publisher = Sender::attach(&mut session_a, "p", "amq.topic")
+        .await
+        .unwrap();
+    for n in 0..6 {
+        assert!(
+            send(&mut publisher, with_subject("order.new", &format!("o{n}")))
+                .await
+                .is_accepted()
+        );
+    }
+    let mut got = drain(&mut first).await;
+    let from_second = drain(&mut second).await;
+    assert!(
+        !got.is_empty() && !from_second.is_empty(),
+        "{got:?} {from_second:?}"
+    );
+    got.extend(from_second);
+    got.sort();
+    assert_eq!(got, ["o0", "o1", "o2", "o3", "o4", "o5"], "each once");
+    assert_eq!(
+        broker
+            .queue_names()
+            .iter()
+            .filter(|n| n.starts_with("global:orders"))
+            .count(),
+        1,
+        "one shared queue"
+    );
+    publisher.close().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -526,6 +526,67 @@ impl Router {
         Ok(deleted)
     }
 
+    /// A named subscription to `exchange`, shared by every receiver that names it: `durable`,
+    /// a durable queue kept across detaches and restarts until unsubscribed (a new filter
+    /// replaces the old binding, as JMS asks); else a queue deleted when its last link goes.
+    /// Returns the queue and whether this call created it.
+    pub fn subscribe_named(
+        &self,
+        exchange: &Arc<Exchange>,
+        matcher: Matcher,
+        name: &str,
+        durable: bool,
+    ) -> Result<(Arc<Queue>, bool), RouteError> {
+        exchange.check(&matcher).map_err(RouteError::Invalid)?;
+        validate_name(name)?;
+        let mut settings = self.rules.settings_for(name);
+        settings.durable = durable;
+        let (queue, created) = match self.queues.entry(name.to_owned()) {
+            MapEntry::Occupied(q) => (q.get().clone(), false),
+            MapEntry::Vacant(slot) => {
+                let queue = if durable {
+                    self.create(name, settings)?
+                } else {
+                    // Anyone may consume (connection 0); gone with its last link.
+                    let temporary = Temporary::new(0, Lifetime::NoLinks);
+                    Queue::new_temporary(name.to_owned(), settings, temporary, self.me.clone())
+                };
+                tracing::info!(
+                    subscription = name,
+                    durable,
+                    exchange = exchange.name(),
+                    "subscription created"
+                );
+                (slot.insert(queue).clone(), true)
+            }
+        };
+        if !created {
+            if let Some(temporary) = queue.temporary() {
+                temporary.link_attached();
+            }
+        }
+        let bound = exchange
+            .bindings()
+            .into_iter()
+            .any(|b| b.queue == name && b.matcher == matcher);
+        if !bound {
+            exchange.unbind_queue(name);
+            exchange
+                .bind(queue.clone(), matcher)
+                .map_err(RouteError::Invalid)?;
+            self.save_definitions();
+        }
+        Ok((queue, created))
+    }
+
+    /// The exchange a subscription queue is bound to, if any.
+    pub fn subscribed_to(&self, queue: &str) -> Option<Arc<Exchange>> {
+        self.exchanges
+            .all()
+            .into_iter()
+            .find(|x| x.bindings().iter().any(|b| b.queue == queue))
+    }
+
     /// The broker's exchanges.
     pub fn exchanges(&self) -> &ExchangeTable {
         &self.exchanges

@@ -24,6 +24,8 @@ pub(super) struct Link {
     pub detach_sent: bool,
     /// The link created its node (a dynamic one): it owns it.
     pub created_node: bool,
+    /// It reads a durable subscription, which closing the link (not detaching it) deletes.
+    pub durable_subscription: bool,
 }
 
 /// What a link does for its peer.

@@ -57,9 +57,14 @@ impl Temporary {
         }
     }
 
-    /// The connection that owns it.
+    /// The connection that owns it (0: none, anyone may consume, as a shared subscription).
     pub fn connection(&self) -> u64 {
         self.connection
+    }
+
+    /// Whether a link of `connection` may consume from it.
+    pub fn may_consume(&self, connection: u64) -> bool {
+        self.connection == 0 || self.connection == connection
     }
 
     /// Its lifetime policy.

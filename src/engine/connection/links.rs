@@ -102,6 +102,7 @@ impl Connection {
                 }),
                 detach_sent: false,
                 created_node,
+                durable_subscription: false,
             },
         );
         let mut flow = session_flow(&session.window);
@@ -114,16 +115,36 @@ impl Connection {
     }
 
     fn attach_consumer(&mut self, channel: Channel, attach: &Attach) -> Result<(), AmqpFailure> {
-        let Some(source) = attach.source.as_deref() else {
-            return Err(AmqpFailure::new(
-                AmqpError::InvalidField,
-                "a receiving link needs a source naming the queue",
-            ));
+        let stored;
+        let (source, resolved) = match attach.source.as_deref() {
+            Some(source) => (source, self.consumer_queue(source, &attach.name)?),
+            // Qpid JMS unsubscribes by attaching with no source, then closing the link.
+            None => match self.existing_subscription(&attach.name) {
+                Some((queue, source)) => {
+                    stored = source;
+                    let resolved = ConsumerQueue {
+                        queue,
+                        created: false,
+                        durable_subscription: true,
+                    };
+                    (&stored, resolved)
+                }
+                None => {
+                    return Err(AmqpFailure::new(
+                        AmqpError::NotFound,
+                        format!(
+                            "a receiving link needs a source; and there is no durable subscription named '{}'",
+                            attach.name
+                        ),
+                    ))
+                }
+            },
         };
         let ConsumerQueue {
             queue,
             created: created_node,
-        } = self.consumer_queue(source)?;
+            durable_subscription,
+        } = resolved;
         let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
         let id = self.router.next_id();
         let outbox = Outbox::new(id, self.waker.clone());
@@ -183,6 +204,7 @@ impl Connection {
                 }),
                 detach_sent: false,
                 created_node,
+                durable_subscription,
             },
         );
         Ok(())
@@ -228,7 +250,16 @@ impl Connection {
             tracing::info!(peer = %self.peer.addr, link = %link.name, error = ?e, "peer detached a link with an error");
         }
         let detach_sent = link.detach_sent;
+        // Closing (not just detaching) a durable subscriber's link ends the subscription.
+        let unsubscribed = match (&link.kind, detach.closed && link.durable_subscription) {
+            (LinkKind::Consumer(c), true) => Some(c.queue.name().to_owned()),
+            _ => None,
+        };
         self.teardown_link(link);
+        if let Some(name) = unsubscribed {
+            tracing::info!(subscription = %name, "durable subscription closed: deleted");
+            self.router.delete(&name);
+        }
         if !detach_sent {
             let reply = Detach {
                 handle: Handle(handle.0),
@@ -288,6 +319,7 @@ impl Connection {
                 kind,
                 detach_sent: true,
                 created_node: false,
+                durable_subscription: false,
             };
             session.links.insert(handle, link);
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use fe2o3_amqp_types::definitions::AmqpError;
-use fe2o3_amqp_types::messaging::{Source, Target};
+use fe2o3_amqp_types::messaging::{Source, Target, TerminusDurability, TerminusExpiryPolicy};
 
 use crate::broker::routing::address::{self, Kind};
 use crate::broker::routing::exchange::Matcher;
@@ -31,6 +31,27 @@ pub(super) struct ConsumerQueue {
     pub queue: Arc<Queue>,
     /// The link created it (a dynamic source, or a subscription): it owns it.
     pub created: bool,
+    /// A durable subscription: kept when the link detaches, deleted when it closes.
+    pub durable_subscription: bool,
+}
+
+/// The queue name of a named (durable or shared) subscription, as Qpid JMS names its links:
+/// the link name up to a `|` (`sub|2`, `sub|volatile1`, `sub|global` are `sub`), prefixed by
+/// the container-id unless global (no client-ID), as Artemis names them
+/// (`container-id:link-name`). Also whether the link asked for a volatile (non-durable) one.
+pub(super) fn subscription_name(
+    link: &str,
+    container: Option<&str>,
+    global: bool,
+) -> (String, bool) {
+    let (base, suffix) = link.split_once('|').unwrap_or((link, ""));
+    let global = global || suffix.starts_with("global");
+    let volatile = suffix.contains("volatile");
+    let name = match (global, container) {
+        (false, Some(c)) => format!("{c}:{base}"),
+        _ => format!("global:{base}"),
+    };
+    (name, volatile)
 }
 
 impl Connection {
@@ -85,7 +106,11 @@ impl Connection {
 
     /// Resolves a consumer's source to the queue it reads: a temporary queue for a dynamic
     /// source, a subscription queue for an exchange or topic, else the named queue.
-    pub(super) fn consumer_queue(&self, source: &Source) -> Result<ConsumerQueue, AmqpFailure> {
+    pub(super) fn consumer_queue(
+        &self,
+        source: &Source,
+        link: &str,
+    ) -> Result<ConsumerQueue, AmqpFailure> {
         let binding = binding_filter(source.filter.as_ref())
             .map_err(|why| AmqpFailure::new(AmqpError::NotImplemented, why))?;
         if source.dynamic {
@@ -99,6 +124,7 @@ impl Connection {
             return Ok(ConsumerQueue {
                 queue: self.router.create_dynamic(self.id, lifetime),
                 created: true,
+                durable_subscription: false,
             });
         }
         let Some(text) = source.address.as_deref() else {
@@ -107,7 +133,8 @@ impl Connection {
                 "a receiving link needs a source address (or dynamic = true)",
             ));
         };
-        let address = address::parse(text, &capabilities(source.capabilities.as_ref()))
+        let caps = capabilities(source.capabilities.as_ref());
+        let address = address::parse(text, &caps)
             .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
         let name = address.name.as_str();
         self.router.check_kind(&address).map_err(route_failure)?;
@@ -132,6 +159,25 @@ impl Connection {
             let matcher = binding
                 .or_else(|| address.key.clone().map(Matcher::Key))
                 .unwrap_or(Matcher::All);
+            // Durable: the terminus keeps its state and never expires (Qpid JMS's durable
+            // subscriber); shared: the `shared` capability (JMS 2 shared subscriptions).
+            let durable = !matches!(source.durable, TerminusDurability::None)
+                && matches!(source.expiry_policy, TerminusExpiryPolicy::Never);
+            let shared = caps.contains(&"shared");
+            if durable || shared {
+                let (name, volatile) =
+                    subscription_name(link, self.container_id(), caps.contains(&"global"));
+                let durable = durable && !volatile;
+                let (queue, created) = self
+                    .router
+                    .subscribe_named(&exchange, matcher, &name, durable)
+                    .map_err(route_failure)?;
+                return Ok(ConsumerQueue {
+                    queue,
+                    created: created && !durable,
+                    durable_subscription: durable,
+                });
+            }
             let queue = self
                 .router
                 .subscribe(&exchange, matcher, self.id, Lifetime::Close)
@@ -139,6 +185,7 @@ impl Connection {
             return Ok(ConsumerQueue {
                 queue,
                 created: true,
+                durable_subscription: false,
             });
         }
         if binding.is_some() {
@@ -150,7 +197,7 @@ impl Connection {
         let queue = self.router.queue_at(&address).map_err(route_failure)?;
         if let Some(temporary) = queue.temporary() {
             // Only the owner's connection consumes from a temporary queue.
-            if temporary.connection() != self.id {
+            if !temporary.may_consume(self.id) {
                 return Err(AmqpFailure::new(
                     AmqpError::ResourceLocked,
                     format!(
@@ -164,7 +211,28 @@ impl Connection {
         Ok(ConsumerQueue {
             queue,
             created: false,
+            durable_subscription: false,
         })
+    }
+
+    /// A receiver with no source: Qpid JMS unsubscribing (it then closes the link). The
+    /// durable subscription its link name names, with the source it stands for; None if there
+    /// is none.
+    pub(super) fn existing_subscription(&self, link: &str) -> Option<(Arc<Queue>, Source)> {
+        let (name, _) = subscription_name(link, self.container_id(), false);
+        let global = subscription_name(link, None, true).0;
+        let queue = self
+            .router
+            .get(&name)
+            .or_else(|| self.router.get(&global))?;
+        let exchange = self.router.subscribed_to(queue.name())?;
+        let source = Source {
+            address: Some(exchange.name().to_owned()),
+            durable: TerminusDurability::UnsettledState,
+            expiry_policy: TerminusExpiryPolicy::Never,
+            ..Source::default()
+        };
+        Some((queue, source))
     }
 }
 
@@ -177,4 +245,21 @@ pub(super) fn route_failure(e: RouteError) -> AmqpFailure {
         RouteError::Store(..) => AmqpError::InternalError,
     };
     AmqpFailure::new(condition, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subscription_name;
+
+    #[test]
+    fn subscription_names_follow_qpid_jms_link_names() {
+        let named = |link, global| subscription_name(link, Some("app-1"), global);
+        assert_eq!(named("orders", false), ("app-1:orders".into(), false));
+        assert_eq!(named("orders|2", false), ("app-1:orders".into(), false));
+        assert_eq!(named("orders|volatile1", false), ("app-1:orders".into(), true));
+        assert_eq!(named("orders|global", false), ("global:orders".into(), false));
+        assert_eq!(named("orders|global-volatile2", false), ("global:orders".into(), true));
+        assert_eq!(named("orders", true), ("global:orders".into(), false));
+        assert_eq!(subscription_name("orders", None, false), ("global:orders".into(), false));
+    }
 }
