@@ -256,10 +256,22 @@ mod tests {
         let named = |link, global| subscription_name(link, Some("app-1"), global);
         assert_eq!(named("orders", false), ("app-1:orders".into(), false));
         assert_eq!(named("orders|2", false), ("app-1:orders".into(), false));
-        assert_eq!(named("orders|volatile1", false), ("app-1:orders".into(), true));
-        assert_eq!(named("orders|global", false), ("global:orders".into(), false));
-        assert_eq!(named("orders|global-volatile2", false), ("global:orders".into(), true));
+        assert_eq!(
+            named("orders|volatile1", false),
+            ("app-1:orders".into(), true)
+        );
+        assert_eq!(
+            named("orders|global", false),
+            ("global:orders".into(), false)
+        );
+        assert_eq!(
+            named("orders|global-volatile2", false),
+            ("global:orders".into(), true)
+        );
         assert_eq!(named("orders", true), ("global:orders".into(), false));
-        assert_eq!(subscription_name("orders", None, false), ("global:orders".into(), false));
+        assert_eq!(
+            subscription_name("orders", None, false),
+            ("global:orders".into(), false)
+        );
     }
 }
