@@ -227,3 +227,37 @@ async fn persist_always_journals_messages_sent_non_durable() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_priority_queue_delivers_higher_priorities_first() {
+    let (broker, url) = start(config("[queues.\"urgent\"]\nmax_priority = 9\n")).await;
+    let mut connection = Connection::open("priority", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "urgent").await.unwrap();
+    for (body, priority) in [
+        ("low", Some(1)),
+        ("default", None),
+        ("high", Some(9)),
+        ("default2", None),
+        ("top", Some(200)),
+    ] {
+        let mut message = Message::builder().value(body.to_string());
+        if let Some(p) = priority {
+            message = message.header(Header {
+                priority: p.into(),
+                ..Default::default()
+            });
+        }
+        assert!(sender.send(message.build()).await.unwrap().is_accepted());
+    }
+    let mut receiver = Receiver::attach(&mut session, "r", "urgent").await.unwrap();
+    assert_eq!(
+        drain(&mut receiver).await,
+        ["high", "top", "default", "default2", "low"],
+        "9 and 200 (capped at 9) in arrival order, then the default 4s, then 1"
+    );
+    sender.close().await.unwrap();
+    receiver.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

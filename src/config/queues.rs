@@ -154,6 +154,12 @@ impl SettingValue for bool {
     }
 }
 
+impl SettingValue for u8 {
+    fn to_json(&self) -> serde_json::Value {
+        (*self).into()
+    }
+}
+
 impl SettingValue for u32 {
     fn to_json(&self) -> serde_json::Value {
         (*self).into()
@@ -283,6 +289,8 @@ queue_settings! {
     exclusive: Exclusive = Exclusive::No, read by exclusive;
     /// Delete the queue when its last consumer detaches, once it has had one.
     auto_delete: bool = false, read by Source::boolean;
+    /// Highest priority level (1..=255); 0 = no priorities, one FIFO.
+    max_priority: u8 = 0, read by max_priority;
 }
 
 /// The `[queues."pattern"]` tables of a configuration, ready to answer per queue.
@@ -449,4 +457,9 @@ fn exclusive(src: &Source, node: &Node, path: &str) -> Result<Exclusive, ConfigE
             Err(src.invalid(node, path, message))
         }
     }
+}
+
+/// `max_priority`: 0 to 255.
+fn max_priority(src: &Source, node: &Node, path: &str) -> Result<u8, ConfigError> {
+    src.integer(node, path, 0u8, u8::MAX)
 }

@@ -17,7 +17,7 @@ use self::entry::GroupId;
 pub use self::entry::{Entry, Outcome, SegmentRef};
 use self::groups::{GroupInfo, GroupTable, Ticket};
 use self::lifecycle::expiry_of;
-use self::ready::ReadyList;
+use self::priority::Ready;
 use self::rewind::{Retention, RewindError};
 use self::schedule::{Due, Schedule, ScheduledInfo};
 pub use self::stats::{ConsumerInfo, QueueStats};
@@ -37,6 +37,7 @@ pub mod entry;
 pub mod groups;
 mod lifecycle;
 mod nodes;
+mod priority;
 mod publish;
 pub mod ready;
 mod restore;
@@ -99,7 +100,7 @@ pub(in crate::broker) struct State {
     pub settings: QueueSettings,
     pub next_seq: u64,
     /// Ready messages that belong to no group.
-    pub ready: ReadyList,
+    pub ready: Ready,
     pub groups: GroupTable,
     pub acquired: IntMap<u64, Acquired>,
     pub consumers: Vec<Consumer>,
@@ -203,7 +204,7 @@ impl Queue {
             me: me.clone(),
             state: Mutex::new(State {
                 next_seq: 1,
-                ready: ReadyList::default(),
+                ready: Ready::new(settings.max_priority),
                 groups: GroupTable::new(&settings),
                 acquired: IntMap::default(),
                 consumers: Vec::new(),

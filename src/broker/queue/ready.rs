@@ -133,11 +133,6 @@ impl ReadyList {
         self.fresh.len() - self.dead + self.returned.len()
     }
 
-    /// Whether no entry is ready.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Total encoded size of the ready messages.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -226,6 +221,6 @@ mod tests {
         assert_eq!(ready.peek().map(|e| e.seq), Some(5));
         let order: Vec<u64> = std::iter::from_fn(|| ready.pop()).map(|e| e.seq).collect();
         assert_eq!(order, vec![5, 6]);
-        assert!(ready.is_empty());
+        assert_eq!(ready.len(), 0);
     }
 }

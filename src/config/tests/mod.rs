@@ -317,7 +317,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
          group_key, group_release, group_first_key, group_first_as_property, group_rebalance, \
          group_rebalance_pause_dispatch, group_buckets, default_delay, default_ttl, \
          visibility_timeout, consumer_timeout, dead_letter_address, max_delivery_attempts, rewind_seconds, \
-         rewind_max_bytes, persist, max_length, max_length_bytes, overflow, exclusive, auto_delete"
+         rewind_max_bytes, persist, max_length, max_length_bytes, overflow, exclusive, auto_delete, max_priority"
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")
         .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, roles"));
