@@ -14,7 +14,7 @@ use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{Header, Message, Outcome};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use sluice::Config;
-use support::broker::{start, test_config};
+use support::broker::{drain, start, test_config};
 
 fn config(toml: &str) -> Config {
     let parsed = Config::from_toml(toml, "test.toml").unwrap();
@@ -26,17 +26,6 @@ fn config(toml: &str) -> Config {
         storage: defaults.storage,
         ..parsed
     }
-}
-
-async fn drain(receiver: &mut Receiver) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Ok(Ok(d)) =
-        tokio::time::timeout(Duration::from_millis(300), receiver.recv::<String>()).await
-    {
-        receiver.accept(&d).await.unwrap();
-        got.push(d.body().clone());
-    }
-    got
 }
 
 async fn send(sender: &mut Sender, body: &str) -> Outcome {

@@ -17,7 +17,7 @@ use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use serde_amqp::described::Described;
 use serde_amqp::descriptor::Descriptor;
 use sluice::BrokerHandle;
-use support::broker::{start, test_config};
+use support::broker::{drain, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -210,18 +210,6 @@ async fn subscribe(
         .attach(session)
         .await
         .unwrap()
-}
-
-/// Everything `receiver` gets within a short wait, in order.
-async fn drain(receiver: &mut Receiver) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Ok(Ok(d)) =
-        tokio::time::timeout(Duration::from_millis(300), receiver.recv::<String>()).await
-    {
-        receiver.accept(&d).await.unwrap();
-        got.push(d.body().clone());
-    }
-    got
 }
 
 async fn send(sender: &mut Sender, message: Text) -> Outcome {

@@ -111,3 +111,15 @@ pub async fn assert_closed_with_connection_forced(
         other => panic!("expected a close with amqp:connection:forced, got {other:?}"),
     }
 }
+
+/// Everything `receiver` gets within a short wait, in order, each accepted.
+pub async fn drain(receiver: &mut fe2o3_amqp::Receiver) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(Ok(d)) =
+        tokio::time::timeout(Duration::from_millis(300), receiver.recv::<String>()).await
+    {
+        receiver.accept(&d).await.unwrap();
+        got.push(d.body().clone());
+    }
+    got
+}

@@ -19,14 +19,7 @@ impl Queue {
     /// Registers a browser with no credit yet; it reads from the first ready message.
     pub fn add_browser(&self, outbox: Arc<Outbox>, link_name: &str) {
         let mut st = lock(&self.state);
-        st.consumers.push(Consumer {
-            outbox,
-            name: link_name.into(),
-            limit: 0,
-            dispatched: 0,
-            drain: false,
-            browse: Some(0),
-        });
+        st.consumers.push(Consumer::new(outbox, link_name, Some(0)));
     }
 }
 

@@ -25,14 +25,7 @@ impl Queue {
             return false;
         }
         self.had_consumer.store(true, Ordering::Relaxed);
-        st.consumers.push(Consumer {
-            outbox,
-            name: link_name.into(),
-            limit: 0,
-            dispatched: 0,
-            drain: false,
-            browse: None,
-        });
+        st.consumers.push(Consumer::new(outbox, link_name, None));
         if self.settings.group_rebalance {
             st.groups
                 .reset(self.settings.group_rebalance_pause_dispatch);

@@ -72,6 +72,18 @@ pub(in crate::broker) struct Consumer {
 }
 
 impl Consumer {
+    /// A consumer (a browser reading from `browse`) with no credit yet.
+    pub(in crate::broker) fn new(outbox: Arc<Outbox>, name: &str, browse: Option<u64>) -> Consumer {
+        Consumer {
+            outbox,
+            name: name.into(),
+            limit: 0,
+            dispatched: 0,
+            drain: false,
+            browse,
+        }
+    }
+
     pub(in crate::broker) fn credit(&self) -> u32 {
         let c = self.limit.wrapping_sub(self.dispatched) as i32;
         c.max(0) as u32
