@@ -250,3 +250,85 @@ async fn a_priority_queue_delivers_higher_priorities_first() {
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_that_blocks_holds_its_producer_back_until_there_is_room() {
+    let (broker, url) = start(config(
+        "[queues.\"held\"]\nmax_length = 3\noverflow = \"block\"\n\
+         [exchanges.\"to-held\"]\ntype = \"fanout\"\n\
+         [[bindings]]\nexchange = \"to-held\"\nqueue = \"held\"\n",
+    ))
+    .await;
+    let mut connection = Connection::open("block", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "producer", "held")
+        .await
+        .unwrap();
+    let producer = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for n in 0..10 {
+            outcomes.push(send(&mut sender, &n.to_string()).await);
+        }
+        sender.close().await.unwrap();
+        outcomes
+    });
+    // The producer fills the queue, then waits for credit: nothing is refused, nothing lost.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while broker.queue_stats("held").unwrap().ready < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        broker.queue_stats("held").unwrap().ready,
+        3,
+        "held at the limit"
+    );
+    assert!(
+        !producer.is_finished(),
+        "the producer is waiting for credit"
+    );
+
+    // A producer on an exchange cannot be held back per queue: it is refused, as RabbitMQ's
+    // reject-publish would.
+    let mut via_exchange = Sender::attach(&mut session, "via", "to-held")
+        .await
+        .unwrap();
+    match send(&mut via_exchange, "x").await {
+        Outcome::Rejected(r) => {
+            let e = r.error.unwrap();
+            assert_eq!(
+                e.condition,
+                ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)
+            );
+            assert!(e.description.unwrap_or_default().contains("\"block\""));
+        }
+        other => panic!("expected rejected, got {other:?}"),
+    }
+    via_exchange.close().await.unwrap();
+
+    let mut consumer = Receiver::attach(&mut session, "consumer", "held")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let d = tokio::time::timeout(Duration::from_secs(5), consumer.recv::<String>())
+            .await
+            .expect("the producer was never let go")
+            .unwrap();
+        consumer.accept(&d).await.unwrap();
+        got.push(d.body().clone());
+    }
+    let expected: Vec<String> = (0..10).map(|n| n.to_string()).collect();
+    assert_eq!(got, expected, "in order, nothing lost");
+    let outcomes = producer.await.unwrap();
+    assert!(outcomes.iter().all(Outcome::is_accepted), "{outcomes:?}");
+    let stats = broker.queue_stats("held").unwrap();
+    assert_eq!(stats.overflowed, 1, "the exchange's message");
+    consumer.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

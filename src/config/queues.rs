@@ -130,6 +130,11 @@ pub enum Overflow {
     /// `"drop-head"`: the oldest ready messages make room; dead-lettered when the queue has a
     /// `dead_letter_address` (reason `maxlen`), else dropped and counted.
     DropHead,
+    /// `"block"`: a producer attached to the queue gets no more link credit until there is
+    /// room (Artemis's `BLOCK` for AMQP); one sending through an exchange or the anonymous
+    /// relay, which credit cannot hold back per queue, gets `rejected` as with
+    /// `"reject-publish"`.
+    Block,
 }
 
 /// Whether a queue serves one consumer at a time (`exclusive`).
@@ -192,6 +197,7 @@ impl SettingValue for Overflow {
         match self {
             Overflow::RejectPublish => "reject-publish".into(),
             Overflow::DropHead => "drop-head".into(),
+            Overflow::Block => "block".into(),
         }
     }
 }
@@ -423,19 +429,15 @@ fn persist(src: &Source, node: &Node, path: &str) -> Result<Persist, ConfigError
     }
 }
 
-/// `overflow`: `"reject-publish"` or `"drop-head"`.
+/// `overflow`: `"reject-publish"`, `"drop-head"` or `"block"`.
 fn overflow(src: &Source, node: &Node, path: &str) -> Result<Overflow, ConfigError> {
     match &node.value {
         Value::String(s) if s == "reject-publish" => Ok(Overflow::RejectPublish),
         Value::String(s) if s == "drop-head" => Ok(Overflow::DropHead),
-        Value::String(s) if s == "block" => Err(src.invalid(
-            node,
-            path,
-            r#""block" is not supported yet; use "reject-publish" or "drop-head""#.to_owned(),
-        )),
+        Value::String(s) if s == "block" => Ok(Overflow::Block),
         _ => {
             let message = format!(
-                r#"expected "reject-publish" or "drop-head", found {}"#,
+                r#"expected "reject-publish", "drop-head" or "block", found {}"#,
                 node.describe()
             );
             Err(src.invalid(node, path, message))

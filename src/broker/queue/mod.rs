@@ -23,7 +23,7 @@ use self::schedule::{Due, Schedule, ScheduledInfo};
 pub use self::stats::{ConsumerInfo, QueueStats};
 use self::temporary::Temporary;
 use self::timer::Timer;
-use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
+use crate::broker::consumer::{lock, ConnWaker, ConsumerId, OutItem, Outbox};
 use crate::broker::durable::journaled::Journaled;
 
 mod browse;
@@ -42,6 +42,7 @@ mod publish;
 pub mod ready;
 mod restore;
 pub mod rewind;
+mod room;
 pub mod schedule;
 mod settle;
 pub mod stats;
@@ -131,6 +132,8 @@ pub(in crate::broker) struct State {
     pub syncing: IntMap<u64, (Entry, Option<i64>)>,
     /// Messages out with a consumer whose journal write failed: dropped when they come back.
     pub unstored: Vec<u64>,
+    /// Connections whose producers wait for room (`overflow = "block"`): see `room`.
+    pub room_waiters: Vec<Weak<ConnWaker>>,
 }
 
 /// A message on its way to the dead-letter address.
@@ -228,6 +231,7 @@ impl Queue {
                 journal,
                 syncing: IntMap::default(),
                 unstored: Vec::new(),
+                room_waiters: Vec::new(),
                 settings: settings.clone(),
             }),
             settings,
@@ -323,7 +327,11 @@ impl Queue {
         st.dispatch();
         let next = st.schedule.next();
         let (dead, journal) = st.take_dead();
+        let waiting = st.take_room_waiters();
         drop(st);
+        for waker in waiting.iter().filter_map(Weak::upgrade) {
+            waker.wake();
+        }
         self.route_dead(dead, journal.as_deref());
         next
     }
@@ -475,6 +483,8 @@ impl Queue {
                 journal.settle(seq, segment);
             }
         }
+        // Room again: producers a blocking queue held back get credit.
+        self.finish(st);
         n
     }
 

@@ -252,3 +252,28 @@ fn bad_time_settings_name_the_key() {
         Some(255)
     );
 }
+
+#[test]
+fn limit_settings_are_read_per_queue() {
+    let c = parse(
+        "[queues.\"held\"]\nmax_length = 10\nmax_length_bytes = 4096\noverflow = \"block\"\n\
+         [queues.\"rolling\"]\noverflow = \"drop-head\"\n",
+    );
+    let held = c.queues.settings_for("held");
+    assert_eq!(
+        (held.max_length, held.max_length_bytes, held.overflow),
+        (10, 4096, Overflow::Block)
+    );
+    assert_eq!(
+        c.queues.settings_for("rolling").overflow,
+        Overflow::DropHead
+    );
+    assert_eq!(
+        c.queues.settings_for("other").overflow,
+        Overflow::RejectPublish
+    );
+    assert_eq!(
+        error("[queues.\"q\"]\noverflow = \"wait\"\n"),
+        r#"broker.toml:2:12: queues.q.overflow: expected "reject-publish", "drop-head" or "block", found "wait""#
+    );
+}

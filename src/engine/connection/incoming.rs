@@ -264,6 +264,8 @@ impl Connection {
         } else {
             Message::opaque(bytes, incoming.message_format)
         };
+        // Credit holds back only a producer attached to the queue itself.
+        let credit_blocks = matches!(target, Some(Node::Queue(_)));
         let node = match target {
             Some(node) => node,
             None => {
@@ -317,6 +319,17 @@ impl Connection {
                         "message of {} bytes exceeds the max-message-size of {max} bytes of queue '{}'",
                         message.len(),
                         queue.name()
+                    ),
+                ));
+            }
+            if !credit_blocks && queue.blocks(message.len() as u64) {
+                return Arrival::Refused(AmqpFailure::new(
+                    AmqpError::ResourceLimitExceeded,
+                    format!(
+                        "queue '{}' is full (max_length {}, max_length_bytes {}; overflow = \"block\" holds back only producers attached to it)",
+                        queue.name(),
+                        queue.settings().max_length,
+                        queue.settings().max_length_bytes
                     ),
                 ));
             }

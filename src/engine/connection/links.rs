@@ -79,13 +79,19 @@ impl Connection {
             .push_frame(channel.0, &Performative::Attach(reply), &[]);
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
         // Above the memory watermark (or with the store full) a new producer starts with no
-        // credit; `flush` grants it once the gate opens.
+        // credit, and one on a full queue that blocks with what fits; `flush` grants the rest
+        // once the gate opens or room is made.
         let memory = self.router.memory();
-        let credit = if memory.admits_producers() {
+        let mut credit = if memory.admits_producers() {
             memory.credit(self.config.link_credit)
         } else {
             0
         };
+        if let Some(Node::Queue(queue)) = &node {
+            if let Some(room) = queue.room(&self.waker) {
+                credit = credit.min(room);
+            }
+        }
         let handle = LinkHandle(attach.handle.0);
         let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
         session.links.insert(

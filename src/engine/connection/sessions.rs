@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::broker::routing::Node;
 use crate::engine::ids::{Channel, DeliveryId, LinkHandle, Serial};
 use crate::int_map;
 
@@ -186,6 +187,16 @@ impl Connection {
         for (&handle, link) in session.links.iter_mut() {
             match &mut link.kind {
                 LinkKind::Producer(p) if !link.detach_sent && p.credit <= link_credit / 2 => {
+                    // A full queue with `overflow = "block"` holds its producers at what
+                    // fits, and wakes us when more does.
+                    let room = match &p.target {
+                        Some(Node::Queue(queue)) if admit.is_some() => queue.room(&self.waker),
+                        _ => None,
+                    };
+                    let admit = match room {
+                        Some(room) => admit.map(|c| c.min(room)),
+                        None => admit,
+                    };
                     if let Some(credit) = admit.filter(|&c| c > p.credit) {
                         p.credit = credit;
                         flows.push((handle, p.delivery_count, credit));
