@@ -292,7 +292,10 @@ async fn seed_rabbitmq_exchanges_bindings_and_temporary_queues_from_proton() {
          temporary receives: reply\n\
          temporary consumed by another connection: amqp:resource-locked\n\
          redeclare anheng?durable=false: amqp:precondition-failed\n\
-         redeclare anheng as a topic: amqp:precondition-failed\n",
+         redeclare anheng as a topic: amqp:precondition-failed\n\
+         redeclare anheng with node property durable=false: amqp:precondition-failed\n\
+         exclusive, second consumer: amqp:resource-locked\n\
+         auto-delete, after its consumer: accepted\n",
     );
     stop_broker(broker).await;
 }
@@ -329,5 +332,20 @@ async fn request_response_ten_rounds_two_clients_at_once() {
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(broker.queue_names(), vec!["examples-rounds".to_string()]);
+    stop_broker(broker).await;
+}
+
+/// Queues declared through node properties with RabbitMQ's arguments (tests/proton/declare.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_declared_through_node_properties_from_proton() {
+    let (broker, addr) = start_broker().await;
+    let output = run("declare.py", vec!["-a".into(), addr.to_string()]).await;
+    assert_prints(
+        &output,
+        "x-max-length 5: accepted accepted accepted accepted accepted rejected\n\
+         single active consumer: first one, second nothing\n\
+         after the first closes: second two\n\
+         exclusive = 'sometimes': amqp:invalid-field (the settings declared for queue 'other': exclusive: expected true, false or \"standby\", found \"sometimes\")\n",
+    );
     stop_broker(broker).await;
 }

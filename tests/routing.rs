@@ -571,7 +571,7 @@ async fn address_parameters_configure_a_new_queue_and_a_contradiction_is_precond
     assert!(e
         .description
         .unwrap_or_default()
-        .contains("unknown key `colour`"));
+        .contains("unknown setting 'colour'"));
 
     let e = refusal(&url, "topic://orders").await;
     assert_eq!(

@@ -25,6 +25,9 @@ macro_rules! queue_settings {
         }
 
         impl QueueSettings {
+            /// Every per-queue key, as broker.toml spells it.
+            pub const KEYS: &'static [&'static str] = &[$( stringify!($key) ),*];
+
             /// The settings as broker.toml spells them, key by key (the admin API shows them).
             pub fn to_json(&self) -> serde_json::Value {
                 let mut map = serde_json::Map::new();

@@ -5,11 +5,19 @@
 # Prints one line per check; the test compares them.
 import optparse
 from proton import Message, symbol, Described
-from proton.reactor import Filter
+from proton.reactor import Filter, ReceiverOption
 from proton.utils import BlockingConnection, LinkDetached
 
 def binding(kind, key):
     return Filter({symbol("binding"): Described(symbol("apache.org:legacy-amqp-%s-binding:string" % kind), key)})
+
+class Declare(ReceiverOption):
+    """Node properties, as Qpid's clients declare a queue: exclusive, auto-delete, arguments."""
+    def __init__(self, properties):
+        self.properties = properties
+
+    def apply(self, receiver):
+        receiver.source.properties.put_dict(self.properties)
 
 def drain(receiver):
     got = []
@@ -21,10 +29,10 @@ def drain(receiver):
         receiver.accept()
         got.append(m.body)
 
-def refusal(url, address):
+def refusal(url, address, options=None):
     conn = BlockingConnection(url)
     try:
-        conn.create_receiver(address)
+        conn.create_receiver(address, options=options)
         return "accepted"
     except LinkDetached as e:
         condition = e.link.remote_condition
@@ -97,4 +105,13 @@ print("temporary consumed by another connection: " + refusal(url, address))
 # A redeclare that conflicts with the queue as it exists: RabbitMQ's 406.
 print("redeclare anheng?durable=false: " + refusal(url, "anheng?durable=false"))
 print("redeclare anheng as a topic: " + refusal(url, "topic://anheng"))
+print("redeclare anheng with node property durable=false: "
+      + refusal(url, "anheng", Declare({symbol("durable"): False})))
+
+# Exclusive and auto-delete declared by the client, as queue_declare(exclusive=True) would.
+declared = conn.create_receiver("solo", name="solo",
+                                options=Declare({symbol("exclusive"): True, symbol("auto-delete"): True}))
+print("exclusive, second consumer: " + refusal(url, "solo"))
+declared.close()
+print("auto-delete, after its consumer: " + refusal(url, "queue://solo?auto-delete=false"))
 conn.close()

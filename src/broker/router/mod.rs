@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
-use crate::config::{QueueRules, QueueSettings};
+use crate::config::{ConfigError, QueueRules, QueueSettings};
 use crate::store::{SegmentId, Store};
 
 use crate::broker::consumer::ConsumerId;
@@ -287,8 +287,9 @@ impl Router {
             }
             Kind::Topic => Ok(Node::Exchange(self.topic(name)?, None)),
             Kind::Any => {
-                if let Some(q) = self.queues.get(name) {
-                    return Ok(Node::Queue(q.clone()));
+                if self.queues.contains_key(name) {
+                    // Found, and it must agree with what the address declares.
+                    return Ok(Node::Queue(self.queue_at(address)?));
                 }
                 if let Some(x) = self.exchanges.get(name) {
                     return Ok(Node::Exchange(x, None));
@@ -322,11 +323,23 @@ impl Router {
         if address.params.is_empty() {
             return self.queue(name);
         }
-        let origin = format!("the parameters of address '{name}'");
         let settings = self
             .rules
-            .settings_with(name, &address.params_as_toml(), &origin)
-            .map_err(|e| RouteError::Invalid(e.to_string()))?;
+            .settings_with(name, &address.params_as_toml(), "")
+            .map_err(|e| {
+                // Positions in text the client never wrote would only confuse it.
+                let why = match e {
+                    ConfigError::Invalid { key, message, .. } => format!("{key}: {message}"),
+                    ConfigError::UnknownKey { key, expected, .. } => {
+                        format!(
+                            "unknown setting '{key}'; expected one of {}",
+                            expected.join(", ")
+                        )
+                    }
+                    other => other.to_string(),
+                };
+                RouteError::Invalid(format!("the settings declared for queue '{name}': {why}"))
+            })?;
         if let Some(queue) = self.get(name) {
             let differ: Vec<String> = queue
                 .settings()

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use fe2o3_amqp_types::definitions::AmqpError;
+use fe2o3_amqp_types::definitions::{AmqpError, Fields};
 use fe2o3_amqp_types::messaging::{Source, Target, TerminusDurability, TerminusExpiryPolicy};
 
-use crate::broker::routing::address::{self, Kind};
+use crate::broker::routing::address::{self, Address, Kind};
 use crate::broker::routing::exchange::Matcher;
 use crate::broker::routing::Node;
 use crate::broker::{Lifetime, Queue, RouteError};
-use crate::engine::terminus::{binding_filter, capabilities, lifetime_policy};
+use crate::engine::terminus::{binding_filter, capabilities, lifetime_policy, node_properties};
 use crate::engine::AmqpFailure;
 
 use super::Connection;
@@ -70,13 +70,16 @@ impl Connection {
                     created: true,
                 });
             }
-            Some(Target {
-                address: Some(text),
-                capabilities: caps,
-                ..
-            }) => {
-                let address = address::parse(text, &capabilities(caps.as_ref()))
+            Some(
+                t @ Target {
+                    address: Some(text),
+                    capabilities: caps,
+                    ..
+                },
+            ) => {
+                let mut address = address::parse(text, &capabilities(caps.as_ref()))
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
+                declare(&mut address, t.dynamic_node_properties.as_ref())?;
                 self.router.target(&address).map_err(route_failure)?
             }
             _ => {
@@ -134,8 +137,9 @@ impl Connection {
             ));
         };
         let caps = capabilities(source.capabilities.as_ref());
-        let address = address::parse(text, &caps)
+        let mut address = address::parse(text, &caps)
             .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
+        declare(&mut address, source.dynamic_node_properties.as_ref())?;
         let name = address.name.as_str();
         self.router.check_kind(&address).map_err(route_failure)?;
         let exchange = match address.kind {
@@ -237,6 +241,27 @@ impl Connection {
 }
 
 /// A router refusal as the attaching peer hears it.
+/// Adds the queue settings a terminus's node properties declare to those of its address
+/// (`NAME?key=value`): both configure the queue when it is created, and an existing queue must
+/// agree with both. Where they name the same key, they must agree with each other.
+fn declare(address: &mut Address, properties: Option<&Fields>) -> Result<(), AmqpFailure> {
+    let declared = node_properties(properties)
+        .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
+    for (key, value) in declared {
+        match address.params.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) if *v == value => {}
+            Some((_, v)) => {
+                return Err(AmqpFailure::new(
+                    AmqpError::InvalidField,
+                    format!("'{key}' is '{v}' in the address and '{value}' in the node properties"),
+                ))
+            }
+            None => address.params.push((key, value)),
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn route_failure(e: RouteError) -> AmqpFailure {
     let condition = match &e {
         RouteError::NotFound(_) | RouteError::NoExchange(_) => AmqpError::NotFound,
