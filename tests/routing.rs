@@ -597,15 +597,22 @@ async fn address_parameters_configure_a_new_queue_and_a_contradiction_is_precond
 }
 
 #[tokio::test]
-async fn a_browser_reads_every_message_and_takes_none() {
+async fn a_browser_reads_every_message_grouped_or_not_and_takes_none() {
     let (broker, url) = start(test_config()).await;
     let mut connection = Connection::open("browser", url.as_str()).await.unwrap();
     let mut session = Session::begin(&mut connection).await.unwrap();
     let mut sender = Sender::attach(&mut session, "s", "browsed").await.unwrap();
     for n in 0..5 {
-        assert!(send(&mut sender, with_subject("x", &format!("m{n}")))
-            .await
-            .is_accepted());
+        // The odd ones wait in a message group's lane: a browser sees them in their place.
+        let mut properties = Properties::builder().subject("x");
+        if n % 2 == 1 {
+            properties = properties.group_id(Some("g".to_string()));
+        }
+        let message = Message::builder()
+            .properties(properties.build())
+            .value(format!("m{n}"))
+            .build();
+        assert!(send(&mut sender, message).await.is_accepted());
     }
     let expected: Vec<String> = (0..5).map(|n| format!("m{n}")).collect();
     for round in 0..2 {

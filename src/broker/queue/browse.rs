@@ -6,8 +6,8 @@
 //! A browser that has seen every ready message and still has credit is treated as drained:
 //! its credit is used up and it is told so (a flow with the advanced delivery-count), which
 //! is how a browsing client learns it has reached the end (proton's `receiver.drained`).
-//! Granting credit again reads on from where it stopped. Messages of a group lane (held for
-//! their group's owner) are not shown.
+//! Granting credit again reads on from where it stopped. Grouped messages are shown too, in
+//! sequence order with the others, whoever owns their group.
 
 use std::sync::Arc;
 
@@ -27,7 +27,10 @@ impl State {
     /// Sends each browser with credit copies of the ready messages past its cursor.
     pub(in crate::broker) fn browse(&mut self) {
         let State {
-            consumers, ready, ..
+            consumers,
+            ready,
+            groups,
+            ..
         } = self;
         for c in consumers.iter_mut() {
             let Some(cursor) = c.browse else {
@@ -37,7 +40,13 @@ impl State {
             if credit == 0 || !c.outbox.has_room() {
                 continue;
             }
-            let copies = ready.from(cursor, credit);
+            let mut copies = ready.from(cursor, credit);
+            let grouped = groups.ready_from(cursor, credit);
+            if !grouped.is_empty() {
+                copies.extend(grouped);
+                copies.sort_unstable_by_key(|e| e.seq);
+                copies.truncate(credit);
+            }
             let reached_end = copies.len() < credit;
             let mut next = cursor;
             for entry in copies {

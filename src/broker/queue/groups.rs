@@ -388,6 +388,25 @@ impl GroupTable {
         self.index(g);
     }
 
+    /// Up to `limit` ready grouped messages from sequence number `from` on, in sequence
+    /// order, whatever their group and owner (for browsers, which take none of them). Looks
+    /// at every group with ready messages: browsing is rare, and a browser's credit bounds
+    /// what each group contributes.
+    pub fn ready_from(&self, from: u64, limit: usize) -> Vec<&Entry> {
+        if self.ready_len == 0 {
+            return Vec::new();
+        }
+        let mut all: Vec<&Entry> = self
+            .slots
+            .iter()
+            .flatten()
+            .flat_map(|group| group.ready.from(from, limit))
+            .collect();
+        all.sort_unstable_by_key(|e| e.seq);
+        all.truncate(limit);
+        all
+    }
+
     /// Ready grouped messages.
     pub fn ready_len(&self) -> usize {
         self.ready_len

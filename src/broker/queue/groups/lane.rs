@@ -49,6 +49,14 @@ impl Lane {
         }
     }
 
+    /// Up to `limit` messages from sequence number `from` on, in order (for browsers).
+    pub(in crate::broker) fn from(&self, from: u64, limit: usize) -> Vec<&Entry> {
+        let mut out: Vec<&Entry> = self.first.iter().filter(|e| e.seq >= from).collect();
+        out.extend(self.rest.from(from, limit - out.len().min(limit)));
+        out.truncate(limit);
+        out
+    }
+
     pub(in crate::broker) fn is_empty(&self) -> bool {
         self.first.is_none()
     }
