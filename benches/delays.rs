@@ -79,7 +79,7 @@ async fn run(n: usize) -> (f64, f64) {
 
     // Drain, so the run also proves every message came out once.
     let outbox = Outbox::new(1, ConnWaker::new());
-    queue.add_consumer(outbox.clone(), "drain");
+    queue.add_consumer(outbox.clone(), "drain", None);
     queue.flow(1, u32::try_from(n).unwrap_or(u32::MAX), false);
     let mut got = 0;
     while let Some(item) = outbox.pop() {

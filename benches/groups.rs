@@ -30,7 +30,7 @@ fn message(group: Option<&str>) -> Message {
 
 fn consumer(queue: &Queue, id: u64, credit: u32) -> Arc<Outbox> {
     let outbox = Outbox::new(id, ConnWaker::new());
-    queue.add_consumer(outbox.clone(), "bench");
+    queue.add_consumer(outbox.clone(), "bench", None);
     queue.flow(id, credit, false);
     outbox
 }

@@ -25,7 +25,7 @@ fn cycle(c: &mut Criterion) {
         let outboxes: Vec<Arc<Outbox>> = (0..consumers)
             .map(|id| {
                 let outbox = Outbox::new(id, waker.clone());
-                queue.add_consumer(outbox.clone(), "bench");
+                queue.add_consumer(outbox.clone(), "bench", None);
                 queue.flow(id, u32::MAX / 2, false);
                 outbox
             })

@@ -16,6 +16,7 @@ mod engine;
 mod int_map;
 mod logging;
 mod message;
+mod selector;
 mod store;
 mod transport;
 

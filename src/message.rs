@@ -13,8 +13,10 @@ use bytes::Bytes;
 use crate::codec::scan::{scan_value, Limits, ScanError};
 
 mod encoding;
+mod fields;
 mod properties;
 
+pub use fields::{FieldValue, PropertyField, Sections};
 pub use properties::{AnnotationValue, PropertyValue};
 
 use encoding::{

@@ -15,16 +15,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("logging", &[]),
     ("store", &["int_map"]),
     ("message", &["codec"]),
+    ("selector", &["codec", "message"]),
     // The [storage] section parses into the store's own setting types.
     ("config", &["store"]),
     (
         "broker",
-        &["codec", "config", "int_map", "message", "store"],
+        &["codec", "config", "int_map", "message", "selector", "store"],
     ),
     (
         "engine",
         &[
-            "broker", "codec", "config", "int_map", "logging", "message", "store",
+            "broker", "codec", "config", "int_map", "logging", "message", "selector", "store",
         ],
     ),
     (

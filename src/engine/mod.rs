@@ -6,6 +6,7 @@
 //! directly in tests and by the fuzz target.
 
 mod connection;
+mod filters;
 mod ids;
 mod link;
 mod reassembly;

@@ -1,135 +1,18 @@
 //! Reading what a peer asks for in a source or target beyond its address: its capabilities,
-//! the properties of a dynamic node it wants created, and the binding its filter asks for.
+//! the lifetime of a dynamic node it wants created, and the queue settings it declares.
 //! Pure functions of the terminus, so they are tested without a connection.
 
 use fe2o3_amqp_types::definitions::Fields;
-use fe2o3_amqp_types::messaging::FilterSet;
 use fe2o3_amqp_types::primitives::{Array, Symbol};
 use serde_amqp::descriptor::Descriptor;
 use serde_amqp::Value;
 
-use crate::broker::routing::exchange::{HeaderValue, HeadersMatch, Matcher};
 use crate::broker::Lifetime;
 use crate::config::QueueSettings;
 
 /// The capabilities of a terminus, as strings.
 pub(super) fn capabilities(caps: Option<&Array<Symbol>>) -> Vec<&str> {
     caps.map_or_else(Vec::new, |a| a.0.iter().map(|s| s.as_str()).collect())
-}
-
-/// The legacy binding filters (WIRE.md §3), by symbolic name and numeric code.
-const DIRECT_BINDING: (&str, u64) = (
-    "apache.org:legacy-amqp-direct-binding:string",
-    0x0000_468C_0000_0000,
-);
-const TOPIC_BINDING: (&str, u64) = (
-    "apache.org:legacy-amqp-topic-binding:string",
-    0x0000_468C_0000_0001,
-);
-const HEADERS_BINDING: (&str, u64) = (
-    "apache.org:legacy-amqp-headers-binding:map",
-    0x0000_468C_0000_0002,
-);
-
-fn is(descriptor: &Descriptor, (name, code): (&str, u64)) -> bool {
-    match descriptor {
-        Descriptor::Name(n) => n.as_str() == name,
-        Descriptor::Code(c) => *c == code,
-    }
-}
-
-/// The binding a receiver's filter set asks for: `Ok(None)` without filters, the key of a
-/// legacy direct or topic binding filter, the values of a headers binding filter. A filter of
-/// any other kind is not supported yet, and says so (the caller refuses the link).
-pub(super) fn binding_filter(filters: Option<&FilterSet>) -> Result<Option<Matcher>, String> {
-    let Some(filters) = filters.filter(|f| !f.is_empty()) else {
-        return Ok(None);
-    };
-    let mut found = None;
-    for (key, value) in filters.iter() {
-        let described = match value {
-            Value::Described(d) => d,
-            Value::Null => continue,
-            _ => {
-                return Err(format!(
-                    "filter '{}' is not a described value",
-                    key.as_str()
-                ))
-            }
-        };
-        let matcher = if is(&described.descriptor, DIRECT_BINDING)
-            || is(&described.descriptor, TOPIC_BINDING)
-        {
-            match &described.value {
-                Value::String(k) => Matcher::Key(k.clone()),
-                Value::Symbol(k) => Matcher::Key(k.as_str().to_owned()),
-                _ => {
-                    return Err(format!(
-                        "binding filter '{}' must carry a string",
-                        key.as_str()
-                    ))
-                }
-            }
-        } else if is(&described.descriptor, HEADERS_BINDING) {
-            headers_binding(&described.value)
-                .map_err(|why| format!("headers binding filter '{}': {why}", key.as_str()))?
-        } else {
-            let name = match &described.descriptor {
-                Descriptor::Name(n) => n.as_str().to_owned(),
-                Descriptor::Code(c) => format!("0x{c:016x}"),
-            };
-            return Err(format!(
-                "source filter '{}' ({name}) is not supported yet: only the legacy binding filters are",
-                key.as_str()
-            ));
-        };
-        if found.replace(matcher).is_some() {
-            return Err("more than one binding filter on one link".to_owned());
-        }
-    }
-    Ok(found)
-}
-
-fn headers_binding(value: &Value) -> Result<Matcher, String> {
-    let Value::Map(map) = value else {
-        return Err("it must carry a map".to_owned());
-    };
-    let mut any = false;
-    let mut values = Vec::new();
-    for (k, v) in map.iter() {
-        let name = match k {
-            Value::String(s) => s.as_str(),
-            Value::Symbol(s) => s.as_str(),
-            _ => return Err("its keys must be strings".to_owned()),
-        };
-        if name == "x-match" {
-            any = match v {
-                Value::String(s) if s == "any" => true,
-                Value::String(s) if s == "all" => false,
-                _ => return Err("x-match must be \"all\" or \"any\"".to_owned()),
-            };
-            continue;
-        }
-        let value = match v {
-            Value::String(s) => HeaderValue::Str(s.clone()),
-            Value::Symbol(s) => HeaderValue::Str(s.as_str().to_owned()),
-            Value::Bool(b) => HeaderValue::Bool(*b),
-            Value::Byte(n) => HeaderValue::Int(i64::from(*n)),
-            Value::Short(n) => HeaderValue::Int(i64::from(*n)),
-            Value::Int(n) => HeaderValue::Int(i64::from(*n)),
-            Value::Long(n) => HeaderValue::Int(*n),
-            Value::Ubyte(n) => HeaderValue::Int(i64::from(*n)),
-            Value::Ushort(n) => HeaderValue::Int(i64::from(*n)),
-            Value::Uint(n) => HeaderValue::Int(i64::from(*n)),
-            _ => {
-                return Err(format!(
-                    "the value of '{name}' must be a string, boolean or integer"
-                ))
-            }
-        };
-        values.push((name.to_owned(), value));
-    }
-    Ok(Matcher::Headers(HeadersMatch { any, values }))
 }
 
 /// The `lifetime-policy` of `dynamic-node-properties` (AMQP 1.0 §3.5.10), by symbolic or
@@ -235,71 +118,6 @@ mod tests {
         let mut f = Fields::new();
         f.insert(Symbol::from("lifetime-policy"), Value::from(policy.into()));
         f
-    }
-
-    fn described(name: &str, value: Value) -> Value {
-        Value::Described(Box::new(Described {
-            descriptor: Descriptor::Name(Symbol::from(name)),
-            value,
-        }))
-    }
-
-    #[test]
-    fn binding_filters_are_read_by_name_and_code_and_others_refused() {
-        assert_eq!(binding_filter(None), Ok(None));
-        let mut f = FilterSet::new();
-        f.insert(
-            Symbol::from("subject"),
-            described(TOPIC_BINDING.0, Value::String("log.*".into())),
-        );
-        assert_eq!(
-            binding_filter(Some(&f)),
-            Ok(Some(Matcher::Key("log.*".into())))
-        );
-        let mut f = FilterSet::new();
-        f.insert(
-            Symbol::from("key"),
-            Value::Described(Box::new(Described {
-                descriptor: Descriptor::Code(DIRECT_BINDING.1),
-                value: Value::String("red".into()),
-            })),
-        );
-        assert_eq!(
-            binding_filter(Some(&f)),
-            Ok(Some(Matcher::Key("red".into())))
-        );
-        let mut map = serde_amqp::primitives::OrderedMap::new();
-        map.insert(Value::String("x-match".into()), Value::String("any".into()));
-        map.insert(
-            Value::String("colour".into()),
-            Value::String("green".into()),
-        );
-        map.insert(Value::String("size".into()), Value::Int(3));
-        let mut f = FilterSet::new();
-        f.insert(
-            Symbol::from("h"),
-            described(HEADERS_BINDING.0, Value::Map(map)),
-        );
-        assert_eq!(
-            binding_filter(Some(&f)),
-            Ok(Some(Matcher::Headers(HeadersMatch {
-                any: true,
-                values: vec![
-                    ("colour".into(), HeaderValue::Str("green".into())),
-                    ("size".into(), HeaderValue::Int(3)),
-                ],
-            })))
-        );
-        let mut f = FilterSet::new();
-        f.insert(
-            Symbol::from("selector"),
-            described(
-                "apache.org:selector-filter:string",
-                Value::String("a = 1".into()),
-            ),
-        );
-        let err = binding_filter(Some(&f)).unwrap_err();
-        assert!(err.contains("not supported yet"), "{err}");
     }
 
     #[test]

@@ -14,12 +14,15 @@ use std::sync::Arc;
 use super::{Consumer, Queue};
 use crate::broker::consumer::{lock, Delivery, OutItem, Outbox};
 use crate::broker::queue::State;
+use crate::selector::Filter;
 
 impl Queue {
-    /// Registers a browser with no credit yet; it reads from the first ready message.
-    pub fn add_browser(&self, outbox: Arc<Outbox>, link_name: &str) {
+    /// Registers a browser with no credit yet; it reads from the first ready message, and
+    /// with `filter` is shown only the messages that pass.
+    pub fn add_browser(&self, outbox: Arc<Outbox>, link_name: &str, filter: Option<Arc<Filter>>) {
         let mut st = lock(&self.state);
-        st.consumers.push(Consumer::new(outbox, link_name, Some(0)));
+        st.consumers
+            .push(Consumer::new(outbox, link_name, Some(0), filter, 1));
     }
 }
 
@@ -40,18 +43,32 @@ impl State {
             if credit == 0 || !c.outbox.has_room() {
                 continue;
             }
-            let mut copies = ready.from(cursor, credit);
-            let grouped = groups.ready_from(cursor, credit);
-            if !grouped.is_empty() {
-                copies.extend(grouped);
-                copies.sort_unstable_by_key(|e| e.seq);
-                copies.truncate(credit);
-            }
-            let reached_end = copies.len() < credit;
+            // A filtered browser reads on past what its filter refuses: up to the end, a
+            // screenful at a time.
+            let mut copies = Vec::new();
             let mut next = cursor;
+            let mut reached_end = false;
+            while copies.len() < credit && !reached_end {
+                let mut batch = ready.from(next, credit);
+                batch.extend(groups.ready_from(next, credit));
+                batch.sort_unstable_by_key(|e| e.seq);
+                batch.truncate(credit);
+                reached_end = batch.len() < credit;
+                if let Some(last) = batch.last() {
+                    next = last.seq + 1;
+                }
+                copies.extend(batch.into_iter().filter(|e| c.wants(e)));
+            }
+            copies.truncate(credit);
+            if let Some(last) = copies.last() {
+                // What was filtered out past the last copy is looked at again next time.
+                if copies.len() == credit {
+                    next = last.seq + 1;
+                }
+            }
+            let reached_end = reached_end && copies.len() < credit;
             for entry in copies {
                 c.dispatched = c.dispatched.wrapping_add(1);
-                next = entry.seq + 1;
                 c.outbox.push(OutItem::Deliver(Delivery {
                     seq: entry.seq,
                     message: entry.message.clone(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::broker::consumer::{lock, ConsumerId, OutItem, Outbox};
 use crate::config::Exclusive;
+use crate::selector::Filter;
 
 use super::clock::Now;
 use super::entry::Outcome;
@@ -17,15 +18,24 @@ impl Queue {
     /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
     /// so the groups spread over the consumers, the new one included.
     ///
-    /// Returns false, adding nothing, when the queue is `exclusive = true` and has a consumer.
-    pub fn add_consumer(&self, outbox: Arc<Outbox>, link_name: &str) -> bool {
+    /// With `filter`, it takes only the messages that pass (the others stay for other
+    /// consumers). Returns false, adding nothing, when the queue is `exclusive = true` and
+    /// has a consumer.
+    pub fn add_consumer(
+        &self,
+        outbox: Arc<Outbox>,
+        link_name: &str,
+        filter: Option<Arc<Filter>>,
+    ) -> bool {
         let mut st = lock(&self.state);
         let taken = st.consumers.iter().any(|c| c.browse.is_none());
         if self.settings.exclusive == Exclusive::Yes && taken {
             return false;
         }
         self.had_consumer.store(true, Ordering::Relaxed);
-        st.consumers.push(Consumer::new(outbox, link_name, None));
+        let lists = st.ready.lists();
+        st.consumers
+            .push(Consumer::new(outbox, link_name, None, filter, lists));
         if self.settings.group_rebalance {
             st.groups
                 .reset(self.settings.group_rebalance_pause_dispatch);

@@ -3,25 +3,60 @@
 //! Each consumer with credit, in round-robin turn, takes the first message it may have: the
 //! lowest sequence number among the ungrouped messages, the free groups and the groups it
 //! owns. Grouped messages waiting for a busy owner never hold up the rest.
+//!
+//! A consumer with a filter (a selector) takes the first message it passes instead: the
+//! messages it refuses stay where they are for the others, so they never hold up the queue,
+//! and it keeps its place in the ready list so it is shown each message once, not once per
+//! credit (DESIGN.md §4: no rescan of what a filter already refused).
 
 use crate::config::Exclusive;
 
 use super::clock::now_ms;
 use super::entry::Entry;
 use super::{Acquired, Lane, State};
-use crate::broker::consumer::{ConsumerId, Delivery, OutItem};
+use crate::broker::consumer::{Delivery, OutItem};
 
 impl State {
-    /// The ready message `consumer` would take next: the first of the ungrouped messages, the
-    /// free groups and the groups it owns.
-    fn candidate(&self, consumer: ConsumerId) -> Option<Lane> {
-        let ungrouped = self.ready.peek().map(|e| e.seq);
-        let grouped = self.groups.next_for(consumer);
+    /// The ready message consumer `i` would take next: the first of the ungrouped messages,
+    /// the free groups and the groups it owns (that its filter passes, if it has one).
+    fn candidate(&mut self, i: usize) -> Option<Lane> {
+        let State {
+            consumers,
+            ready,
+            groups,
+            ..
+        } = self;
+        let c = &mut consumers[i];
+        let consumer = c.outbox.consumer();
+        let (ungrouped, grouped) = match c.filter.clone() {
+            None => (
+                ready.peek().map(|e| (e.seq, Lane::Ungrouped)),
+                groups.next_for(consumer),
+            ),
+            Some(filter) => {
+                let wanted =
+                    |e: &Entry| !e.avoids(consumer) && filter.matches(&e.message, e.delivery_count);
+                let found = ready.first_wanted(&mut c.seen, wanted);
+                (
+                    found.map(|seq| (seq, Lane::At(seq))),
+                    groups.next_wanted_for(consumer, wanted),
+                )
+            }
+        };
         match (ungrouped, grouped) {
-            (Some(u), Some((g_seq, g))) if g_seq < u => Some(Lane::Group(g)),
-            (Some(_), _) => Some(Lane::Ungrouped),
+            (Some((u, _)), Some((g_seq, g))) if g_seq < u => Some(Lane::Group(g)),
+            (Some((_, lane)), _) => Some(lane),
             (None, Some((_, g))) => Some(Lane::Group(g)),
             (None, None) => None,
+        }
+    }
+
+    /// Filtered consumers look again from the lowest message put back since the last round.
+    fn rewind_filtered(&mut self) {
+        if let Some(low) = self.ready.take_rewound() {
+            for c in self.consumers.iter_mut() {
+                c.seen.iter_mut().for_each(|s| *s = (*s).min(low));
+            }
         }
     }
 
@@ -38,6 +73,7 @@ impl State {
     fn head(&self, lane: Lane) -> Option<&Entry> {
         match lane {
             Lane::Ungrouped => self.ready.peek(),
+            Lane::At(seq) => self.ready.get(seq),
             Lane::Group(g) => self.groups.head(g),
         }
     }
@@ -47,13 +83,13 @@ impl State {
         let c = &self.consumers[i];
         let id = c.outbox.consumer();
         let allowed = match lane {
-            Lane::Ungrouped => true,
+            Lane::Ungrouped | Lane::At(_) => true,
             Lane::Group(g) => self.groups.may_take(g, id),
         };
         c.credit() > 0
             && self.is_active(i)
             && allowed
-            && self.head(lane).is_some_and(|e| !e.avoids(id))
+            && self.head(lane).is_some_and(|e| !e.avoids(id) && c.wants(e))
             && c.outbox.has_room()
     }
 
@@ -67,20 +103,20 @@ impl State {
         let mut set_aside = Vec::new();
         let mut set_aside_groups = Vec::new();
         let mut idle = 0;
+        self.rewind_filtered();
         while idle < self.consumers.len() {
             if self.ready.is_empty() && self.groups.ready_len() == 0 {
                 break;
             }
             let n = self.consumers.len();
             let i = self.next_consumer % n;
-            let id = self.consumers[i].outbox.consumer();
             // A consumer whose outbox or connection output is full is passed over (and marked
             // starved, so it is dispatched to again once it has room): a peer that does not
             // read cannot take messages the others could have.
             let has_credit = self.consumers[i].credit() > 0
                 && self.consumers[i].outbox.has_room()
                 && self.is_active(i);
-            let lane = match has_credit.then(|| self.candidate(id)).flatten() {
+            let lane = match has_credit.then(|| self.candidate(i)).flatten() {
                 Some(lane) => lane,
                 None => {
                     self.next_consumer = i + 1;
@@ -105,6 +141,7 @@ impl State {
             }
             match lane {
                 Lane::Ungrouped => set_aside.extend(self.ready.pop()),
+                Lane::At(seq) => set_aside.extend(self.ready.remove(seq)),
                 Lane::Group(g) => {
                     self.groups.set_aside(g);
                     set_aside_groups.push(g);
@@ -139,6 +176,10 @@ impl State {
         let id = self.consumers[i].outbox.consumer();
         let (entry, ticket, first) = match lane {
             Lane::Ungrouped => match self.ready.pop() {
+                Some(entry) => (entry, None, false),
+                None => return,
+            },
+            Lane::At(seq) => match self.ready.remove(seq) {
                 Some(entry) => (entry, None, false),
                 None => return,
             },

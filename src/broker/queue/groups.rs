@@ -249,6 +249,21 @@ impl GroupTable {
         self.heads.next_for(consumer)
     }
 
+    /// Like [`GroupTable::next_for`], for a consumer that takes only the messages `wanted`
+    /// accepts: the first group (free or its own) whose head it accepts. A group whose head
+    /// its owner refuses waits for the owner to go or the group to be freed.
+    pub fn next_wanted_for(
+        &self,
+        consumer: ConsumerId,
+        mut wanted: impl FnMut(&Entry) -> bool,
+    ) -> Option<(u64, GroupId)> {
+        if self.paused || self.ready_len == 0 {
+            return None;
+        }
+        self.heads
+            .next_wanted_for(consumer, |g| self.head(g).is_some_and(&mut wanted))
+    }
+
     /// Whether `consumer` may take the messages of group `g` now.
     pub fn may_take(&self, g: GroupId, consumer: ConsumerId) -> bool {
         !self.paused

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use crate::config::QueueSettings;
 use crate::int_map::IntMap;
 use crate::message::Message;
+use crate::selector::Filter;
 
 use self::clock::{now_ms, Now};
 use self::entry::GroupId;
@@ -26,6 +27,7 @@ use self::timer::Timer;
 use crate::broker::consumer::{lock, ConnWaker, ConsumerId, OutItem, Outbox};
 use crate::broker::durable::journaled::Journaled;
 
+mod admission;
 mod browse;
 pub mod clock;
 mod compact;
@@ -70,11 +72,30 @@ pub(in crate::broker) struct Consumer {
     /// gets copies and takes nothing (browse.rs); the dispatch to acquiring consumers passes
     /// it over.
     pub browse: Option<u64>,
+    /// The consumer's selectors and filters: it takes (or is shown) only the messages that
+    /// pass them; the others stay for other consumers.
+    pub filter: Option<Arc<Filter>>,
+    /// For a filtered consumer, per ready list (one per priority level): the sequence number
+    /// below which every ready message was shown to the filter and refused, so dispatch never
+    /// shows it those again (unless one is put back).
+    pub seen: Vec<u64>,
 }
 
 impl Consumer {
-    /// A consumer (a browser reading from `browse`) with no credit yet.
-    pub(in crate::broker) fn new(outbox: Arc<Outbox>, name: &str, browse: Option<u64>) -> Consumer {
+    /// A consumer (a browser reading from `browse`) with no credit yet, taking what `filter`
+    /// passes from a queue with `lists` ready lists.
+    pub(in crate::broker) fn new(
+        outbox: Arc<Outbox>,
+        name: &str,
+        browse: Option<u64>,
+        filter: Option<Arc<Filter>>,
+        lists: usize,
+    ) -> Consumer {
+        let seen = if filter.is_some() {
+            vec![0; lists]
+        } else {
+            Vec::new()
+        };
         Consumer {
             outbox,
             name: name.into(),
@@ -82,7 +103,16 @@ impl Consumer {
             dispatched: 0,
             drain: false,
             browse,
+            filter,
+            seen,
         }
+    }
+
+    /// Whether the consumer's filter (if any) passes `entry`.
+    pub(in crate::broker) fn wants(&self, entry: &Entry) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.matches(&entry.message, entry.delivery_count))
     }
 
     pub(in crate::broker) fn credit(&self) -> u32 {
@@ -104,7 +134,10 @@ pub(in crate::broker) struct Acquired {
 /// Where a ready message waits: with the ungrouped ones, or in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::broker) enum Lane {
+    /// The first ungrouped message.
     Ungrouped,
+    /// The ungrouped message with this sequence number (what a filtered consumer found).
+    At(u64),
     Group(GroupId),
 }
 
@@ -160,6 +193,10 @@ pub struct Queue {
     deleted: AtomicBool,
     /// A consumer has attached at least once (an `auto_delete` queue goes when it has none).
     had_consumer: AtomicBool,
+    /// A subscription queue's filter and no-local (admission.rs); `admits_all` is the lock-free
+    /// answer for the queues that have neither.
+    admission: Mutex<Option<Arc<admission::Admission>>>,
+    admits_all: AtomicBool,
     /// Where dead letters go: the router finds (or creates) the dead-letter queue.
     router: Weak<dyn Nodes>,
     timer: Arc<Timer>,
@@ -214,6 +251,8 @@ impl Queue {
             temporary,
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
+            admission: Mutex::new(None),
+            admits_all: AtomicBool::new(true),
             router,
             timer: Arc::default(),
             me: me.clone(),

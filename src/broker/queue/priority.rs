@@ -79,6 +79,54 @@ impl Ready {
         }
     }
 
+    /// The lowest sequence number put back since the last call, at any level.
+    pub fn take_rewound(&mut self) -> Option<u64> {
+        match self {
+            Ready::Fifo(list) => list.take_rewound(),
+            Ready::Levels(levels) => levels.iter_mut().filter_map(ReadyList::take_rewound).min(),
+        }
+    }
+
+    /// How many lists a filtered consumer keeps a place in (one per level).
+    pub fn lists(&self) -> usize {
+        match self {
+            Ready::Fifo(_) => 1,
+            Ready::Levels(levels) => levels.len(),
+        }
+    }
+
+    /// The first entry `wanted` accepts, highest level first, looking in each list from the
+    /// consumer's place in it (`from`, one per list, advanced past what was refused).
+    pub fn first_wanted(
+        &self,
+        from: &mut [u64],
+        mut wanted: impl FnMut(&Entry) -> bool,
+    ) -> Option<u64> {
+        let lists: Vec<&ReadyList> = match self {
+            Ready::Fifo(list) => vec![list],
+            Ready::Levels(levels) => levels.iter().rev().collect(),
+        };
+        // `from` is indexed by level; the lists are visited highest first.
+        let count = lists.len();
+        for (k, list) in lists.into_iter().enumerate() {
+            let slot = from.get_mut(count - 1 - k)?;
+            let (found, next) = list.first_from(*slot, &mut wanted);
+            *slot = next;
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// The ready entry with sequence number `seq`.
+    pub fn get(&self, seq: u64) -> Option<&Entry> {
+        match self {
+            Ready::Fifo(list) => list.get(seq),
+            Ready::Levels(levels) => levels.iter().find_map(|l| l.get(seq)),
+        }
+    }
+
     /// Number of ready entries.
     pub fn len(&self) -> usize {
         match self {

@@ -15,13 +15,28 @@ use crate::message::Message;
 /// An entry taken out of the middle of `fresh` (it expired, or a scheduled message was
 /// cancelled) leaves a tombstone behind, so the removal is O(log n) instead of a shift of
 /// everything after it; tombstones are dropped when they reach the front, which is never one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadyList {
     fresh: VecDeque<Entry>,
     returned: BTreeMap<u64, Entry>,
     bytes: u64,
     /// Tombstones in `fresh`.
     dead: usize,
+    /// The lowest sequence number put back since [`ReadyList::take_rewound`] last asked
+    /// (u64::MAX: none): filtered consumers look again from there.
+    rewound: u64,
+}
+
+impl Default for ReadyList {
+    fn default() -> ReadyList {
+        ReadyList {
+            fresh: VecDeque::new(),
+            returned: BTreeMap::new(),
+            bytes: 0,
+            dead: 0,
+            rewound: u64::MAX,
+        }
+    }
 }
 
 fn tombstone(seq: u64) -> Entry {
@@ -44,7 +59,56 @@ impl ReadyList {
     /// Puts back an entry that had been acquired, at its original position.
     pub fn push_returned(&mut self, entry: Entry) {
         self.bytes += entry.message.len() as u64;
+        self.rewound = self.rewound.min(entry.seq);
         self.returned.insert(entry.seq, entry);
+    }
+
+    /// The lowest sequence number put back since the last call, if any.
+    pub fn take_rewound(&mut self) -> Option<u64> {
+        let low = std::mem::replace(&mut self.rewound, u64::MAX);
+        (low != u64::MAX).then_some(low)
+    }
+
+    /// The first entry from sequence number `from` on that `wanted` accepts, in order, and
+    /// where to look from next time: every entry below it was shown to `wanted` and refused.
+    /// What a filtered consumer looks for: each entry is shown to it once, not once per
+    /// credit (a put-back entry again, see [`ReadyList::take_rewound`]).
+    pub fn first_from(
+        &self,
+        from: u64,
+        mut wanted: impl FnMut(&Entry) -> bool,
+    ) -> (Option<u64>, u64) {
+        let start = self.fresh.partition_point(|e| e.seq < from);
+        let mut fresh = self
+            .fresh
+            .range(start..)
+            .filter(|e| !is_tombstone(e))
+            .peekable();
+        let mut returned = self.returned.range(from..).map(|(_, e)| e).peekable();
+        let mut next = from;
+        loop {
+            let entry = match (fresh.peek(), returned.peek()) {
+                (Some(f), Some(r)) if r.seq < f.seq => returned.next(),
+                (Some(_), _) => fresh.next(),
+                (None, _) => returned.next(),
+            };
+            let Some(entry) = entry else {
+                return (None, next);
+            };
+            if wanted(entry) {
+                return (Some(entry.seq), entry.seq);
+            }
+            next = entry.seq + 1;
+        }
+    }
+
+    /// The entry with sequence number `seq`, if ready.
+    pub fn get(&self, seq: u64) -> Option<&Entry> {
+        if let Some(entry) = self.returned.get(&seq) {
+            return Some(entry);
+        }
+        let i = self.fresh.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        Some(&self.fresh[i]).filter(|e| !is_tombstone(e))
     }
 
     /// The entry that would be popped next.
@@ -155,6 +219,7 @@ impl ReadyList {
         self.returned.clear();
         self.bytes = 0;
         self.dead = 0;
+        self.rewound = u64::MAX;
         n
     }
 }

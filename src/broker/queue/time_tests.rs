@@ -103,7 +103,8 @@ impl Rig {
 
     fn attach(&mut self, id: ConsumerId) {
         let outbox = Outbox::new(id, ConnWaker::new());
-        self.queue.add_consumer(outbox.clone(), &format!("c{id}"));
+        self.queue
+            .add_consumer(outbox.clone(), &format!("c{id}"), None);
         self.outboxes.insert(id, outbox);
         self.received.insert(id, 0);
     }
@@ -154,7 +155,7 @@ impl Rig {
             return Vec::new();
         };
         let outbox = Outbox::new(999, ConnWaker::new());
-        dlq.add_consumer(outbox.clone(), "dlq-reader");
+        dlq.add_consumer(outbox.clone(), "dlq-reader", None);
         dlq.flow(999, 1000, false);
         let mut got = Vec::new();
         while let Some(item) = outbox.pop() {

@@ -64,18 +64,25 @@ impl Router {
     /// The queues `exchange` routes `message` to (by `key` when given, else the message's
     /// own), into `into`. Nothing matched: the exchange's alternate exchange is tried (up to
     /// four hops, so a loop of alternates ends), and if it routes nowhere either, the
-    /// first exchange's policy for unroutable messages is returned.
+    /// first exchange's policy for unroutable messages is returned. Queues whose admission
+    /// (a subscription's filter, or no-local against connection `from`) refuses the message
+    /// are left out.
     pub fn route(
         &self,
         exchange: &Arc<Exchange>,
         message: &Message,
         key: Option<&str>,
+        from: u64,
         into: &mut Vec<Arc<Queue>>,
     ) -> Result<(), Unroutable> {
         let mut at = exchange.clone();
         for _ in 0..4 {
             at.route(message, key, into);
-            if !into.is_empty() {
+            // Subscriptions store only what their filters pass (and no-local ones nothing
+            // from their own connection); filtered out is not unroutable.
+            let routed = !into.is_empty();
+            into.retain(|q| q.admits(message, from));
+            if routed {
                 return Ok(());
             }
             match at

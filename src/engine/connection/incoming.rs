@@ -295,7 +295,7 @@ impl Connection {
                 let mut queues = Vec::new();
                 if let Err(policy) =
                     self.router
-                        .route(&exchange, &message, key.as_deref(), &mut queues)
+                        .route(&exchange, &message, key.as_deref(), self.id, &mut queues)
                 {
                     let key = key
                         .as_deref()

@@ -3,7 +3,7 @@
 use fe2o3_amqp_types::definitions::{
     AmqpError, Handle, ReceiverSettleMode, Role, SenderSettleMode, SessionError,
 };
-use fe2o3_amqp_types::messaging::{DistributionMode, Source, TargetArchetype};
+use fe2o3_amqp_types::messaging::{DistributionMode, FilterSet, Source, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Detach, Flow, Performative};
 
 use crate::broker::routing::Node;
@@ -132,6 +132,8 @@ impl Connection {
                         queue,
                         created: false,
                         durable_subscription: true,
+                        filter: None,
+                        applied: FilterSet::new(),
                     };
                     (&stored, resolved)
                 }
@@ -150,6 +152,8 @@ impl Connection {
             queue,
             created: created_node,
             durable_subscription,
+            filter,
+            applied,
         } = resolved;
         let presettled = matches!(attach.snd_settle_mode, SenderSettleMode::Settled);
         let id = self.router.next_id();
@@ -158,8 +162,8 @@ impl Connection {
         // asks for copy on durable topic subscriptions) the messages are its to take.
         let browse = matches!(source.distribution_mode, Some(DistributionMode::Copy));
         if browse && !created_node {
-            queue.add_browser(outbox.clone(), &attach.name);
-        } else if !queue.add_consumer(outbox.clone(), &attach.name) {
+            queue.add_browser(outbox.clone(), &attach.name, filter);
+        } else if !queue.add_consumer(outbox.clone(), &attach.name, filter) {
             self.router.link_ended(&queue, created_node);
             return Err(AmqpFailure::new(
                 AmqpError::ResourceLocked,
@@ -176,6 +180,8 @@ impl Connection {
             } else {
                 source.address.clone()
             },
+            // Exactly the filters applied (WIRE.md §3): the client compares.
+            filter: (!applied.is_empty()).then_some(applied),
             ..source.clone()
         };
         let reply = Attach {

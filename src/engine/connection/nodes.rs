@@ -5,14 +5,18 @@
 use std::sync::Arc;
 
 use fe2o3_amqp_types::definitions::{AmqpError, Fields};
-use fe2o3_amqp_types::messaging::{Source, Target, TerminusDurability, TerminusExpiryPolicy};
+use fe2o3_amqp_types::messaging::{
+    FilterSet, Source, Target, TerminusDurability, TerminusExpiryPolicy,
+};
 
 use crate::broker::routing::address::{self, Address, Kind};
 use crate::broker::routing::exchange::Matcher;
 use crate::broker::routing::Node;
 use crate::broker::{Lifetime, Queue, RouteError};
-use crate::engine::terminus::{binding_filter, capabilities, lifetime_policy, node_properties};
+use crate::engine::filters::{self, SourceFilters};
+use crate::engine::terminus::{capabilities, lifetime_policy, node_properties};
 use crate::engine::AmqpFailure;
+use crate::selector::Filter;
 
 use super::Connection;
 
@@ -28,6 +32,10 @@ pub(super) struct ProducerNode {
 
 /// The queue a consumer's link takes messages from.
 pub(super) struct ConsumerQueue {
+    /// What the consumer takes of the queue: its selectors and filters (None: everything).
+    pub filter: Option<Arc<Filter>>,
+    /// The filters applied, which the attach reply echoes.
+    pub applied: FilterSet,
     pub queue: Arc<Queue>,
     /// The link created it (a dynamic source, or a subscription): it owns it.
     pub created: bool,
@@ -52,6 +60,25 @@ pub(super) fn subscription_name(
         _ => format!("global:{base}"),
     };
     (name, volatile)
+}
+
+impl ConsumerQueue {
+    /// A consumer of a queue: its selectors and properties filters apply to what it takes;
+    /// binding filters and no-local mean nothing on a queue, so they are not applied and not
+    /// echoed (the client decides).
+    fn on_queue(queue: Arc<Queue>, created: bool, mut filters: SourceFilters) -> ConsumerQueue {
+        let ignored = filters::binding_and_no_local_keys(&filters.applied);
+        for key in ignored {
+            filters.applied.swap_remove(&key);
+        }
+        ConsumerQueue {
+            queue,
+            created,
+            durable_subscription: false,
+            filter: (!filters.filter.is_empty()).then(|| Arc::new(filters.filter)),
+            applied: filters.applied,
+        }
+    }
 }
 
 impl Connection {
@@ -114,21 +141,13 @@ impl Connection {
         source: &Source,
         link: &str,
     ) -> Result<ConsumerQueue, AmqpFailure> {
-        let binding = binding_filter(source.filter.as_ref())
-            .map_err(|why| AmqpFailure::new(AmqpError::NotImplemented, why))?;
+        let filters = filters::read(source.filter.as_ref())
+            .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
+        let binding = filters.binding.clone();
         if source.dynamic {
-            if binding.is_some() {
-                return Err(AmqpFailure::new(
-                    AmqpError::InvalidField,
-                    "a binding filter needs an exchange or topic address, not a dynamic queue",
-                ));
-            }
             let lifetime = lifetime_policy(source.dynamic_node_properties.as_ref());
-            return Ok(ConsumerQueue {
-                queue: self.router.create_dynamic(self.id, lifetime),
-                created: true,
-                durable_subscription: false,
-            });
+            let queue = self.router.create_dynamic(self.id, lifetime);
+            return Ok(ConsumerQueue::on_queue(queue, true, filters));
         }
         let Some(text) = source.address.as_deref() else {
             return Err(AmqpFailure::new(
@@ -176,27 +195,13 @@ impl Connection {
                     .router
                     .subscribe_named(&exchange, matcher, &name, durable)
                     .map_err(route_failure)?;
-                return Ok(ConsumerQueue {
-                    queue,
-                    created: created && !durable,
-                    durable_subscription: durable,
-                });
+                return Ok(self.subscription(queue, created && !durable, durable, filters));
             }
             let queue = self
                 .router
                 .subscribe(&exchange, matcher, self.id, Lifetime::Close)
                 .map_err(route_failure)?;
-            return Ok(ConsumerQueue {
-                queue,
-                created: true,
-                durable_subscription: false,
-            });
-        }
-        if binding.is_some() {
-            return Err(AmqpFailure::new(
-                AmqpError::NotImplemented,
-                format!("'{name}' is a queue: binding filters apply to exchanges and topics, and other filters on queues are not supported yet"),
-            ));
+            return Ok(self.subscription(queue, true, false, filters));
         }
         let queue = self.router.queue_at(&address).map_err(route_failure)?;
         if let Some(temporary) = queue.temporary() {
@@ -212,11 +217,27 @@ impl Connection {
             }
             temporary.link_attached();
         }
-        Ok(ConsumerQueue {
+        Ok(ConsumerQueue::on_queue(queue, false, filters))
+    }
+
+    /// A subscription queue stores only what its filters pass, and with no-local nothing sent
+    /// on this connection; every filter read applies.
+    fn subscription(
+        &self,
+        queue: Arc<Queue>,
+        created: bool,
+        durable_subscription: bool,
+        filters: SourceFilters,
+    ) -> ConsumerQueue {
+        let filter = (!filters.filter.is_empty()).then(|| Arc::new(filters.filter));
+        queue.set_admission(filter, filters.no_local.then_some(self.id));
+        ConsumerQueue {
             queue,
-            created: false,
-            durable_subscription: false,
-        })
+            created,
+            durable_subscription,
+            filter: None,
+            applied: filters.applied,
+        }
     }
 
     /// A receiver with no source: Qpid JMS unsubscribing (it then closes the link). The

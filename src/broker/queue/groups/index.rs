@@ -59,6 +59,27 @@ impl HeadIndex {
         .map(|(&seq, &g)| (seq, g))
     }
 
+    /// The lowest head among the free groups and those `consumer` owns that `wanted` accepts
+    /// (a filtered consumer): the heads are looked at in order until one is.
+    pub(super) fn next_wanted_for(
+        &self,
+        consumer: ConsumerId,
+        mut wanted: impl FnMut(GroupId) -> bool,
+    ) -> Option<(u64, GroupId)> {
+        let mut first = |map: Option<&BTreeMap<u64, GroupId>>| {
+            map.into_iter()
+                .flatten()
+                .find(|(_, &g)| wanted(g))
+                .map(|(&seq, &g)| (seq, g))
+        };
+        let free = first(Some(&self.free));
+        let own = first(self.owned.get(&consumer));
+        match (free, own) {
+            (Some(f), Some(o)) => Some(if f.0 < o.0 { f } else { o }),
+            (f, o) => f.or(o),
+        }
+    }
+
     /// Forgets `consumer`'s map (its groups were all re-indexed as free).
     pub(super) fn forget_owner(&mut self, consumer: ConsumerId) {
         self.owned.remove(&consumer);

@@ -54,7 +54,7 @@ impl Rig {
     fn attach(&mut self, id: ConsumerId) {
         let outbox = Outbox::new(id, self.waker.clone());
         self.queue
-            .add_consumer(outbox.clone(), &format!("link-{id}"));
+            .add_consumer(outbox.clone(), &format!("link-{id}"), None);
         self.outboxes.insert(id, outbox);
         self.received.insert(id, 0);
     }
