@@ -39,6 +39,7 @@ pub mod testing {
     pub use crate::broker::routing::publish::publish_all;
     pub use crate::broker::{ConnWaker, OutItem, Outbox, Outcome, Queue, Router};
     pub use crate::engine::{condition_name, Connection, EngineConfig, PeerInfo};
+    pub use crate::selector::{Dialect, Filter, Selector};
     pub use crate::store::segment::MIN_SEGMENT_SIZE;
     #[cfg(feature = "testing")]
     pub use crate::store::{FaultOp, SimFs};

@@ -863,6 +863,17 @@ fn the_fuzz_seeds_are_valid_input() {
             sluice::codec::frame::decode_amqp(raw).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
+    // The selector seeds are written by hand: each must compile in one dialect or the other.
+    use sluice::testing::{Dialect, Selector};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/selector");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(
+            Selector::parse(&text, Dialect::Jms).is_ok()
+                || Selector::parse(&text, Dialect::Sql).is_ok(),
+            "{text}"
+        );
+    }
 }
 
 /// Resident memory of this process, in KiB (Linux).
