@@ -122,13 +122,39 @@ impl<'a> Iterator for Items<'a> {
         self.remaining -= 1;
         let start = self.pos;
         let rest = self.buf.get(start..)?;
-        let Ok(len) = scan_value(rest, MESSAGE_LIMITS) else {
+        let Some(len) = encoded_len(rest).or_else(|| scan_value(rest, MESSAGE_LIMITS).ok()) else {
             self.remaining = 0;
             return Some(None);
         };
         self.pos = start + len;
         Some(rest.get(..len).map(|value| (start, value)))
     }
+}
+
+/// The length of the value at the start of `buf` read from its constructor alone, for every
+/// format code but a described value (which needs the scan). The sections were scanned when
+/// the message was parsed, so the sizes are trustworthy; the caller still checks the bounds.
+fn encoded_len(buf: &[u8]) -> Option<usize> {
+    let code = *buf.first()?;
+    let width = |n: usize| -> Option<usize> {
+        let bytes = buf.get(1..1 + n)?;
+        let size = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        Some(1 + n + size)
+    };
+    let len = match code {
+        0x40..=0x4f => 1,
+        0x50..=0x5f => 2,
+        0x60..=0x6f => 3,
+        0x70..=0x7f => 5,
+        0x80..=0x8f => 9,
+        0x90..=0x9f => 17,
+        0xa0..=0xaf | 0xc0..=0xcf | 0xe0..=0xef => width(1)?,
+        0xb0..=0xbf | 0xd0..=0xdf | 0xf0..=0xff => width(4)?,
+        _ => return None,
+    };
+    (len <= buf.len()).then_some(len)
 }
 
 // Typed readers for one encoded value: None means the wrong type, Some(None) means null.

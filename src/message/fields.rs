@@ -4,9 +4,10 @@
 //! compares (booleans, integers, floats, text); strings borrow from the message.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use super::encoding::{boolean, number, symbol, Items};
-use super::{identify, Message, APPLICATION_PROPERTIES, MESSAGE_ANNOTATIONS, PROPERTIES};
+use super::{identify, Message, MESSAGE_ANNOTATIONS, PROPERTIES};
 use crate::codec::scan::scan_value;
 
 /// A field's value as selectors see it.
@@ -149,26 +150,36 @@ impl PropertyField {
     }
 }
 
+/// The message-annotations and properties values of a message, when it has them.
+type Walked<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Where a message's annotations, properties and application properties lie: what a selector
-/// reads. Found once per message evaluated; each lookup scans only its own section.
-#[derive(Debug, Clone, Copy, Default)]
+/// reads. Each is found on first need (the application properties from the view, the others by
+/// one walk over the sections); each lookup scans only its own section.
+#[derive(Debug)]
 pub struct Sections<'a> {
-    annotations: Option<&'a [u8]>,
-    properties: Option<&'a [u8]>,
-    application_properties: Option<&'a [u8]>,
+    message: &'a Message,
+    /// The message-annotations and properties values, once walked to.
+    walked: OnceCell<Walked<'a>>,
 }
 
 impl Message {
-    /// The sections selectors read, located without decoding them (empty for an opaque
-    /// message).
+    /// The sections selectors read, found lazily (none for an opaque message).
     pub fn sections(&self) -> Sections<'_> {
-        let mut found = Sections::default();
+        Sections {
+            message: self,
+            walked: OnceCell::new(),
+        }
+    }
+
+    /// The message-annotations and properties values, found by walking the sections after the
+    /// header and delivery annotations (the body ends the walk).
+    fn walk(&self) -> Walked<'_> {
+        let (mut annotations, mut properties) = (None, None);
         if !self.standard {
-            return found;
+            return (None, None);
         }
         let mut offset = self.bare_start as usize;
-        // Message annotations, properties and application properties come in that order,
-        // right after the header and delivery annotations; the body ends the walk.
         while let Some(rest) = self.bytes.get(offset..).filter(|r| !r.is_empty()) {
             let Ok(len) = scan_value(rest, super::MESSAGE_LIMITS) else {
                 break;
@@ -179,34 +190,46 @@ impl Message {
             };
             let value = whole.get(value_start..);
             match section {
-                MESSAGE_ANNOTATIONS => found.annotations = value,
-                PROPERTIES => found.properties = value,
-                APPLICATION_PROPERTIES => {
-                    found.application_properties = value;
+                MESSAGE_ANNOTATIONS => annotations = value,
+                PROPERTIES => {
+                    properties = value;
                     break;
                 }
                 _ => break,
             }
             offset += len;
         }
-        found
+        (annotations, properties)
+    }
+
+    /// The application-properties map (its value, without the descriptor), from the view.
+    fn application_properties_value(&self) -> Option<&[u8]> {
+        let span = self.extras.as_ref()?.application_properties?;
+        let section = self.bytes.get(span.range())?;
+        let (_, value_start) = identify(section, 0, 0).ok()?;
+        section.get(value_start..)
     }
 }
 
 impl<'a> Sections<'a> {
     /// The application property `name` (string keys).
     pub fn application_property(&self, name: &str) -> FieldValue<'a> {
-        map_entry(self.application_properties, name).map_or(FieldValue::Null, FieldValue::decode)
+        map_entry(self.message.application_properties_value(), name)
+            .map_or(FieldValue::Null, FieldValue::decode)
+    }
+
+    fn walked(&self) -> Walked<'a> {
+        *self.walked.get_or_init(|| self.message.walk())
     }
 
     /// The message annotation `name` (symbol keys, or string keys from lax clients).
     pub fn annotation(&self, name: &str) -> FieldValue<'a> {
-        map_entry(self.annotations, name).map_or(FieldValue::Null, FieldValue::decode)
+        map_entry(self.walked().0, name).map_or(FieldValue::Null, FieldValue::decode)
     }
 
     /// A field of the properties section; a user-id that is UTF-8 reads as text.
     pub fn property(&self, field: PropertyField) -> FieldValue<'a> {
-        let Some(mut items) = self.properties.and_then(Items::list) else {
+        let Some(mut items) = self.walked().1.and_then(Items::list) else {
             return FieldValue::Null;
         };
         match items.nth(field as usize).flatten() {

@@ -10,8 +10,6 @@
 //! `message_annotations.`/`m.` and `application_properties.`/`a.` prefixes; an unprefixed name
 //! is an application property.
 
-use std::cell::OnceCell;
-
 use super::value::Val;
 use crate::message::{FieldValue, Message, PropertyField, Sections};
 
@@ -158,7 +156,7 @@ pub(crate) fn resolve(name: &str, dialect: Dialect) -> Result<FieldRef, String> 
 pub(crate) struct Input<'a> {
     message: &'a Message,
     delivery_count: u32,
-    sections: OnceCell<Sections<'a>>,
+    sections: Sections<'a>,
 }
 
 impl<'a> Input<'a> {
@@ -167,12 +165,12 @@ impl<'a> Input<'a> {
         Input {
             message,
             delivery_count,
-            sections: OnceCell::new(),
+            sections: message.sections(),
         }
     }
 
     fn sections(&self) -> &Sections<'a> {
-        self.sections.get_or_init(|| self.message.sections())
+        &self.sections
     }
 
     /// The value of `field`.
