@@ -47,6 +47,9 @@ pub struct Config {
     /// Close a connection on which nothing arrives for this long, in milliseconds (half of
     /// it is announced in `open`, AMQP 2.4.5); 0 means none.
     pub idle_timeout_ms: u32,
+    /// A transaction not discharged this long after its declare is rolled back (its
+    /// discharge then fails with `amqp:transaction:timeout`); 0: never.
+    pub transaction_timeout_ms: u64,
     /// Incoming transfer window granted to each session; at least 1.
     pub session_window: u32,
     /// Credit granted to each producer link; at least 1.
@@ -142,6 +145,7 @@ impl Default for Config {
             channel_max: 255,
             handle_max: 1023,
             idle_timeout_ms: 60_000,
+            transaction_timeout_ms: 60_000,
             session_window: 2048,
             link_credit: 1000,
             max_connections: 0,
@@ -187,6 +191,7 @@ const BROKER_KEYS: &[&str] = &[
     "channel_max",
     "handle_max",
     "idle_timeout_ms",
+    "transaction_timeout",
     "session_window",
     "link_credit",
     "max_connections",
@@ -279,6 +284,9 @@ impl Config {
                 "channel_max" => self.channel_max = src.integer(node, path, 0, u16::MAX)?,
                 "handle_max" => self.handle_max = src.integer(node, path, 0, u32::MAX)?,
                 "idle_timeout_ms" => self.idle_timeout_ms = src.integer(node, path, 0, u32::MAX)?,
+                "transaction_timeout" => {
+                    self.transaction_timeout_ms = src.duration_ms(node, path)?
+                }
                 "session_window" => self.session_window = src.integer(node, path, 1, u32::MAX)?,
                 "link_credit" => self.link_credit = src.integer(node, path, 1, u32::MAX)?,
                 "max_connections" => self.max_connections = src.integer(node, path, 0, u32::MAX)?,

@@ -349,3 +349,22 @@ async fn queues_declared_through_node_properties_from_proton() {
     );
     stop_broker(broker).await;
 }
+
+/// Examples 3.8 and 3.9, as written: a sender commits 100 messages in transactions of 10,
+/// then a receiver accepts them in transactions of 10 and commits each batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_send_and_receive() {
+    let (broker, addr) = start_broker().await;
+    let output = run("tx_send.py", args(addr, "examples-tx")).await;
+    assert_prints(&output, "all messages committed\n");
+    assert_eq!(broker.queue_stats("examples-tx").unwrap().ready, MESSAGES);
+    let output = run("tx_recv.py", args(addr, "examples-tx")).await;
+    assert_prints(&output, &expected_bodies());
+    let stats = broker.queue_stats("examples-tx").unwrap();
+    assert_eq!(
+        (stats.ready, stats.unacked),
+        (0, 0),
+        "all consumed: {stats:?}"
+    );
+    stop_broker(broker).await;
+}

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod queue;
 pub mod router;
 pub mod routing;
+pub mod transaction;
 
 pub use consumer::{ConnWaker, ConsumerId, Delivery, OutItem, Outbox};
 pub use queue::entry::{Annotations, Outcome};

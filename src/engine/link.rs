@@ -45,6 +45,8 @@ pub(super) struct Producer {
     /// Where messages go; `None` for an anonymous-relay link (each message names its node in
     /// `properties.to`).
     pub target: Option<Node>,
+    /// A transaction coordinator link: its messages are declares and discharges.
+    pub coordinator: bool,
     /// The peer's delivery-count as we have observed it.
     pub delivery_count: Serial,
     /// Transfers the peer may still start.
@@ -63,6 +65,8 @@ pub(super) struct Producer {
 pub(super) struct Incoming {
     pub delivery_id: DeliveryId,
     pub settled: bool,
+    /// The transaction it was sent under (the first frame's `transactional-state`).
+    pub txn: Option<Vec<u8>>,
     pub message_format: u32,
     /// The first frame's payload, and those of the frames after it (a single-frame delivery,
     /// the common case, needs no vector).
@@ -141,6 +145,9 @@ pub(super) struct Consumer {
     /// When the peer last settled a delivery on this link, or when it went from holding none
     /// to holding some: `consumer_timeout` runs from here.
     pub active_at: Instant,
+    /// It has settled deliveries inside a transaction: it is sent messages only while its
+    /// connection has a transaction open, so each can be accepted under one.
+    pub transactional: bool,
 }
 
 impl Consumer {

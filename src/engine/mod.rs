@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub link_credit: u32,
     /// Bytes of incomplete deliveries a connection may hold besides its one large message.
     pub max_incomplete_bytes: u64,
+    /// Roll back a transaction not discharged this long after its declare (0: never).
+    pub transaction_timeout_ms: u64,
 }
 
 impl From<&Config> for EngineConfig {
@@ -55,6 +57,7 @@ impl From<&Config> for EngineConfig {
             session_window: c.session_window.max(1),
             link_credit: c.link_credit.max(1),
             max_incomplete_bytes: c.limits.max_incomplete_bytes,
+            transaction_timeout_ms: c.transaction_timeout_ms,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError};
+use fe2o3_amqp_types::messaging::DeliveryState;
 
 use crate::broker::memory::Memory;
 use crate::codec::transfer::Transfer;
@@ -94,6 +95,10 @@ pub(super) fn step(
             Incoming {
                 delivery_id: DeliveryId(delivery_id),
                 settled: transfer.settled.unwrap_or(false),
+                txn: match &transfer.state {
+                    Some(DeliveryState::TransactionalState(t)) => Some(t.txn_id.to_vec()),
+                    _ => None,
+                },
                 message_format: transfer.message_format.unwrap_or(0),
                 first: Bytes::new(),
                 rest: Vec::new(),

@@ -71,3 +71,20 @@ impl State {
         std::mem::take(&mut self.room_waiters)
     }
 }
+
+impl Queue {
+    /// Why a message of `len` bytes would be refused now for the queue's length limits
+    /// (`overflow` other than `"drop-head"`), if it would: a transaction checks before it
+    /// commits.
+    pub fn refuses(&self, len: u64) -> Option<String> {
+        if self.settings.overflow == Overflow::DropHead {
+            return None;
+        }
+        lock(&self.state).over_limit(Some(len)).then(|| {
+            format!(
+                "queue '{}' is full (max_length {}, max_length_bytes {})",
+                self.name, self.settings.max_length, self.settings.max_length_bytes
+            )
+        })
+    }
+}

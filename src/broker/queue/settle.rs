@@ -10,6 +10,14 @@ use super::entry::Outcome;
 use super::{Queue, State};
 
 impl Queue {
+    /// Whether `consumer` holds message `seq` (acquired, not settled).
+    pub fn holds(&self, consumer: ConsumerId, seq: u64) -> bool {
+        lock(&self.state)
+            .acquired
+            .get(&seq)
+            .is_some_and(|a| a.consumer == consumer)
+    }
+
     /// Applies consumer outcomes to acquired messages; unknown or foreign sequence numbers are
     /// ignored, so a late or repeated settlement can never settle a message twice.
     pub fn settle(&self, consumer: ConsumerId, outcomes: impl IntoIterator<Item = (u64, Outcome)>) {

@@ -303,7 +303,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     assert_eq!(
         error("[broker]\ndata_dir = \"d\"\nlistn = \"0.0.0.0:1\"\n"),
         "broker.toml:3:1: unknown key `listn` in [broker]; expected one of listen, data_dir, \
-         container_id, max_frame_size, channel_max, handle_max, idle_timeout_ms, session_window, \
+         container_id, max_frame_size, channel_max, handle_max, idle_timeout_ms, transaction_timeout, session_window, \
          link_credit, max_connections, handshake_timeout_ms, max_handshakes, \
          max_handshakes_per_source"
     );
@@ -436,4 +436,19 @@ fn the_admin_listener_is_configured_in_its_own_table() {
     );
     let err = error("[admin]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n");
     assert!(err.contains("admin.listen: expected one address"), "{err}");
+}
+
+#[test]
+fn the_transaction_timeout_is_a_duration() {
+    assert_eq!(parse("").transaction_timeout_ms, 60_000);
+    assert_eq!(
+        parse("[broker]\ntransaction_timeout = \"5s\"\n").transaction_timeout_ms,
+        5_000
+    );
+    assert_eq!(
+        parse("[broker]\ntransaction_timeout = 0\n").transaction_timeout_ms,
+        0
+    );
+    assert!(error("[broker]\ntransaction_timeout = \"soon\"\n")
+        .contains("broker.transaction_timeout: expected milliseconds or a duration"));
 }

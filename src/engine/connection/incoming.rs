@@ -20,6 +20,7 @@ use crate::message::Message;
 use crate::store::StoreError;
 
 use super::outgoing::{disposition, queue_deleted};
+use super::transactions::transactional;
 use super::Connection;
 use crate::engine::link::{Incoming, Link, LinkKind};
 use crate::engine::reassembly::{self, HoldCtx, Step, StepError};
@@ -133,6 +134,10 @@ impl Connection {
             Err(StepError::Connection(error)) => return Err(error.into()),
         };
         let (settle_second, target) = (producer.settle_second, producer.target.clone());
+        if producer.coordinator {
+            self.on_control(channel, incoming, settle_second);
+            return Ok(());
+        }
         self.route_and_answer(channel, handle, incoming, settle_second, target)
     }
 
@@ -155,6 +160,10 @@ impl Connection {
                     error: queue_deleted(queue),
                 });
             }
+        }
+        if let Some(txn) = incoming.txn.clone() {
+            self.answer_in_transaction(channel, &incoming, settle_second, &txn, arrival);
+            return Ok(());
         }
         let answer = match arrival {
             Arrival::Queued(dest, message) if incoming.settled => {
@@ -396,6 +405,53 @@ impl Connection {
             i = j;
         }
     }
+}
+
+impl Connection {
+    /// A delivery sent under transaction `txn`: its message is held by the transaction (not
+    /// queued before the commit), and the producer told the provisional outcome.
+    fn answer_in_transaction(
+        &mut self,
+        channel: Channel,
+        incoming: &Incoming,
+        settle_second: bool,
+        txn: &[u8],
+        arrival: Arrival,
+    ) {
+        let state = match (arrival, self.transactions.get_mut(txn)) {
+            (_, Err(e)) => rejected(e),
+            (Arrival::Queued(dest, message), Ok(t)) => {
+                t.publish(dest.queues().to_vec(), message);
+                DeliveryState::Accepted(Accepted {})
+            }
+            (Arrival::Unroutable(Unroutable::Release, _), _) => {
+                DeliveryState::Released(Released {})
+            }
+            (Arrival::Unroutable(Unroutable::Drop, _), _) => DeliveryState::Accepted(Accepted {}),
+            (Arrival::Unroutable(Unroutable::Reject, why), _) => {
+                rejected(AmqpFailure::new(AmqpError::NotFound, why))
+            }
+            (Arrival::Refused(e), _) => rejected(e),
+        };
+        if !incoming.settled {
+            let id = incoming.delivery_id;
+            let state = transactional(txn, state);
+            let reply = disposition(Role::Receiver, id, id, !settle_second, state);
+            self.out
+                .push_frame(channel.0, &Performative::Disposition(reply), &[]);
+        }
+    }
+}
+
+fn rejected(e: AmqpFailure) -> DeliveryState {
+    DeliveryState::Rejected(Rejected {
+        error: Some(e.to_error()),
+    })
+}
+
+/// The whole payload of a delivery.
+pub(super) fn payload(incoming: &Incoming) -> Bytes {
+    concat(&incoming.first, &incoming.rest)
 }
 
 /// Joins the payloads of a delivery; a single frame's payload is used as it is, without a copy.

@@ -52,12 +52,8 @@ impl Connection {
         let target = match attach.target.as_deref() {
             Some(TargetArchetype::Target(t)) => Some(t.clone()),
             None => None,
-            #[allow(unreachable_patterns)]
-            Some(_) => {
-                return Err(AmqpFailure::new(
-                    AmqpError::NotImplemented,
-                    "transaction coordinators are not supported yet",
-                ))
+            Some(TargetArchetype::Coordinator(c)) => {
+                return self.attach_coordinator(channel, attach, c);
             }
         };
         let ProducerNode {
@@ -100,6 +96,7 @@ impl Connection {
                 name: attach.name.clone(),
                 kind: LinkKind::Producer(Producer {
                     target: node,
+                    coordinator: false,
                     delivery_count: Serial(delivery_count),
                     credit,
                     incoming: None,
@@ -213,6 +210,7 @@ impl Connection {
                     settlements: Vec::new(),
                     unsettled: 0,
                     active_at: self.clock,
+                    transactional: false,
                 }),
                 detach_sent: false,
                 created_node,
@@ -401,7 +399,7 @@ impl Connection {
     }
 }
 
-fn no_session() -> AmqpFailure {
+pub(super) fn no_session() -> AmqpFailure {
     AmqpFailure::new(AmqpError::InternalError, "session vanished during attach")
 }
 
@@ -409,7 +407,7 @@ fn no_session() -> AmqpFailure {
 /// modes, source and target echoed, and an initial delivery-count when we are the sender.
 /// Each caller sets what it decided (the address it resolved, a limit, or null terminus for
 /// a refusal) on top.
-fn answer(attach: &Attach) -> Attach {
+pub(super) fn answer(attach: &Attach) -> Attach {
     let we_send = matches!(attach.role, Role::Receiver);
     Attach {
         name: attach.name.clone(),

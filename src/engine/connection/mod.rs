@@ -8,6 +8,7 @@ mod links;
 mod nodes;
 mod outgoing;
 mod sessions;
+mod transactions;
 
 pub use introspect::SessionInfo;
 
@@ -123,6 +124,8 @@ pub struct Connection {
     /// When to look for consumers past their queue's `consumer_timeout` (None: no consumer
     /// holds unsettled deliveries).
     consumer_check: Option<Instant>,
+    /// Transactions declared on this connection and not yet discharged.
+    transactions: transactions::Transactions,
 }
 
 impl Connection {
@@ -156,6 +159,7 @@ impl Connection {
             large: None,
             clock: now,
             consumer_check: None,
+            transactions: transactions::Transactions::default(),
         }
     }
 
@@ -274,6 +278,13 @@ impl Connection {
     pub fn tick(&mut self, now: Instant) -> Option<Instant> {
         self.clock = now;
         let mut next: Option<Instant> = self.check_consumer_timeouts(now);
+        if self.config.transaction_timeout_ms > 0 {
+            let timeout = Duration::from_millis(self.config.transaction_timeout_ms);
+            if let Some(oldest) = self.transactions.expire(now, timeout) {
+                let due = oldest + timeout;
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
         if self.config.idle_timeout_ms > 0 && self.state != State::Closed {
             let limit = Duration::from_millis(u64::from(self.config.idle_timeout_ms));
             if now.duration_since(self.last_received) >= limit {
@@ -442,6 +453,9 @@ impl Connection {
     }
 
     fn teardown_all(&mut self) {
+        // What the connection's transactions hold goes back first (a transaction does not
+        // outlive its connection), then every link's.
+        self.transactions.rollback_all();
         let channels: Vec<Channel> = self.sessions.keys().copied().collect();
         for channel in channels {
             self.teardown_session(channel);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use fe2o3_amqp_types::definitions::{AmqpError, Fields, Handle, Role};
 use fe2o3_amqp_types::messaging::{DeliveryState, Modified};
 use fe2o3_amqp_types::performatives::{Disposition, Flow, Performative};
+use fe2o3_amqp_types::transaction::TransactionalState;
 
 use crate::broker::{Annotations, ConsumerId, OutItem, Outcome, Queue};
 use crate::codec::frame::Output;
@@ -36,6 +37,9 @@ impl Connection {
             // The peer settles deliveries it sent us (receiver-settle-mode second); we keep
             // nothing for them once queued.
             return Ok(());
+        }
+        if let Some(DeliveryState::TransactionalState(ts)) = &d.state {
+            return self.on_transactional_disposition(channel, &d, ts);
         }
         let outcome = match d.state.as_ref().map(to_outcome) {
             Some(Some(o)) => o,
@@ -95,6 +99,7 @@ impl Connection {
         self.update_congestion();
         let mut ready = std::mem::take(&mut self.blocked);
         self.waker.take_ready(&mut ready);
+        self.transactions.retry_held(&mut ready);
         if ready.is_empty() {
             return;
         }
@@ -156,6 +161,7 @@ impl Connection {
             waker,
             clock,
             consumer_check,
+            transactions,
             ..
         } = self;
         let Some(session) = sessions.get_mut(&channel) else {
@@ -176,6 +182,15 @@ impl Connection {
         let LinkKind::Consumer(c) = &mut link.kind else {
             return;
         };
+        if c.transactional && (!transactions.any_open() || c.unsettled > 0) {
+            // A consumer that works in transactions is sent one message at a time, only while
+            // a transaction is open, the next once the last has its outcome: so however much
+            // credit it has granted, no message reaches it between its commit and its next
+            // declare (the Proton transactional receiver grants credit before it has one, and
+            // commits every N messages).
+            transactions.hold(id);
+            return;
+        }
         let deleted = loop {
             if c.sending.is_none() {
                 if out.len() >= OUTPUT_CAP {
@@ -201,6 +216,10 @@ impl Connection {
             }
             if let Some(sending) = c.sending.take() {
                 sent(c, sending, unsettled, handle, *clock, consumer_check);
+                if c.transactional {
+                    transactions.hold(id);
+                    break None;
+                }
             }
         };
         // The queue passed this consumer over while its outbox was full; it has room now.
@@ -327,6 +346,49 @@ fn sent(
 
 /// Removes our unsettled deliveries with ids in `first..=last` (serial numbers, so the range may
 /// wrap), visiting only deliveries that exist whatever the width of the range.
+impl Connection {
+    /// Outcomes given under a transaction: held by it until the discharge (the messages stay
+    /// with their consumer); settled back if the peer did not settle them. An unknown
+    /// transaction detaches the consumer link, with `amqp:transaction:unknown-id`.
+    fn on_transactional_disposition(
+        &mut self,
+        channel: Channel,
+        d: &Disposition,
+        ts: &TransactionalState,
+    ) -> Result<(), Failure> {
+        let Some(outcome) = ts
+            .outcome
+            .clone()
+            .map(DeliveryState::from)
+            .as_ref()
+            .and_then(to_outcome)
+        else {
+            return Ok(()); // no outcome yet
+        };
+        let first = DeliveryId(d.first);
+        let last = d.last.map_or(first, DeliveryId);
+        let ids = take_range(self.session_mut(channel)?, first, last);
+        let handle = ids.first().map(|(_, h, _)| *h);
+        if let Err(error) = self.settle_in_transaction(channel, ids, ts, outcome) {
+            return match handle {
+                Some(handle) => Err(Failure::Link {
+                    channel,
+                    handle,
+                    error,
+                }),
+                None => Ok(()),
+            };
+        }
+        if !d.settled {
+            let state = DeliveryState::TransactionalState(ts.clone());
+            let reply = disposition(Role::Sender, first, last, true, state);
+            self.out
+                .push_frame(channel.0, &Performative::Disposition(reply), &[]);
+        }
+        Ok(())
+    }
+}
+
 fn take_range(
     session: &mut Session,
     first: DeliveryId,
