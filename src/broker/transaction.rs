@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::broker::consumer::{lock, ConsumerId};
+use crate::broker::durable::commit::CommitScope;
 use crate::broker::queue::entry::Outcome;
 use crate::broker::queue::{Publish, Queue};
 use crate::broker::routing::publish::publish_all;
@@ -68,11 +69,13 @@ impl Transaction {
             self.rollback();
             return Err(why);
         }
+        // Everything below is journaled as parts of one commit (durable/commit.rs).
+        let scope = CommitScope::enter();
         for (queue, consumer, seq, outcome) in &self.settles {
             queue.settle(*consumer, [(*seq, outcome.clone())]);
         }
         let join = Arc::new(Join {
-            pending: AtomicUsize::new(1),
+            pending: AtomicUsize::new(2),
             failed: Mutex::new(None),
             finish: Mutex::new(Some(finish)),
         });
@@ -90,6 +93,14 @@ impl Transaction {
                     join.done(Ok(()));
                 }
             }
+        }
+        // The commit record: once it is on disk, so is every part before it. Without any
+        // journaled part there is none, and nothing to wait for on its account.
+        let part = join.clone();
+        match scope.finish(Box::new(move |result| part.done(result))) {
+            Ok(None) => {}
+            Ok(Some(_unused)) => join.done(Ok(())),
+            Err(e) => join.done(Err(WriteFailed::failed(&e))),
         }
         // Let go of the hand-out hold: if every write is done, the answer is now.
         if join.pending.fetch_sub(1, Ordering::AcqRel) == 1 {

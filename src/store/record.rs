@@ -51,11 +51,16 @@ pub enum RecordKind {
     QueueDeclare = 6,
     /// A durable queue was deleted.
     QueueDelete = 7,
+    /// A change made by a transaction's commit: applied at recovery only if the
+    /// transaction's `TxnCommit` follows.
+    TxnPart = 8,
+    /// A transaction's commit is complete: its parts apply.
+    TxnCommit = 9,
 }
 
 impl RecordKind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 9] = [
         RecordKind::Enqueue,
         RecordKind::Settle,
         RecordKind::Redelivered,
@@ -63,6 +68,8 @@ impl RecordKind {
         RecordKind::Consume,
         RecordKind::QueueDeclare,
         RecordKind::QueueDelete,
+        RecordKind::TxnPart,
+        RecordKind::TxnCommit,
     ];
 
     /// The kind numbered `n`, if there is one.

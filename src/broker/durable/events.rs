@@ -89,6 +89,19 @@ pub enum Event {
         /// The queue.
         queue: QueueNo,
     },
+    /// A change made by the commit of transaction `txn`: it applies only if the transaction's
+    /// `TxnCommit` follows, so a commit is all or nothing after a crash.
+    TxnPart {
+        /// The transaction (unique across restarts).
+        txn: u64,
+        /// The change (not itself a transaction event).
+        event: Box<Event>,
+    },
+    /// Transaction `txn`'s commit is complete.
+    TxnCommit {
+        /// The transaction.
+        txn: u64,
+    },
 }
 
 /// Why bytes are not an event.
@@ -135,7 +148,6 @@ pub fn enqueue_header(
 
 impl Event {
     /// The record kind this event is written as.
-    #[cfg(test)]
     pub fn kind(&self) -> u8 {
         match self {
             Event::Enqueue { .. } => 1,
@@ -145,6 +157,8 @@ impl Event {
             Event::Consume { .. } => 5,
             Event::Declare { .. } => 6,
             Event::Delete { .. } => 7,
+            Event::TxnPart { .. } => 8,
+            Event::TxnCommit { .. } => 9,
         }
     }
 
@@ -201,6 +215,12 @@ impl Event {
                 out.put_i64_le(*at_ms);
             }
             Event::Delete { queue } => out.put_u32_le(*queue),
+            Event::TxnPart { txn, event } => {
+                out.put_u64_le(*txn);
+                out.put_u8(event.kind());
+                event.encode(out);
+            }
+            Event::TxnCommit { txn } => out.put_u64_le(*txn),
         }
     }
 
@@ -267,6 +287,26 @@ impl Event {
                     queue: p.get_u32_le(),
                 }
             }
+            8 => {
+                if found < 9 {
+                    return Err(bad());
+                }
+                let txn = p.get_u64_le();
+                let inner = p.get_u8();
+                if matches!(inner, 8 | 9) {
+                    return Err(EventError::UnknownKind(inner));
+                }
+                Event::TxnPart {
+                    txn,
+                    event: Box::new(Event::decode(inner, payload.slice(9..))?),
+                }
+            }
+            9 => {
+                exact(8)?;
+                Event::TxnCommit {
+                    txn: p.get_u64_le(),
+                }
+            }
             other => return Err(EventError::UnknownKind(other)),
         })
     }
@@ -330,6 +370,13 @@ mod tests {
             ),
             (any::<u32>(), any::<u64>()).prop_map(|(queue, seq)| Event::Consume { queue, seq }),
             any::<u32>().prop_map(|queue| Event::Delete { queue }),
+            any::<u64>().prop_map(|txn| Event::TxnCommit { txn }),
+            (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(txn, queue, seq)| {
+                Event::TxnPart {
+                    txn,
+                    event: Box::new(Event::Settle { queue, seq }),
+                }
+            }),
         ]
     }
 
@@ -360,7 +407,18 @@ mod tests {
             Err(EventError::BadLength { kind: 2, found: 11 })
         );
         assert_eq!(
-            Event::decode(9, Bytes::new()),
+            Event::decode(10, Bytes::new()),
+            Err(EventError::UnknownKind(10))
+        );
+        // A transaction part holds a plain change, never another transaction event.
+        let mut nested = BytesMut::new();
+        Event::TxnPart {
+            txn: 1,
+            event: Box::new(Event::TxnCommit { txn: 2 }),
+        }
+        .encode(&mut nested);
+        assert_eq!(
+            Event::decode(8, nested.freeze()),
             Err(EventError::UnknownKind(9))
         );
     }

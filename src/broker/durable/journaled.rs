@@ -123,7 +123,7 @@ impl Journaled {
             entry.delivery_count,
             entry.message.message_format(),
         );
-        let segment = self.store.append(
+        let segment = self.append(
             RecordKind::Enqueue,
             &[&header, entry.message.bytes()],
             true,
@@ -132,10 +132,22 @@ impl Journaled {
         Ok(SegmentRef::new(segment))
     }
 
+    /// Appends to the store: as a part of the transaction commit in progress on this thread,
+    /// if there is one (commit.rs).
+    fn append(
+        &self,
+        kind: RecordKind,
+        parts: &[&[u8]],
+        live: bool,
+        done: Option<Done>,
+    ) -> Result<SegmentId, StoreError> {
+        super::commit::append(&self.store, kind, parts, live, done)
+    }
+
     fn lazy(&self, kind: RecordKind, event: Event) {
         let mut payload = BytesMut::with_capacity(32);
         event.encode(&mut payload);
-        if let Err(e) = self.store.append(kind, &[&payload], false, None) {
+        if let Err(e) = self.append(kind, &[&payload], false, None) {
             tracing::debug!(queue = self.queue, error = %e, "journal: change kept in memory only");
         }
     }
@@ -152,7 +164,7 @@ impl Journaled {
                 seq,
             },
         );
-        self.store.release(segment);
+        super::commit::release(&self.store, segment);
     }
 
     /// The message `seq` was consumed and is kept for rewind.
@@ -195,7 +207,7 @@ impl Journaled {
     /// A journaled record in `segment` no longer matters (a kept message aged out).
     pub fn release(&self, segment: SegmentRef) {
         if let Some(segment) = segment.get() {
-            self.store.release(segment);
+            super::commit::release(&self.store, segment);
         }
     }
 

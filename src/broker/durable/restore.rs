@@ -79,6 +79,9 @@ pub struct Replayed {
     pub tail: Option<RecordPos>,
     /// Records replayed.
     pub records: u64,
+    /// Changes of transactions whose `TxnCommit` has not been replayed (yet): applied when it
+    /// is, dropped at the end if it never is.
+    uncommitted: HashMap<u64, Vec<(Event, SegmentId)>>,
 }
 
 impl Replayed {
@@ -111,6 +114,14 @@ pub fn replay(fs: &dyn Fs, dir: &Path) -> Result<Replayed, RestoreError> {
     if let Some(e) = bad {
         return Err(e);
     }
+    if !replayed.uncommitted.is_empty() {
+        // A crash came in the middle of these commits: none of them happened.
+        tracing::info!(
+            transactions = replayed.uncommitted.len(),
+            "journal: transactions whose commit was not complete are ignored"
+        );
+        replayed.uncommitted.clear();
+    }
     replayed.segments = summary.segments;
     replayed.tail = summary.tail;
     Ok(replayed)
@@ -119,6 +130,17 @@ pub fn replay(fs: &dyn Fs, dir: &Path) -> Result<Replayed, RestoreError> {
 impl Replayed {
     fn apply(&mut self, event: Event, segment: SegmentId) {
         match event {
+            Event::TxnPart { txn, event } => {
+                self.uncommitted
+                    .entry(txn)
+                    .or_default()
+                    .push((*event, segment));
+            }
+            Event::TxnCommit { txn } => {
+                for (event, segment) in self.uncommitted.remove(&txn).unwrap_or_default() {
+                    self.apply(event, segment);
+                }
+            }
             Event::Declare { queue, name } => {
                 let model = self.queues.entry(queue).or_insert_with(|| QueueModel {
                     name: name.clone(),
@@ -270,4 +292,59 @@ pub fn rebuild(replayed: Replayed, journal: &Journal, router: &Router) -> Restor
         "queues rebuilt"
     );
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enqueue(seq: u64, body: &'static [u8]) -> Event {
+        Event::Enqueue {
+            queue: 1,
+            seq,
+            ready_ms: 1,
+            due_ms: 0,
+            expires_ms: 0,
+            delivery_count: 0,
+            message_format: 0,
+            bytes: Bytes::from_static(body),
+        }
+    }
+
+    fn part(txn: u64, event: Event) -> Event {
+        Event::TxnPart {
+            txn,
+            event: Box::new(event),
+        }
+    }
+
+    #[test]
+    fn a_transaction_applies_at_its_commit_record_and_not_without_it() {
+        let mut r = Replayed::default();
+        let s = SegmentId(1);
+        r.apply(
+            Event::Declare {
+                queue: 1,
+                name: "q".into(),
+            },
+            s,
+        );
+        r.apply(enqueue(1, b"a"), s);
+        r.apply(enqueue(2, b"b"), s);
+        // Transaction 5 moves "a" out and "x" in, but its commit never made it to disk.
+        r.apply(part(5, Event::Settle { queue: 1, seq: 1 }), s);
+        r.apply(part(5, enqueue(3, b"x")), s);
+        // Transaction 6 consumes "b" and adds "c"; its commit record follows.
+        r.apply(part(6, Event::Settle { queue: 1, seq: 2 }), s);
+        r.apply(part(6, enqueue(4, b"c")), s);
+        let seqs = |r: &Replayed| -> Vec<u64> { r.queues[&1].messages.keys().copied().collect() };
+        assert_eq!(seqs(&r), [1, 2], "nothing of either before a commit record");
+        r.apply(Event::TxnCommit { txn: 6 }, s);
+        assert_eq!(seqs(&r), [1, 4], "all of transaction 6, none of 5");
+        assert_eq!(
+            r.uncommitted.len(),
+            1,
+            "5 waits, and is dropped at the end of the replay"
+        );
+    }
 }
