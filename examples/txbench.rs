@@ -48,7 +48,9 @@ fn message() -> Message<AmqpValue<String>> {
 #[tokio::main]
 async fn main() {
     let opts = Opts::parse();
-    let mut connection = Connection::open("txbench", opts.url.as_str()).await.unwrap();
+    let mut connection = Connection::open("txbench", opts.url.as_str())
+        .await
+        .unwrap();
     let mut session = Session::begin(&mut connection).await.unwrap();
     let mut sender = Sender::attach(&mut session, "txbench-s", opts.queue.as_str())
         .await

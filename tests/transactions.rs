@@ -419,3 +419,110 @@ async fn power_loss_during_commits(seed: u64) {
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+fn queue_config(toml: &str) -> sluice::Config {
+    let parsed = sluice::Config::from_toml(toml, "test.toml").unwrap();
+    let defaults = test_config();
+    sluice::Config {
+        listen: defaults.listen,
+        admin: defaults.admin,
+        data_dir: defaults.data_dir,
+        storage: defaults.storage,
+        ..parsed
+    }
+}
+
+/// A message accepted under a transaction stays with its consumer until the commit; if its
+/// visibility timeout gives it back first, the commit fails (`amqp:transaction:rollback`,
+/// naming the queue) rather than settle what the consumer no longer holds.
+#[tokio::test]
+async fn a_visibility_timeout_before_the_commit_fails_it() {
+    let (broker, url) = start(queue_config(
+        "[queues.\"tx-visible\"]\nvisibility_timeout = \"300ms\"\n",
+    ))
+    .await;
+    let mut connection = Connection::open("tx-vis", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "tx-visible")
+        .await
+        .unwrap();
+    sender.send("slow".to_string()).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "r", "tx-visible")
+        .await
+        .unwrap();
+    let controller = Controller::attach(&mut session, "controller")
+        .await
+        .unwrap();
+    let txn = Transaction::declare(&controller, None).await.unwrap();
+    let d = receiver.recv::<String>().await.unwrap();
+    txn.accept(&mut receiver, &d).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let error = txn.commit().await.unwrap_err();
+    let text = format!("{error:?}");
+    assert!(text.contains("Rollback"), "{text}");
+    assert!(text.contains("tx-visible"), "{text}");
+    let stats = broker.queue_stats("tx-visible").unwrap();
+    assert_eq!(stats.acked, 0, "nothing settled: {stats:?}");
+    assert_eq!(
+        stats.ready + stats.unacked,
+        1,
+        "the message is still there: {stats:?}"
+    );
+    receiver.close().await.unwrap();
+    controller.close().await.unwrap();
+    sender.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}
+
+/// The owner of a message group keeps it while it holds messages accepted under an open
+/// transaction; the commit settles them and frees the group (`on-ack`).
+#[tokio::test]
+async fn a_group_owner_keeps_its_group_until_the_commit() {
+    use fe2o3_amqp::types::messaging::{AmqpValue, Message, Properties};
+    let (broker, url) = start(test_config()).await;
+    let mut connection = Connection::open("tx-groups", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "tx-grouped")
+        .await
+        .unwrap();
+    let grouped = |body: &str| -> Message<AmqpValue<String>> {
+        Message::builder()
+            .properties(
+                Properties::builder()
+                    .group_id(Some("g".to_string()))
+                    .build(),
+            )
+            .value(body.to_string())
+            .build()
+    };
+    sender.send(grouped("g1")).await.unwrap();
+    let mut owner = Receiver::attach(&mut session, "owner", "tx-grouped")
+        .await
+        .unwrap();
+    let controller = Controller::attach(&mut session, "controller")
+        .await
+        .unwrap();
+    let txn = Transaction::declare(&controller, None).await.unwrap();
+    let d = owner.recv::<String>().await.unwrap();
+    txn.accept(&mut owner, &d).await.unwrap();
+    let groups = broker.queue_groups("tx-grouped").unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].owner_link.as_deref(), Some("owner"), "{groups:?}");
+    // Another consumer gets nothing of the group while the transaction is open.
+    sender.send(grouped("g2")).await.unwrap();
+    let mut other_session = Session::begin(&mut connection).await.unwrap();
+    let mut other = Receiver::attach(&mut other_session, "other", "tx-grouped")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut other).await, Vec::<String>::new());
+    txn.commit().await.unwrap();
+    assert_eq!(broker.queue_stats("tx-grouped").unwrap().acked, 1);
+    for r in [owner, other] {
+        r.close().await.unwrap();
+    }
+    controller.close().await.unwrap();
+    sender.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

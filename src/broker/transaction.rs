@@ -18,13 +18,17 @@ use crate::broker::routing::publish::publish_all;
 use crate::message::Message;
 use crate::store::{Completion, Done, WriteFailed};
 
+/// An outcome given under a transaction: (queue, consumer, message sequence number, its
+/// delivery-count when accepted, outcome).
+type Settle = (Arc<Queue>, ConsumerId, u64, Option<u32>, Outcome);
+
 /// One transaction's work.
 #[derive(Debug)]
 pub struct Transaction {
     /// Messages to publish at commit, each with the queues it was routed to when it arrived.
     publishes: Vec<(Vec<Arc<Queue>>, Message)>,
-    /// Outcomes to apply at commit: (queue, consumer, message sequence number, outcome).
-    settles: Vec<(Arc<Queue>, ConsumerId, u64, Outcome)>,
+    /// Outcomes to apply at commit.
+    settles: Vec<Settle>,
     /// When it was declared (for `transaction_timeout`).
     pub declared_at: Instant,
 }
@@ -55,7 +59,8 @@ impl Transaction {
 
     /// An outcome a consumer gave under the transaction for message `seq` of `queue`.
     pub fn settle(&mut self, queue: Arc<Queue>, consumer: ConsumerId, seq: u64, outcome: Outcome) {
-        self.settles.push((queue, consumer, seq, outcome));
+        let held = queue.holding(consumer, seq);
+        self.settles.push((queue, consumer, seq, held, outcome));
     }
 
     /// Commits: checks that every outcome can still be applied (the consumer still holds the
@@ -71,7 +76,7 @@ impl Transaction {
         }
         // Everything below is journaled as parts of one commit (durable/commit.rs).
         let scope = CommitScope::enter();
-        for (queue, consumer, seq, outcome) in &self.settles {
+        for (queue, consumer, seq, _, outcome) in &self.settles {
             queue.settle(*consumer, [(*seq, outcome.clone())]);
         }
         let join = Arc::new(Join {
@@ -118,10 +123,10 @@ impl Transaction {
     }
 
     fn check(&self) -> Result<(), String> {
-        for (queue, consumer, seq, _) in &self.settles {
-            if !queue.holds(*consumer, *seq) {
+        for (queue, consumer, seq, held, _) in &self.settles {
+            if held.is_none() || queue.holding(*consumer, *seq) != *held {
                 return Err(format!(
-                    "a message of queue '{}' accepted in the transaction is no longer held by its consumer (its visibility timeout expired, or the consumer detached)",
+                    "a message of queue '{}' accepted in the transaction is no longer held by its consumer as it was (its visibility timeout gave it back, or the consumer detached)",
                     queue.name()
                 ));
             }
@@ -142,7 +147,11 @@ impl Transaction {
     /// Rolls back: the messages sent are dropped, the messages consumed return to their
     /// queues as failed deliveries (delivery-count + 1) for any consumer to take.
     pub fn rollback(self) {
-        for (queue, consumer, seq, _) in self.settles {
+        for (queue, consumer, seq, held, _) in self.settles {
+            // Only the delivery the transaction took goes back (a newer one is its holder's).
+            if held.is_none() || queue.holding(consumer, seq) != held {
+                continue;
+            }
             queue.settle(
                 consumer,
                 [(

@@ -10,12 +10,16 @@ use super::entry::Outcome;
 use super::{Queue, State};
 
 impl Queue {
-    /// Whether `consumer` holds message `seq` (acquired, not settled).
-    pub fn holds(&self, consumer: ConsumerId, seq: u64) -> bool {
+    /// The delivery-count of message `seq` if `consumer` holds it (acquired, not settled):
+    /// a transaction notes it when the consumer accepts, and at commit checks that the
+    /// consumer still holds that same delivery (a visibility timeout that gave it back and
+    /// delivered it again raised the count).
+    pub fn holding(&self, consumer: ConsumerId, seq: u64) -> Option<u32> {
         lock(&self.state)
             .acquired
             .get(&seq)
-            .is_some_and(|a| a.consumer == consumer)
+            .filter(|a| a.consumer == consumer)
+            .map(|a| a.entry.delivery_count)
     }
 
     /// Applies consumer outcomes to acquired messages; unknown or foreign sequence numbers are
