@@ -6,6 +6,8 @@
 //! accepts whatever arrives and records it. At R random points of the stream the broker is
 //! killed with SIGKILL and started again on the same address and data directory; clients
 //! reconnect with backoff, and a producer resends from its first message not yet accepted.
+//! Producer 1 sends in transactions of ten (issue 15): its messages are accepted when their
+//! commit is answered, and a batch whose commit was not answered is sent again whole.
 //! When every message has been accepted and the consumers have gone idle, the broker is
 //! stopped cleanly, started again, and drained. The checks (tests/support/crash/ledger.rs):
 //!

@@ -129,12 +129,23 @@ impl Shared {
     }
 }
 
+/// The producer that sends in transactions (issue 15): its messages count as accepted when
+/// the commit of their batch is answered, and a batch cut short is sent again whole.
+pub const TRANSACTIONAL: u32 = 1;
+/// Messages per transaction of that producer.
+const TXN_BATCH: u64 = 10;
+
 /// Sends messages `0..per_producer` of `producer` until each has been accepted once,
 /// reconnecting after any failure and resending from the first one not accepted.
 pub async fn produce(shared: Arc<Shared>, producer: u32) {
     let mut backoff = Backoff::default();
     while shared.acked[producer as usize].load(SeqCst) < shared.per_producer {
-        if let Err(why) = send_from_first_unaccepted(&shared, producer, &mut backoff).await {
+        let sent = if producer == TRANSACTIONAL {
+            send_in_transactions(&shared, producer, &mut backoff).await
+        } else {
+            send_from_first_unaccepted(&shared, producer, &mut backoff).await
+        };
+        if let Err(why) = sent {
             shared.gave_up(format!("producer {producer}: {why}"));
             backoff.wait().await;
         }
@@ -187,6 +198,64 @@ async fn send_from_first_unaccepted(
             Err(e) => return Err(format!("n={n}: {e:?}")),
         }
     }
+    let _ = guarded(shared, inc, sender.close()).await;
+    client.close().await;
+    Ok(())
+}
+
+/// Like [`send_from_first_unaccepted`], a batch of [`TXN_BATCH`] per transaction: posted,
+/// then committed; accepted once the commit is answered.
+async fn send_in_transactions(
+    shared: &Shared,
+    producer: u32,
+    backoff: &mut Backoff,
+) -> Result<(), String> {
+    use fe2o3_amqp::transaction::{
+        Controller, Transaction, TransactionDischarge, TransactionPosting,
+    };
+    let name = format!("producer-{producer}");
+    let mut client = Client::connect(shared, &name).await?;
+    backoff.reset();
+    let inc = client.incarnation;
+    let attach = Sender::attach(
+        &mut client.session,
+        name.as_str(),
+        queue_name(producer % QUEUES),
+    );
+    let mut sender = guarded(shared, inc, attach)
+        .await?
+        .map_err(|e| format!("attach: {e:?}"))?;
+    let controller = guarded(
+        shared,
+        inc,
+        Controller::attach(&mut client.session, "controller"),
+    )
+    .await?
+    .map_err(|e| format!("coordinator: {e:?}"))?;
+    let acked = &shared.acked[producer as usize];
+    loop {
+        let first = acked.load(SeqCst);
+        if first >= shared.per_producer {
+            break;
+        }
+        let end = (first + TXN_BATCH).min(shared.per_producer);
+        let run = shared.start_run(producer, inc, first);
+        let txn = guarded(shared, inc, Transaction::declare(&controller, None))
+            .await?
+            .map_err(|e| format!("declare: {e:?}"))?;
+        for n in first..end {
+            shared.extend_run(run, n + 1);
+            guarded(shared, inc, txn.post(&mut sender, message(producer, n)))
+                .await?
+                .map_err(|e| format!("post n={n}: {e:?}"))?;
+        }
+        guarded(shared, inc, txn.commit())
+            .await?
+            .map_err(|e| format!("commit {first}..{end}: {e:?}"))?;
+        acked.store(end, SeqCst);
+        shared.accepted_total.fetch_add(end - first, SeqCst);
+    }
+    let _ = guarded(shared, inc, controller.close()).await;
     let _ = guarded(shared, inc, sender.close()).await;
     client.close().await;
     Ok(())
