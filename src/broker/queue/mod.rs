@@ -52,6 +52,8 @@ pub mod temporary;
 pub mod timer;
 
 #[cfg(test)]
+mod filter_tests;
+#[cfg(test)]
 mod time_tests;
 
 use nodes::NoNodes;
