@@ -356,3 +356,59 @@ async fn subscriptions_store_only_what_they_select_and_no_local_skips_our_own() 
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+/// A durable subscription with a selector (Qpid JMS's durable subscriber) stores only what it
+/// selects, while detached and across a restart, before its subscriber attaches again.
+#[tokio::test]
+async fn a_durable_subscription_keeps_its_selector_across_a_restart() {
+    use fe2o3_amqp::types::messaging::{TerminusDurability, TerminusExpiryPolicy};
+    let config = test_config();
+    let durable_selected = || {
+        Source::builder()
+            .address("amq.topic")
+            .durable(TerminusDurability::UnsettledState)
+            .expiry_policy(TerminusExpiryPolicy::Never)
+            .add_to_filter(
+                Symbol::from("jms-selector"),
+                Described {
+                    descriptor: Descriptor::Code(0x0000_468C_0000_0004),
+                    value: Value::String("colour = 'green'".into()),
+                },
+            )
+            .build()
+    };
+    let (broker, url) = start(config.clone()).await;
+    let mut connection = Connection::open("jms-client", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let subscriber = attach(&mut session, "greens", durable_selected())
+        .await
+        .unwrap();
+    subscriber.detach().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+
+    let (broker, url) = start(config).await;
+    let mut connection = Connection::open("jms-client", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut publisher = Sender::attach(&mut session, "p", "amq.topic")
+        .await
+        .unwrap();
+    send_all(
+        &mut publisher,
+        vec![coloured("red", "red 1"), coloured("green", "green 2")],
+    )
+    .await;
+    assert_eq!(
+        broker.queue_stats("jms-client:greens").unwrap().ready,
+        1,
+        "stored only what it selects, before its subscriber is back"
+    );
+    let mut subscriber = attach(&mut session, "greens", durable_selected())
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut subscriber).await, ["green 2"]);
+    subscriber.close().await.unwrap();
+    publisher.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

@@ -11,6 +11,7 @@ use crate::message::Message;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selector {
     text: String,
+    dialect: Dialect,
     expr: Expr,
 }
 
@@ -29,6 +30,7 @@ impl Selector {
         })?;
         Ok(Selector {
             text: text.to_owned(),
+            dialect,
             expr,
         })
     }
@@ -36,6 +38,11 @@ impl Selector {
     /// The selector as written.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Its dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Whether `message`, delivered `delivery_count` times before, is selected: the selector

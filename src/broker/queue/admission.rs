@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::broker::consumer::lock;
 use crate::message::Message;
-use crate::selector::Filter;
+use crate::selector::{Dialect, Filter};
 
 use super::Queue;
 
@@ -27,6 +27,21 @@ impl Queue {
         let on = filter.is_some() || no_local.is_some();
         *lock(&self.admission) = on.then(|| Arc::new(Admission { filter, no_local }));
         self.admits_all.store(!on, Ordering::Release);
+    }
+
+    /// The selectors of the queue's admission, as written: what a durable subscription keeps
+    /// across a restart (definitions.json).
+    pub fn admission_selectors(&self) -> Vec<(Dialect, String)> {
+        lock(&self.admission)
+            .as_ref()
+            .and_then(|a| a.filter.as_ref())
+            .map(|f| {
+                f.selectors
+                    .iter()
+                    .map(|s| (s.dialect(), s.text().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether the queue stores `message`, sent on connection `from`.

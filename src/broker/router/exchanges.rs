@@ -11,8 +11,9 @@ use crate::broker::queue::temporary::{Lifetime, Temporary};
 use crate::broker::queue::Queue;
 use crate::broker::routing::exchange::{Exchange, ExchangeKind, ExchangeSpec, Matcher, Unroutable};
 use crate::broker::routing::exchanges::ExchangeTable;
-use crate::broker::routing::saved::{self, Saved, SavedBinding, SavedExchange};
+use crate::broker::routing::saved::{self, Saved, SavedBinding, SavedExchange, SavedSelector};
 use crate::message::Message;
+use crate::selector::{Dialect, Filter, Selector};
 
 use super::{validate_name, RouteError, Router};
 
@@ -132,13 +133,41 @@ impl Router {
                 ),
             }
         }
+        // A durable subscription stores only what its selectors pass, from the start on, not
+        // from its subscriber's next attach.
+        let mut selectors: std::collections::BTreeMap<&str, Vec<Selector>> = Default::default();
+        for s in &saved.selectors {
+            let dialect = if s.dialect == "sql" {
+                Dialect::Sql
+            } else {
+                Dialect::Jms
+            };
+            match Selector::parse(&s.text, dialect) {
+                Ok(selector) => selectors.entry(&s.queue).or_default().push(selector),
+                Err(e) => tracing::warn!(
+                    file = %path.display(),
+                    queue = %s.queue,
+                    "saved selector dropped: {e}"
+                ),
+            }
+        }
+        for (queue, selectors) in selectors {
+            if let Some(q) = self.get(queue) {
+                let filter = Filter {
+                    selectors,
+                    properties: Vec::new(),
+                };
+                q.set_admission(Some(Arc::new(filter)), None);
+            }
+        }
         let _ = self.saved_at.set(path.to_owned());
         self.save_definitions();
         Ok(())
     }
 
     /// Rewrites the saved definitions (when they are kept): durable exchanges but `amq.*`,
-    /// and the bindings of durable, non-temporary queues to durable exchanges.
+    /// the bindings of durable, non-temporary queues to durable exchanges, and the selectors
+    /// of durable subscriptions.
     pub fn save_definitions(&self) {
         let Some(path) = self.saved_at.get() else {
             return;
@@ -161,6 +190,22 @@ impl Router {
                         .bindings
                         .push(SavedBinding::of(&b.exchange, &b.queue, &b.matcher));
                 }
+            }
+        }
+        for q in self.queues() {
+            if !q.settings().durable || q.is_dynamic() {
+                continue;
+            }
+            for (dialect, text) in q.admission_selectors() {
+                let dialect = match dialect {
+                    Dialect::Jms => "jms",
+                    Dialect::Sql => "sql",
+                };
+                saved.selectors.push(SavedSelector {
+                    queue: q.name().to_owned(),
+                    dialect: dialect.to_owned(),
+                    text,
+                });
             }
         }
         if let Err(e) = saved::store(path, &saved) {

@@ -23,6 +23,20 @@ pub struct Saved {
     pub exchanges: Vec<SavedExchange>,
     /// Bindings between a durable exchange and a durable queue.
     pub bindings: Vec<SavedBinding>,
+    /// The selectors of durable subscriptions (what each stores).
+    #[serde(default)]
+    pub selectors: Vec<SavedSelector>,
+}
+
+/// A durable subscription's selector.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedSelector {
+    /// The subscription queue.
+    pub queue: String,
+    /// `"jms"` or `"sql"`.
+    pub dialect: String,
+    /// The selector as the subscriber wrote it.
+    pub text: String,
 }
 
 /// One exchange.
@@ -189,6 +203,11 @@ mod tests {
                 .iter()
                 .map(|m| SavedBinding::of("logs", "audit", m))
                 .collect(),
+            selectors: vec![SavedSelector {
+                queue: "c:sub".into(),
+                dialect: "jms".into(),
+                text: "colour = 'green'".into(),
+            }],
         };
         store(&path, &saved).unwrap();
         let back = load(&path).unwrap();
@@ -197,6 +216,9 @@ mod tests {
         assert_eq!(specs, [ExchangeSpec::new("logs", ExchangeKind::Topic)]);
         let again: Vec<_> = back.bindings.iter().map(|b| b.matcher().unwrap()).collect();
         assert_eq!(again, matchers);
+        // A file written before selectors were kept still loads.
+        std::fs::write(&path, br#"{"exchanges": [], "bindings": []}"#).unwrap();
+        assert_eq!(load(&path).unwrap(), Saved::default());
         std::fs::write(&path, b"{not json").unwrap();
         assert!(load(&path).unwrap_err().contains("not valid definitions"));
     }

@@ -231,6 +231,10 @@ impl Connection {
     ) -> ConsumerQueue {
         let filter = (!filters.filter.is_empty()).then(|| Arc::new(filters.filter));
         queue.set_admission(filter, filters.no_local.then_some(self.id));
+        if durable_subscription {
+            // Its selectors are kept with the definitions, for after a restart.
+            self.router.save_definitions();
+        }
         ConsumerQueue {
             queue,
             created,
