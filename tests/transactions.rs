@@ -526,3 +526,37 @@ async fn a_group_owner_keeps_its_group_until_the_commit() {
     connection.close().await.unwrap();
     broker.shutdown().await;
 }
+
+/// Closing the coordinator link rolls back what it declared; the connection's links go on.
+#[tokio::test]
+async fn a_coordinator_that_closes_rolls_its_transactions_back() {
+    let (broker, url) = start(test_config()).await;
+    let mut connection = Connection::open("tx-ctl-close", url.as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "tx-ctl").await.unwrap();
+    sender.send("kept".to_string()).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "r", "tx-ctl").await.unwrap();
+    let controller = Controller::attach(&mut session, "controller")
+        .await
+        .unwrap();
+    let txn = Transaction::declare(&controller, None).await.unwrap();
+    let kept = receiver.recv::<String>().await.unwrap();
+    txn.accept(&mut receiver, &kept).await.unwrap();
+    txn.post(&mut sender, "never").await.unwrap();
+    std::mem::forget(txn); // not discharged: the coordinator goes with it open
+    controller.close().await.unwrap();
+    let stats = broker.queue_stats("tx-ctl").unwrap();
+    assert_eq!(stats.acked, 0, "the accept undone: {stats:?}");
+    assert_eq!(
+        stats.ready + stats.unacked,
+        1,
+        "the send dropped: {stats:?}"
+    );
+    sender.send("after".to_string()).await.unwrap();
+    receiver.close().await.unwrap();
+    sender.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker.shutdown().await;
+}

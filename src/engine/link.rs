@@ -45,8 +45,9 @@ pub(super) struct Producer {
     /// Where messages go; `None` for an anonymous-relay link (each message names its node in
     /// `properties.to`).
     pub target: Option<Node>,
-    /// A transaction coordinator link: its messages are declares and discharges.
-    pub coordinator: bool,
+    /// A transaction coordinator link, with a connection-wide id (the transactions it declares
+    /// end with it): its messages are declares and discharges.
+    pub coordinator: Option<u64>,
     /// The peer's delivery-count as we have observed it.
     pub delivery_count: Serial,
     /// Transfers the peer may still start.

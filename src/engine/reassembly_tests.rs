@@ -13,7 +13,7 @@ use crate::engine::ids::{DeliveryId, Serial};
 fn producer(credit: u32, max_message_size: u64) -> Producer {
     Producer {
         target: None,
-        coordinator: false,
+        coordinator: None,
         delivery_count: Serial(0),
         credit,
         incoming: None,

@@ -134,8 +134,8 @@ impl Connection {
             Err(StepError::Connection(error)) => return Err(error.into()),
         };
         let (settle_second, target) = (producer.settle_second, producer.target.clone());
-        if producer.coordinator {
-            self.on_control(channel, incoming, settle_second);
+        if let Some(coordinator) = producer.coordinator {
+            self.on_control(channel, incoming, settle_second, coordinator);
             return Ok(());
         }
         self.route_and_answer(channel, handle, incoming, settle_second, target)

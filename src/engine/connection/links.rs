@@ -96,7 +96,7 @@ impl Connection {
                 name: attach.name.clone(),
                 kind: LinkKind::Producer(Producer {
                     target: node,
-                    coordinator: false,
+                    coordinator: None,
                     delivery_count: Serial(delivery_count),
                     credit,
                     incoming: None,
@@ -357,6 +357,10 @@ impl Connection {
         } else if let LinkKind::Producer(p) = link.kind {
             if let Some(Node::Queue(q)) = p.target {
                 self.router.link_ended(&q, link.created_node);
+            }
+            if let Some(coordinator) = p.coordinator {
+                // Transactions do not outlive the coordinator link that declared them.
+                self.transactions.rollback_declared_by(coordinator);
             }
         }
     }

@@ -35,7 +35,8 @@ const TIMED_OUT_KEPT: usize = 64;
 /// The connection's open transactions.
 #[derive(Debug, Default)]
 pub(super) struct Transactions {
-    open: HashMap<u64, Transaction>,
+    /// Open transactions, each with the coordinator link that declared it.
+    open: HashMap<u64, (Transaction, u64)>,
     next: u64,
     timed_out: VecDeque<u64>,
     /// Transactional consumers with messages waiting for the next declare.
@@ -78,12 +79,31 @@ impl Transactions {
     /// The open transaction with wire id `id`, or why there is none.
     pub(super) fn get_mut(&mut self, id: &[u8]) -> Result<&mut Transaction, AmqpFailure> {
         let n = txn_number(id).ok_or_else(|| unknown(id))?;
-        self.open.get_mut(&n).ok_or_else(|| unknown(id))
+        self.open
+            .get_mut(&n)
+            .map(|(t, _)| t)
+            .ok_or_else(|| unknown(id))
+    }
+
+    /// Rolls back the transactions coordinator link `coordinator` declared (it ended).
+    pub(super) fn rollback_declared_by(&mut self, coordinator: u64) {
+        let ended: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, (_, c))| *c == coordinator)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in ended {
+            if let Some((txn, _)) = self.open.remove(&n) {
+                tracing::debug!(transaction = n, "coordinator link ended: rolled back");
+                txn.rollback();
+            }
+        }
     }
 
     /// Rolls back every open transaction (the connection is ending).
     pub(super) fn rollback_all(&mut self) {
-        for (_, txn) in self.open.drain() {
+        for (_, (txn, _)) in self.open.drain() {
             txn.rollback();
         }
     }
@@ -94,11 +114,11 @@ impl Transactions {
         let expired: Vec<u64> = self
             .open
             .iter()
-            .filter(|(_, t)| now.duration_since(t.declared_at) >= timeout)
+            .filter(|(_, (t, _))| now.duration_since(t.declared_at) >= timeout)
             .map(|(&n, _)| n)
             .collect();
         for n in expired {
-            if let Some(txn) = self.open.remove(&n) {
+            if let Some((txn, _)) = self.open.remove(&n) {
                 tracing::info!(transaction = n, "transaction timed out and was rolled back");
                 txn.rollback();
                 if self.timed_out.len() == TIMED_OUT_KEPT {
@@ -107,7 +127,7 @@ impl Transactions {
                 self.timed_out.push_back(n);
             }
         }
-        self.open.values().map(|t| t.declared_at).min()
+        self.open.values().map(|(t, _)| t.declared_at).min()
     }
 }
 
@@ -237,7 +257,7 @@ impl Connection {
                 name: attach.name.clone(),
                 kind: LinkKind::Producer(Producer {
                     target: None,
-                    coordinator: true,
+                    coordinator: Some(self.router.next_id()),
                     delivery_count: Serial(delivery_count),
                     credit,
                     incoming: None,
@@ -260,7 +280,13 @@ impl Connection {
 
     /// A declare or discharge arrived on a coordinator link: answered with `declared`, with
     /// `accepted` (once a commit's messages are on disk), or `rejected` with why.
-    pub(super) fn on_control(&mut self, channel: Channel, incoming: Incoming, settle_second: bool) {
+    pub(super) fn on_control(
+        &mut self,
+        channel: Channel,
+        incoming: Incoming,
+        settle_second: bool,
+        coordinator: u64,
+    ) {
         let id = incoming.delivery_id;
         let settle = !settle_second;
         let bytes = super::incoming::payload(&incoming);
@@ -273,7 +299,7 @@ impl Connection {
                 self.transactions.next += 1;
                 self.transactions
                     .open
-                    .insert(n, Transaction::new(self.clock));
+                    .insert(n, (Transaction::new(self.clock), coordinator));
                 DeliveryState::Declared(Declared { txn_id: txn_id(n) })
             }
             Ok(Control::Discharge(d)) => match self.discharge(channel, id, settle, &d) {
@@ -305,7 +331,7 @@ impl Connection {
         d: &Discharge,
     ) -> Result<Option<DeliveryState>, AmqpFailure> {
         let n = txn_number(&d.txn_id).ok_or_else(|| unknown(&d.txn_id))?;
-        let Some(txn) = self.transactions.open.remove(&n) else {
+        let Some((txn, _)) = self.transactions.open.remove(&n) else {
             if self.transactions.timed_out.contains(&n) {
                 return Err(AmqpFailure::new(
                     TransactionError::Timeout,
