@@ -88,21 +88,35 @@ impl Connection {
                 credit = credit.min(room);
             }
         }
+        let producer = Producer {
+            target: node,
+            coordinator: None,
+            delivery_count: Serial(delivery_count),
+            credit,
+            incoming: None,
+            settle_second: matches!(attach.rcv_settle_mode, ReceiverSettleMode::Second),
+            max_message_size,
+        };
+        self.add_producer(channel, attach, producer, created_node)
+    }
+
+    /// Records an attached producer link (an ordinary one or a coordinator) and grants it
+    /// its first credit.
+    pub(super) fn add_producer(
+        &mut self,
+        channel: Channel,
+        attach: &Attach,
+        producer: Producer,
+        created_node: bool,
+    ) -> Result<(), AmqpFailure> {
+        let (delivery_count, credit) = (producer.delivery_count, producer.credit);
         let handle = LinkHandle(attach.handle.0);
         let session = self.sessions.get_mut(&channel).ok_or_else(no_session)?;
         session.links.insert(
             handle,
             Link {
                 name: attach.name.clone(),
-                kind: LinkKind::Producer(Producer {
-                    target: node,
-                    coordinator: None,
-                    delivery_count: Serial(delivery_count),
-                    credit,
-                    incoming: None,
-                    settle_second: matches!(attach.rcv_settle_mode, ReceiverSettleMode::Second),
-                    max_message_size,
-                }),
+                kind: LinkKind::Producer(producer),
                 detach_sent: false,
                 created_node,
                 durable_subscription: false,
@@ -110,7 +124,7 @@ impl Connection {
         );
         let mut flow = session_flow(&session.window);
         flow.handle = Some(Handle(handle.0));
-        flow.delivery_count = Some(delivery_count);
+        flow.delivery_count = Some(delivery_count.0);
         flow.link_credit = Some(credit);
         self.out
             .push_frame(channel.0, &Performative::Flow(flow), &[]);

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use fe2o3_amqp_types::definitions::{AmqpError, Handle, ReceiverSettleMode};
+use fe2o3_amqp_types::definitions::{AmqpError, ReceiverSettleMode};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Outcome as AmqpOutcome, Rejected};
 use fe2o3_amqp_types::performatives::{Attach, Performative};
 use fe2o3_amqp_types::primitives::{Array, Binary};
@@ -20,8 +20,7 @@ use serde_amqp::Value;
 use crate::broker::transaction::{Committed, Transaction};
 use crate::broker::{ConsumerId, Outcome};
 use crate::engine::ids::{Channel, DeliveryId, LinkHandle, Serial};
-use crate::engine::link::{Incoming, Link, LinkKind, Producer};
-use crate::engine::window::session_flow;
+use crate::engine::link::{Incoming, LinkKind, Producer};
 use crate::engine::AmqpFailure;
 use crate::message::Message;
 
@@ -244,38 +243,16 @@ impl Connection {
         };
         self.out
             .push_frame(channel.0, &Performative::Attach(reply), &[]);
-        let credit = self.config.link_credit;
-        let delivery_count = attach.initial_delivery_count.unwrap_or(0);
-        let handle = LinkHandle(attach.handle.0);
-        let session = self
-            .sessions
-            .get_mut(&channel)
-            .ok_or_else(super::links::no_session)?;
-        session.links.insert(
-            handle,
-            Link {
-                name: attach.name.clone(),
-                kind: LinkKind::Producer(Producer {
-                    target: None,
-                    coordinator: Some(self.router.next_id()),
-                    delivery_count: Serial(delivery_count),
-                    credit,
-                    incoming: None,
-                    settle_second: matches!(attach.rcv_settle_mode, ReceiverSettleMode::Second),
-                    max_message_size: 0,
-                }),
-                detach_sent: false,
-                created_node: false,
-                durable_subscription: false,
-            },
-        );
-        let mut flow = session_flow(&session.window);
-        flow.handle = Some(Handle(handle.0));
-        flow.delivery_count = Some(delivery_count);
-        flow.link_credit = Some(credit);
-        self.out
-            .push_frame(channel.0, &Performative::Flow(flow), &[]);
-        Ok(())
+        let producer = Producer {
+            target: None,
+            coordinator: Some(self.router.next_id()),
+            delivery_count: Serial(attach.initial_delivery_count.unwrap_or(0)),
+            credit: self.config.link_credit,
+            incoming: None,
+            settle_second: matches!(attach.rcv_settle_mode, ReceiverSettleMode::Second),
+            max_message_size: 0,
+        };
+        self.add_producer(channel, attach, producer, false)
     }
 
     /// A declare or discharge arrived on a coordinator link: answered with `declared`, with
