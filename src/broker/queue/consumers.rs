@@ -11,8 +11,9 @@ use crate::config::Exclusive;
 use crate::selector::Filter;
 
 use super::clock::Now;
+use super::entry::Entry;
 use super::entry::Outcome;
-use super::{Consumer, Queue};
+use super::Queue;
 
 impl Queue {
     /// Registers a consumer with no credit yet. With `group_rebalance`, every group is freed
@@ -98,5 +99,69 @@ impl Queue {
                 .consumers
                 .iter()
                 .any(|c| c.browse.is_none())
+    }
+}
+
+/// A consumer (or browser) attached to a queue: its outbox, its credit, and what it takes.
+#[derive(Debug)]
+pub(in crate::broker) struct Consumer {
+    pub outbox: Arc<Outbox>,
+    /// The link's name, to show who owns a group.
+    pub name: Box<str>,
+    /// The delivery-count the consumer's credit reaches (RFC 1982 serial arithmetic, like the
+    /// link's own delivery-count): the queue may dispatch while `dispatched` is below it.
+    pub limit: u32,
+    pub dispatched: u32,
+    pub drain: bool,
+    /// A browser (`distribution-mode = copy`): the sequence number it reads from next. It
+    /// gets copies and takes nothing (browse.rs); the dispatch to acquiring consumers passes
+    /// it over.
+    pub browse: Option<u64>,
+    /// The consumer's selectors and filters: it takes (or is shown) only the messages that
+    /// pass them; the others stay for other consumers.
+    pub filter: Option<Arc<Filter>>,
+    /// For a filtered consumer, per ready list (one per priority level): the sequence number
+    /// below which every ready message was shown to the filter and refused, so dispatch never
+    /// shows it those again (unless one is put back).
+    pub seen: Vec<u64>,
+}
+
+impl Consumer {
+    /// A consumer (a browser reading from `browse`) with no credit yet, taking what `filter`
+    /// passes from a queue with `lists` ready lists.
+    pub(in crate::broker) fn new(
+        outbox: Arc<Outbox>,
+        name: &str,
+        browse: Option<u64>,
+        filter: Option<Arc<Filter>>,
+        lists: usize,
+    ) -> Consumer {
+        let seen = if filter.is_some() {
+            vec![0; lists]
+        } else {
+            Vec::new()
+        };
+        Consumer {
+            outbox,
+            name: name.into(),
+            limit: 0,
+            dispatched: 0,
+            drain: false,
+            browse,
+            filter,
+            seen,
+        }
+    }
+
+    /// Whether the consumer's filter (if any) passes `entry`.
+    pub(in crate::broker) fn wants(&self, entry: &Entry) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.matches(&entry.message, entry.delivery_count))
+    }
+
+    pub(in crate::broker) fn credit(&self) -> u32 {
+        let c = self.limit.wrapping_sub(self.dispatched) as i32;
+        c.max(0) as u32
     }
 }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use crate::config::QueueSettings;
 use crate::int_map::IntMap;
 use crate::message::Message;
-use crate::selector::Filter;
 
 use self::clock::{now_ms, Now};
 use self::entry::GroupId;
@@ -24,7 +23,7 @@ use self::schedule::{Due, Schedule, ScheduledInfo};
 pub use self::stats::{ConsumerInfo, QueueStats};
 use self::temporary::Temporary;
 use self::timer::Timer;
-use crate::broker::consumer::{lock, ConnWaker, ConsumerId, OutItem, Outbox};
+use crate::broker::consumer::{lock, ConnWaker, ConsumerId, OutItem};
 use crate::broker::durable::journaled::Journaled;
 
 mod admission;
@@ -32,6 +31,7 @@ mod browse;
 pub mod clock;
 mod compact;
 mod consumers;
+pub(in crate::broker) use consumers::Consumer;
 pub mod dead_letter;
 pub mod delayed;
 mod dispatch;
@@ -59,69 +59,6 @@ mod time_tests;
 use nodes::NoNodes;
 pub use nodes::Nodes;
 pub use publish::Publish;
-
-#[derive(Debug)]
-pub(in crate::broker) struct Consumer {
-    pub outbox: Arc<Outbox>,
-    /// The link's name, to show who owns a group.
-    pub name: Box<str>,
-    /// The delivery-count the consumer's credit reaches (RFC 1982 serial arithmetic, like the
-    /// link's own delivery-count): the queue may dispatch while `dispatched` is below it.
-    pub limit: u32,
-    pub dispatched: u32,
-    pub drain: bool,
-    /// A browser (`distribution-mode = copy`): the sequence number it reads from next. It
-    /// gets copies and takes nothing (browse.rs); the dispatch to acquiring consumers passes
-    /// it over.
-    pub browse: Option<u64>,
-    /// The consumer's selectors and filters: it takes (or is shown) only the messages that
-    /// pass them; the others stay for other consumers.
-    pub filter: Option<Arc<Filter>>,
-    /// For a filtered consumer, per ready list (one per priority level): the sequence number
-    /// below which every ready message was shown to the filter and refused, so dispatch never
-    /// shows it those again (unless one is put back).
-    pub seen: Vec<u64>,
-}
-
-impl Consumer {
-    /// A consumer (a browser reading from `browse`) with no credit yet, taking what `filter`
-    /// passes from a queue with `lists` ready lists.
-    pub(in crate::broker) fn new(
-        outbox: Arc<Outbox>,
-        name: &str,
-        browse: Option<u64>,
-        filter: Option<Arc<Filter>>,
-        lists: usize,
-    ) -> Consumer {
-        let seen = if filter.is_some() {
-            vec![0; lists]
-        } else {
-            Vec::new()
-        };
-        Consumer {
-            outbox,
-            name: name.into(),
-            limit: 0,
-            dispatched: 0,
-            drain: false,
-            browse,
-            filter,
-            seen,
-        }
-    }
-
-    /// Whether the consumer's filter (if any) passes `entry`.
-    pub(in crate::broker) fn wants(&self, entry: &Entry) -> bool {
-        self.filter
-            .as_ref()
-            .is_none_or(|f| f.matches(&entry.message, entry.delivery_count))
-    }
-
-    pub(in crate::broker) fn credit(&self) -> u32 {
-        let c = self.limit.wrapping_sub(self.dispatched) as i32;
-        c.max(0) as u32
-    }
-}
 
 /// A message delivered and not yet settled.
 #[derive(Debug)]
