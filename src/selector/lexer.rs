@@ -52,6 +52,11 @@ const KEYWORDS: [(&str, Keyword); 11] = [
     ("FALSE", Keyword::False),
 ];
 
+/// The most tokens a selector may have: it bounds the depth of the tree the parser builds
+/// (chains of AND, OR and arithmetic nest one level per operator), which compiling and
+/// evaluating walk recursively; real selectors are far shorter.
+const MAX_TOKENS: usize = 2048;
+
 /// Tokens of `text` with their columns; the last is [`Token::End`].
 pub(super) fn tokens(text: &str) -> Result<Vec<(Token, usize)>, SelectorError> {
     let chars: Vec<char> = text.chars().collect();
@@ -111,6 +116,12 @@ pub(super) fn tokens(text: &str) -> Result<Vec<(Token, usize)>, SelectorError> {
             }
         };
         out.push((token, column));
+        if out.len() > MAX_TOKENS {
+            return Err(SelectorError::at(
+                column,
+                format!("the selector is too long: more than {MAX_TOKENS} tokens"),
+            ));
+        }
         i = next;
     }
     out.push((Token::End, chars.len() + 1));

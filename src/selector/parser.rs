@@ -89,10 +89,20 @@ pub(crate) fn parse(text: &str) -> Result<Ast, SelectorError> {
     if tokens.len() == 1 {
         return Err(SelectorError::at(1, "the selector is empty".to_owned()));
     }
-    let mut parser = Parser { tokens, at: 0 };
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        nesting: 0,
+    };
     let (ast, kind) = parser.or()?;
     if let (Token::End, _) = parser.peek() {
         parser.condition(kind, 1)?;
+        if depth(&ast) > MAX_DEPTH {
+            return Err(SelectorError::at(
+                1,
+                format!("the selector nests more than {MAX_DEPTH} operations deep"),
+            ));
+        }
         return Ok(ast);
     }
     Err(parser.unexpected("an operator or the end"))
@@ -101,6 +111,53 @@ pub(crate) fn parse(text: &str) -> Result<Ast, SelectorError> {
 struct Parser {
     tokens: Vec<(Token, usize)>,
     at: usize,
+    /// Parentheses, NOTs and signs open around the token being read.
+    nesting: usize,
+}
+
+/// The deepest nesting of parentheses, NOT and signs the parser follows (each is a recursion).
+const MAX_NESTING: usize = 64;
+
+/// The deepest tree a selector may compile to: compiling and evaluating walk it recursively
+/// (a chain of N additions is N levels; a chain of ANDs or ORs is flattened when compiled,
+/// so it counts as one).
+const MAX_DEPTH: usize = 200;
+
+/// The depth of `ast`, found without recursion (it is not yet known to be shallow).
+fn depth(ast: &Ast) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(ast, 1usize)];
+    while let Some((node, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        // AND and OR chains compile to one flat node: their operands sit one level down.
+        let children: Vec<&Ast> = match node {
+            Ast::Not(a) | Ast::Neg(a) => vec![a],
+            Ast::And(..) | Ast::Or(..) => {
+                let mut operands = Vec::new();
+                let mut pending = vec![node];
+                while let Some(n) = pending.pop() {
+                    match (node, n) {
+                        (Ast::And(..), Ast::And(l, r)) | (Ast::Or(..), Ast::Or(l, r)) => {
+                            pending.push(r);
+                            pending.push(l);
+                        }
+                        (_, other) => operands.push(other),
+                    }
+                }
+                operands
+            }
+            Ast::Cmp(_, l, r) | Ast::Arith(_, l, r) => vec![l, r],
+            Ast::Between {
+                value, low, high, ..
+            } => vec![value, low, high],
+            Ast::In { value, .. } | Ast::Like { value, .. } | Ast::IsNull { value, .. } => {
+                vec![value]
+            }
+            Ast::Ident(_) | Ast::Str(_) | Ast::Int(_) | Ast::Float(_) | Ast::Bool(_) => vec![],
+        };
+        stack.extend(children.into_iter().map(|c| (c, d + 1)));
+    }
+    deepest
 }
 
 type Parsed = Result<(Ast, Kind), SelectorError>;
@@ -203,10 +260,24 @@ impl Parser {
         Ok((left, kind))
     }
 
+    /// Enters one level of nesting, or says why not.
+    fn nest(&mut self) -> Result<(), SelectorError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(SelectorError::at(
+                self.column(),
+                format!("nested too deeply: more than {MAX_NESTING} levels"),
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Parsed {
         if self.eat_keyword(Keyword::Not) {
             let column = self.column();
+            self.nest()?;
             let (inner, kind) = self.not()?;
+            self.nesting -= 1;
             self.condition(kind, column)?;
             return Ok((Ast::Not(Box::new(inner)), Kind::Bool));
         }
@@ -399,12 +470,16 @@ impl Parser {
                 self.advance();
                 return Ok((Ast::Int(int_literal(n, true, column)?), Kind::Num));
             }
+            self.nest()?;
             let (inner, kind) = self.unary()?;
+            self.nesting -= 1;
             self.numeric(kind, column, "'-'")?;
             return Ok((Ast::Neg(Box::new(inner)), Kind::Num));
         }
         if self.eat_symbol("+") {
+            self.nest()?;
             let (inner, kind) = self.unary()?;
+            self.nesting -= 1;
             self.numeric(kind, column, "'+'")?;
             return Ok((inner, kind));
         }
@@ -422,7 +497,9 @@ impl Parser {
             Token::Keyword(Keyword::True) => Ok((Ast::Bool(true), Kind::Bool)),
             Token::Keyword(Keyword::False) => Ok((Ast::Bool(false), Kind::Bool)),
             Token::Symbol("(") => {
+                self.nest()?;
                 let inner = self.or()?;
+                self.nesting -= 1;
                 if !self.eat_symbol(")") {
                     return Err(self.unexpected("')'"));
                 }

@@ -416,3 +416,35 @@ fn errors_say_where() {
         "at column 11: unexpected character '#'"
     );
 }
+
+#[test]
+fn deep_or_long_selectors_are_refused_not_a_crash() {
+    let error = |text: &str| Selector::parse(text, Dialect::Jms).unwrap_err().to_string();
+    let deep = format!("{}a = 1{}", "(".repeat(500), ")".repeat(500));
+    assert!(error(&deep).contains("nested too deeply"));
+    let nots = format!("{}a", "NOT ".repeat(500));
+    assert!(error(&nots).contains("nested too deeply"));
+    let signs = format!("a = {}1", "- ".repeat(500));
+    assert!(error(&signs).contains("nested too deeply"));
+    let long = vec!["a = 1"; 100_000].join(" AND ");
+    assert!(error(&long).contains("too long"));
+    // Within the limits, a long chain compiles and evaluates.
+    let chain = vec!["size = 10"; 500].join(" AND ");
+    let selector = Selector::parse(&chain, Dialect::Jms).unwrap();
+    assert!(selector.matches(&the_message(), 0));
+    let sum = format!("size = {}", vec!["1"; 1000].join(" + "));
+    assert!(error(&sum).contains("more than 200 operations deep"));
+    let sum = format!("size = {}", ["1"; 10].join(" + "));
+    assert!(Selector::parse(&sum, Dialect::Jms)
+        .unwrap()
+        .matches(&the_message(), 0));
+    let many = (0..900)
+        .map(|i| format!("'v{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        Selector::parse(&format!("colour IN ({many}, 'green')"), Dialect::Jms)
+            .unwrap()
+            .matches(&the_message(), 0)
+    );
+}
