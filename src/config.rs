@@ -89,6 +89,9 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// The address to listen on; loopback by default, so only this machine can reach it.
     pub listen: SocketAddr,
+    /// Host names (besides IP addresses and `localhost`) a request's `Host` may give: a page
+    /// on a name that merely resolves to the broker (DNS rebinding) is refused.
+    pub hosts: Vec<String>,
 }
 
 /// Which clients may log in how.
@@ -162,6 +165,7 @@ impl Default for Config {
             admin: AdminConfig {
                 enabled: true,
                 listen: SocketAddr::from(([127, 0, 0, 1], 8672)),
+                hosts: Vec::new(),
             },
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -182,7 +186,7 @@ const ROOT_KEYS: &[&str] = &[
     "exchanges",
     "bindings",
 ];
-const ADMIN_KEYS: &[&str] = &["enabled", "listen"];
+const ADMIN_KEYS: &[&str] = &["enabled", "listen", "hosts"];
 const BROKER_KEYS: &[&str] = &[
     "listen",
     "data_dir",
@@ -311,6 +315,7 @@ impl AdminConfig {
             match key.as_str() {
                 "enabled" => self.enabled = src.boolean(node, path)?,
                 "listen" => self.listen = src.one_address(node, path)?,
+                "hosts" => self.hosts = src.strings(node, path)?,
                 _ => {}
             }
         }

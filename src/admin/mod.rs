@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod console;
 mod exchanges;
+mod guard;
 mod metrics;
 mod rates;
 mod time;
@@ -91,6 +92,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
+        ))
+        // Outermost: a forged request is refused before it is authenticated.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::same_site_only,
         ))
         .with_state(state);
     let stopped = async move {

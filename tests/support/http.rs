@@ -60,9 +60,8 @@ async fn exchange(
         head.push_str(&format!("authorization: {auth}\r\n"));
     }
     let body = body.unwrap_or("");
-    if !body.is_empty() {
-        head.push_str("content-type: application/json\r\n");
-    }
+    // As the API asks of every request that changes the broker (admin/guard.rs).
+    head.push_str("content-type: application/json\r\n");
     head.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
     stream
         .write_all(head.as_bytes())

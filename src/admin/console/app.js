@@ -113,7 +113,8 @@ async function api(method, path) {
     try {
       response = await fetch(path, {
         method,
-        headers: { accept: 'application/json' },
+        // The admin API refuses a state-changing request without this (admin/guard.rs).
+        headers: { accept: 'application/json', 'x-requested-with': 'sluice-console' },
         cache: 'no-store',
         signal: abort.signal,
       });

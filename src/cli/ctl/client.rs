@@ -119,8 +119,16 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let sent = match method {
             Method::Get => self.authorize(self.agent.get(&url)).call(),
-            Method::Delete => self.authorize(self.agent.delete(&url)).call(),
-            Method::Post => self.authorize(self.agent.post(&url)).send_empty(),
+            // The API refuses a state-changing request that does not say it is JSON or sent
+            // by a program (admin/guard.rs).
+            Method::Delete => self
+                .authorize(self.agent.delete(&url))
+                .header("x-requested-with", "sluice-ctl")
+                .call(),
+            Method::Post => self
+                .authorize(self.agent.post(&url))
+                .content_type("application/json")
+                .send_empty(),
             Method::PostJson(body) => self
                 .authorize(self.agent.post(&url))
                 .content_type("application/json")
