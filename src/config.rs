@@ -228,6 +228,14 @@ impl Config {
         if let Some(node) = get(root, "users") {
             config.users = read_users(&src, node)?;
         }
+        // With users configured, a login is expected: anonymous access is off unless the file
+        // asks for it (issue 16; before, loopback stayed open).
+        let anonymous_set = get(root, "auth")
+            .and_then(|node| src.table(node, "auth", "[auth]", AUTH_KEYS).ok())
+            .is_some_and(|table| get(table, "anonymous").is_some());
+        if !config.users.is_empty() && !anonymous_set {
+            config.auth.anonymous = Exposure::Never;
+        }
         if let Some(node) = get(root, "queues") {
             config.queues = QueueRules::read(&src, node)?;
         }

@@ -452,3 +452,14 @@ fn the_transaction_timeout_is_a_duration() {
     assert!(error("[broker]\ntransaction_timeout = \"soon\"\n")
         .contains("broker.transaction_timeout: expected milliseconds or a duration"));
 }
+
+#[test]
+fn anonymous_access_is_off_once_users_are_configured_unless_asked_for() {
+    assert_eq!(parse("").auth.anonymous, Exposure::Loopback);
+    let users = "[[users]]\nname = \"app\"\npassword = \"secret\"\n";
+    assert_eq!(parse(users).auth.anonymous, Exposure::Never);
+    let asked = format!("[auth]\nanonymous = \"loopback\"\n{users}");
+    assert_eq!(parse(&asked).auth.anonymous, Exposure::Loopback);
+    let other_auth_keys = format!("[auth]\nfailure_delay_ms = 10\n{users}");
+    assert_eq!(parse(&other_auth_keys).auth.anonymous, Exposure::Never);
+}
