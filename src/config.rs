@@ -10,6 +10,7 @@ mod document;
 mod error;
 mod exchanges;
 mod limits;
+pub mod password;
 mod pattern;
 mod queues;
 mod storage;
@@ -121,8 +122,12 @@ pub enum Exposure {
 pub struct User {
     /// Login name; unique within the configuration and never empty.
     pub name: String,
-    /// Password, compared by [`Config::authenticate`].
+    /// Password in clear (empty when `password_hash` is set), compared by
+    /// [`Config::authenticate`].
     pub password: String,
+    /// The password as an Argon2 PHC string (`password_hash` in broker.toml): checked in its
+    /// stead when set.
+    pub password_hash: Option<String>,
     /// Roles granted to the account, such as `"admin"`; may be empty.
     pub roles: Vec<String>,
 }
@@ -132,6 +137,7 @@ impl std::fmt::Debug for User {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("password", &"<hidden>")
+            .field("hashed", &self.password_hash.is_some())
             .field("roles", &self.roles)
             .finish()
     }
@@ -204,7 +210,7 @@ const BROKER_KEYS: &[&str] = &[
     "max_handshakes_per_source",
 ];
 const AUTH_KEYS: &[&str] = &["anonymous", "plain_without_tls", "failure_delay_ms"];
-const USER_KEYS: &[&str] = &["name", "password", "roles"];
+const USER_KEYS: &[&str] = &["name", "password", "password_hash", "roles"];
 
 impl Config {
     /// Parses and validates a configuration. `origin` names the text in error messages
@@ -370,7 +376,30 @@ fn read_users(src: &Source, node: &Node) -> Result<Vec<User>, ConfigError> {
         };
         let name_node = required("name")?;
         let name = src.non_empty(name_node, &child(&path, "name"))?;
-        let password = src.string(required("password")?, &child(&path, "password"))?;
+        let (password, password_hash) = match (get(table, "password"), get(table, "password_hash"))
+        {
+            (Some(p), None) => (src.string(p, &child(&path, "password"))?.to_owned(), None),
+            (None, Some(h)) => {
+                let hash_path = child(&path, "password_hash");
+                let hash = src.string(h, &hash_path)?;
+                password::check_hash(hash).map_err(|why| src.invalid(h, &hash_path, why))?;
+                (String::new(), Some(hash.to_owned()))
+            }
+            (Some(_), Some(h)) => {
+                return Err(src.invalid(
+                    h,
+                    &child(&path, "password_hash"),
+                    "give `password` or `password_hash`, not both".to_owned(),
+                ))
+            }
+            (None, None) => {
+                return Err(src.invalid(
+                    entry,
+                    &path,
+                    "missing key `password_hash` (or `password`)".to_owned(),
+                ))
+            }
+        };
         let roles = match get(table, "roles") {
             Some(roles) => src.strings(roles, &child(&path, "roles"))?,
             None => Vec::new(),
@@ -383,7 +412,8 @@ fn read_users(src: &Source, node: &Node) -> Result<Vec<User>, ConfigError> {
         users.push((
             User {
                 name,
-                password: password.to_owned(),
+                password,
+                password_hash,
                 roles,
             },
             name_node,
@@ -395,14 +425,36 @@ fn read_users(src: &Source, node: &Node) -> Result<Vec<User>, ConfigError> {
 /// The account in `users` with this name and password. Every account is compared in full,
 /// whatever matched, so the time taken does not tell which part was wrong.
 pub fn find_user<'u>(users: &'u [User], user: &str, password: &str) -> Option<&'u User> {
-    users.iter().fold(None, |found, u| {
-        let matches = bytes_equal(&u.name, user) & bytes_equal(&u.password, password);
-        if matches {
+    // Every name is compared in full (the time taken does not tell how much of one matched),
+    // then the password of the one that matched; a hashed password costs the same whether the
+    // name exists or not.
+    let named = users.iter().fold(None, |found, u| {
+        if bytes_equal(&u.name, user) {
             Some(u)
         } else {
             found
         }
-    })
+    });
+    let hashed = users.iter().any(|u| u.password_hash.is_some());
+    match named {
+        Some(u) => match &u.password_hash {
+            Some(phc) => password::verify(phc, password),
+            None => bytes_equal(&u.password, password),
+        }
+        .then_some(u),
+        None => {
+            if hashed {
+                password::verify_nobody(password);
+            }
+            None
+        }
+    }
+}
+
+/// Whether checking a login may take long (a hashed password): the caller does it off the
+/// async threads.
+pub fn has_hashed_passwords(users: &[User]) -> bool {
+    users.iter().any(|u| u.password_hash.is_some())
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal a

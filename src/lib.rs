@@ -135,6 +135,13 @@ impl Broker {
         storage: Storage,
         router: Arc<Router>,
     ) -> Result<BrokerHandle, StartError> {
+        for user in config.users.iter().filter(|u| u.password_hash.is_none()) {
+            tracing::warn!(
+                user = %user.name,
+                "the password of this user is in the configuration in clear; store its hash \
+                 instead (password_hash = the output of `sluice hash-password`)"
+            );
+        }
         let listeners = listener::bind_all(&config.listen)
             .await
             .map_err(|(addr, source)| StartError::Bind { addr, source })?;

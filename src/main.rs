@@ -50,6 +50,9 @@ enum Command {
     /// Check the journal in the data directory and, once confirmed, truncate it where it is
     /// corrupt (when the broker refuses to start with "journal corrupt"). Stop the broker first.
     Repair(repair::RepairArgs),
+    /// Read a password from standard input (its first line) and print its Argon2id hash, for
+    /// `password_hash` in a [[users]] entry of broker.toml.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             let args = args.or_global(cli.data_dir.as_deref(), cli.config.as_deref());
             return repair::run(args);
         }
+        Some(Command::HashPassword) => return hash_password(),
         None => {}
     }
     init_logging(cli.log.as_deref());
@@ -176,5 +180,32 @@ fn raise_fd_limit() {
         ),
         Ok(limit) => tracing::debug!(limit = limit.now, "open file limit (RLIMIT_NOFILE)"),
         Err(e) => tracing::warn!("cannot raise the open file limit (RLIMIT_NOFILE): {e}"),
+    }
+}
+
+/// `sluice hash-password`: the first line of standard input, hashed (read from stdin, so the
+/// password stays out of the shell's history and the process list).
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("sluice: cannot read the password from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!(
+            "sluice: no password on standard input (e.g. `echo -n secret | sluice hash-password`)"
+        );
+        return ExitCode::from(2);
+    }
+    match sluice::config::password::hash_password(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -39,6 +39,7 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> (BrokerHandle, String) {
         users: vec![User {
             name: "app".into(),
             password: "secret".into(),
+            password_hash: None,
             roles: vec![],
         }],
         ..support::broker::test_config()
@@ -375,5 +376,30 @@ async fn anonymous_is_not_offered_where_it_is_not_allowed() {
     let (mechanisms, outcome) = raw_login(broker.local_addrs()[0], anonymous).await;
     assert_eq!(mechanisms, ["PLAIN"]);
     assert_eq!(outcome.code, SaslCode::Auth);
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn a_user_with_a_hashed_password_logs_in_and_a_wrong_one_is_refused() {
+    let hash = sluice::config::password::hash_password("s3cret").unwrap();
+    let (broker, url) = start(|config| {
+        config.users = vec![User {
+            name: "hashed".into(),
+            password: String::new(),
+            password_hash: Some(hash),
+            roles: vec![],
+        }];
+        config.auth.failure_delay_ms = 0;
+    })
+    .await;
+    let mut connection = open(&url, Some(plain("hashed", "s3cret")))
+        .await
+        .expect("PLAIN login against the hash");
+    round_trip(&mut connection, "auth.hashed", "hello").await;
+    connection.close().await.expect("clean close");
+    let (wrong, _) = refused(&url, plain("hashed", "s3cret!")).await;
+    assert_sasl_auth_failure(&wrong);
+    let (nobody, _) = refused(&url, plain("nobody", "s3cret")).await;
+    assert_sasl_auth_failure(&nobody);
     stop(broker).await;
 }

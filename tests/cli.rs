@@ -399,3 +399,32 @@ async fn rust_log_is_honoured_and_log_overrides_it() {
     broker.wait_for_log("broker stopped").await;
     assert!(!broker.log().contains(DEBUG_LINE), "{}", broker.log());
 }
+
+// ---- hash-password ----
+
+#[test]
+fn hash_password_prints_a_hash_broker_toml_accepts() {
+    use std::io::Write;
+    let mut child = sluice()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sluice binary runs");
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let hash = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let config = sluice::Config::from_toml(
+        &format!("[[users]]\nname = \"app\"\npassword_hash = \"{hash}\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert!(config.authenticate("app", "s3cret"));
+    // Nothing on standard input: an error, not an empty hash.
+    let empty = run(&["hash-password"]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no password on standard input"));
+}

@@ -61,6 +61,7 @@ async fn user_names_and_container_ids_are_logged_escaped() {
     config.users = vec![User {
         name: "app".into(),
         password: "secret".into(),
+        password_hash: None,
         roles: vec![],
     }];
     config.auth.failure_delay_ms = 0;

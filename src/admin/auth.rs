@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::{AdminState, ApiError};
+use crate::config::{find_user, has_hashed_passwords};
 
 /// The role that grants the admin API.
 const ADMIN_ROLE: &str = "admin";
@@ -42,7 +43,17 @@ pub async fn require_admin(
     let Some((name, password)) = credentials else {
         return challenge("this API needs HTTP basic auth of a user with the admin role");
     };
-    match state.config.user_with(&name, &password) {
+    // Checking a hashed password takes milliseconds of CPU: off the async threads.
+    let users = state.config.users.clone();
+    let found = if has_hashed_passwords(&users) {
+        tokio::task::spawn_blocking(move || find_user(&users, &name, &password).cloned())
+            .await
+            .ok()
+            .flatten()
+    } else {
+        find_user(&users, &name, &password).cloned()
+    };
+    match found {
         None => challenge("wrong user name or password"),
         Some(u) if !u.roles.iter().any(|r| r == ADMIN_ROLE) => ApiError::new(
             StatusCode::FORBIDDEN,

@@ -14,7 +14,7 @@ use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::Exposure;
+use crate::config::{has_hashed_passwords, Exposure};
 
 use super::settings::TransportConfig;
 use crate::logging::PeerText;
@@ -122,6 +122,7 @@ where
 }
 
 /// Which mechanisms this peer may use.
+#[derive(Debug, Clone)]
 struct Policy {
     anonymous: bool,
     plain: bool,
@@ -191,7 +192,16 @@ where
         }
     };
     let init: SaslInit = decode_sasl(&raw)?;
-    match authenticate(&init, config, policy) {
+    // Checking a hashed password takes milliseconds of CPU: off the async threads.
+    let decided = if init.mechanism.as_str() == "PLAIN" && has_hashed_passwords(&config.users) {
+        let (init, config, policy) = (init.clone(), config.clone(), policy.clone());
+        tokio::task::spawn_blocking(move || authenticate(&init, &config, &policy))
+            .await
+            .unwrap_or_else(|e| Err(format!("the password check failed: {e}")))
+    } else {
+        authenticate(&init, config, policy)
+    };
+    match decided {
         Ok(identity) => {
             send_outcome(wr, SaslCode::Ok).await?;
             Ok(identity)
@@ -288,6 +298,7 @@ mod tests {
             users: vec![User {
                 name: "app".into(),
                 password: "secret".into(),
+                password_hash: None,
                 roles: vec![],
             }],
             ..Config::default()
@@ -442,6 +453,7 @@ mod tests {
             users: vec![User {
                 name: "app".into(),
                 password: "\u{FFFD}".into(),
+                password_hash: None,
                 roles: vec![],
             }],
             ..Config::default()

@@ -66,11 +66,13 @@ pub fn ops_and_app_users(ops_password: &str, app_password: &str) -> Vec<User> {
         User {
             name: "ops".into(),
             password: ops_password.into(),
+            password_hash: None,
             roles: vec!["admin".into()],
         },
         User {
             name: "app".into(),
             password: app_password.into(),
+            password_hash: None,
             roles: vec![],
         },
     ]

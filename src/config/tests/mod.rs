@@ -320,7 +320,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
          rewind_max_bytes, persist, max_length, max_length_bytes, overflow, exclusive, auto_delete, max_priority"
     );
     assert!(error("[[users]]\nname = \"a\"\npassword = \"b\"\nrole = []\n")
-        .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, roles"));
+        .starts_with("broker.toml:4:1: unknown key `role` in [[users]] entry 1; expected one of name, password, password_hash, roles"));
     // The key itself is pointed at, inside the table header.
     assert!(error("[auth.extra]\nx = 1\n")
         .starts_with("broker.toml:1:7: unknown key `extra` in [auth]"));
@@ -335,7 +335,7 @@ fn users_must_have_unique_non_empty_names_and_a_password() {
     );
     assert_eq!(
         error("[[users]]\nname = \"app\"\n"),
-        "broker.toml:1:1: users[0]: missing key `password`"
+        "broker.toml:1:1: users[0]: missing key `password_hash` (or `password`)"
     );
     assert_eq!(
         error("users = 1\n"),
@@ -462,4 +462,26 @@ fn anonymous_access_is_off_once_users_are_configured_unless_asked_for() {
     assert_eq!(parse(&asked).auth.anonymous, Exposure::Loopback);
     let other_auth_keys = format!("[auth]\nfailure_delay_ms = 10\n{users}");
     assert_eq!(parse(&other_auth_keys).auth.anonymous, Exposure::Never);
+}
+
+#[test]
+fn a_user_may_give_a_password_hash_instead_of_a_password() {
+    let hash = super::password::hash_password("s3cret").unwrap();
+    let c = parse(&format!(
+        "[[users]]\nname = \"app\"\npassword_hash = \"{hash}\"\n"
+    ));
+    assert_eq!(c.users[0].password_hash.as_deref(), Some(hash.as_str()));
+    assert!(c.authenticate("app", "s3cret"));
+    assert!(!c.authenticate("app", "wrong"));
+    assert!(!c.authenticate("other", "s3cret"));
+    assert!(
+        error("[[users]]\nname = \"app\"\npassword_hash = \"md5:abc\"\n")
+            .contains("users[0].password_hash: not a PHC password hash")
+    );
+    assert!(error(&format!(
+        "[[users]]\nname = \"app\"\npassword = \"x\"\npassword_hash = \"{hash}\"\n"
+    ))
+    .contains("not both"));
+    assert!(error("[[users]]\nname = \"app\"\n")
+        .contains("missing key `password_hash` (or `password`)"));
 }
