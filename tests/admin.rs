@@ -374,7 +374,10 @@ async fn with_users_configured_only_admins_may_call_the_api() {
     )
     .await;
     assert_eq!(app.status, 403);
-    assert!(app.json()["error"].as_str().unwrap().contains("admin role"));
+    assert!(app.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("none of the roles admin, management, monitoring"));
     let ops = request(admin, "GET", "/metrics", None, Some(&basic("ops", "pw"))).await;
     assert_eq!(ops.status, 200);
     broker.shutdown().await;
@@ -416,5 +419,52 @@ async fn the_admin_listener_can_be_turned_off() {
     config.admin.enabled = false;
     let (broker, _url) = start(config).await;
     assert_eq!(broker.admin_addr(), None);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn monitoring_reads_and_management_changes() {
+    let mut config = test_config();
+    let user = |name: &str, role: &str| sluice::config::User {
+        name: name.into(),
+        password: "pw".into(),
+        password_hash: None,
+        roles: vec![role.into()],
+    };
+    config.users = vec![user("watcher", "monitoring"), user("manager", "management")];
+    let (broker, _url) = start(config).await;
+    let admin = broker.admin_addr().unwrap();
+    let as_user = |name: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{name}:pw"))
+        )
+    };
+    let read = request(admin, "GET", "/api/queues", None, Some(&as_user("watcher"))).await;
+    assert_eq!(read.status, 200);
+    let metrics = request(admin, "GET", "/metrics", None, Some(&as_user("watcher"))).await;
+    assert_eq!(metrics.status, 200);
+    let declare = request(
+        admin,
+        "PUT",
+        "/api/queues/managed",
+        Some("{}"),
+        Some(&as_user("watcher")),
+    )
+    .await;
+    assert_eq!(declare.status, 403);
+    assert!(declare.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("needs the admin or management role"));
+    let declare = request(
+        admin,
+        "PUT",
+        "/api/queues/managed",
+        Some("{}"),
+        Some(&as_user("manager")),
+    )
+    .await;
+    assert!(declare.status < 300, "{}", declare.status);
     broker.shutdown().await;
 }

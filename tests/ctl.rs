@@ -376,7 +376,7 @@ async fn basic_auth_comes_from_flags_or_the_environment() {
     let no_role = ["--user", "app", "--password", "app", "list-queues"];
     assert_eq!(
         failed(&ctl(&broker, &no_role).await, 1),
-        "sluice ctl: 403: user 'app' lacks the admin role\n"
+        "sluice ctl: 403: user 'app' has none of the roles admin, management, monitoring\n"
     );
 
     let mut command = sluice_ctl();

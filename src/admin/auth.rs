@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -14,8 +14,12 @@ use base64::Engine;
 use super::{AdminState, ApiError};
 use crate::config::{find_user, has_hashed_passwords};
 
-/// The role that grants the admin API.
-const ADMIN_ROLE: &str = "admin";
+/// The roles that may read the admin API (and metrics and the console): `admin` (everything),
+/// `management` (queues, exchanges, connections; there is no user management over the API
+/// yet, so today it can do what admin can), `monitoring` (read-only), as RabbitMQ names them.
+const READ_ROLES: &[&str] = &["admin", "management", "monitoring"];
+/// The roles that may change the broker through it.
+const WRITE_ROLES: &[&str] = &["admin", "management"];
 
 /// Lets the request through, or answers 401/403.
 pub async fn require_admin(
@@ -53,11 +57,23 @@ pub async fn require_admin(
     } else {
         find_user(&users, &name, &password).cloned()
     };
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    let allowed: &[&str] = if reads { READ_ROLES } else { WRITE_ROLES };
     match found {
         None => challenge("wrong user name or password"),
-        Some(u) if !u.roles.iter().any(|r| r == ADMIN_ROLE) => ApiError::new(
+        Some(u) if !u.roles.iter().any(|r| allowed.contains(&r.as_str())) => ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("user '{}' lacks the admin role", u.name),
+            if reads {
+                format!(
+                    "user '{}' has none of the roles admin, management, monitoring",
+                    u.name
+                )
+            } else {
+                format!(
+                    "user '{}' may not change the broker: that needs the admin or management role",
+                    u.name
+                )
+            },
         )
         .into_response(),
         Some(_) => next.run(request).await,
