@@ -162,6 +162,7 @@ impl Broker {
         set_watermarks(&config, &router);
         let registry = Arc::new(Registry::default());
         let (stopper, shutdown) = Stopper::new();
+        let transport = TransportConfig::from(&config);
         if let Some(listener) = admin_listener {
             let state = Arc::new(admin::AdminState {
                 router: router.clone(),
@@ -170,13 +171,13 @@ impl Broker {
                 started: std::time::Instant::now(),
                 rates: Arc::default(),
                 journal: Some(storage.journal().clone()),
+                throttle: transport.throttle.clone(),
             });
             if let Some(addr) = admin_addr {
                 tracing::info!(%addr, "serving the admin API, metrics and console");
             }
             tokio::spawn(admin::serve(listener, state, shutdown.clone()));
         }
-        let transport = TransportConfig::from(&config);
         let shared = Arc::new(Shared {
             engine: EngineConfig::from(&config),
             admission: Admission::new(&transport),

@@ -403,3 +403,49 @@ async fn a_user_with_a_hashed_password_logs_in_and_a_wrong_one_is_refused() {
     assert_sasl_auth_failure(&nobody);
     stop(broker).await;
 }
+
+#[tokio::test]
+async fn a_source_that_keeps_failing_is_refused_unchecked_for_a_while() {
+    let (broker, url) = start(|config| {
+        config.auth.failure_delay_ms = 0;
+        config.users.push(User {
+            name: "watcher".into(),
+            password: "pw".into(),
+            password_hash: None,
+            roles: vec!["monitoring".into()],
+        });
+    })
+    .await;
+    for _ in 0..10 {
+        let (e, _) = refused(&url, plain("app", "wrong")).await;
+        assert_sasl_auth_failure(&e);
+    }
+    // Spent: even the right password is not looked at now.
+    let (e, _) = refused(&url, plain("app", "secret")).await;
+    assert_sasl_auth_failure(&e);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut connection = open(&url, Some(plain("app", "secret")))
+        .await
+        .expect("one more try a second later");
+    connection.close().await.expect("clean close");
+    let watcher = Some("Basic d2F0Y2hlcjpwdw=="); // watcher:pw
+    let metrics = support::http::request(
+        broker.admin_addr().unwrap(),
+        "GET",
+        "/metrics",
+        None,
+        watcher,
+    )
+    .await;
+    assert!(
+        metrics.body.contains("sluice_login_failures_total 10"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains("sluice_logins_throttled_total 1"),
+        "{}",
+        metrics.body
+    );
+    stop(broker).await;
+}

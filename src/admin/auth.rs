@@ -47,6 +47,16 @@ pub async fn require_admin(
     let Some((name, password)) = credentials else {
         return challenge("this API needs HTTP basic auth of a user with the admin role");
     };
+    // A source or user name that failed too often is refused without a look at the password.
+    let now = std::time::Instant::now();
+    if !state.throttle.allows(peer.ip(), Some(&name), now) {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins from this address or for this user name; try again later",
+        )
+        .into_response();
+    }
+    let tried = name.clone();
     // Checking a hashed password takes milliseconds of CPU: off the async threads.
     let users = state.config.users.clone();
     let found = if has_hashed_passwords(&users) {
@@ -60,7 +70,10 @@ pub async fn require_admin(
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     let allowed: &[&str] = if reads { READ_ROLES } else { WRITE_ROLES };
     match found {
-        None => challenge("wrong user name or password"),
+        None => {
+            state.throttle.failed(peer.ip(), Some(&tried), now);
+            challenge("wrong user name or password")
+        }
         Some(u) if !u.roles.iter().any(|r| allowed.contains(&r.as_str())) => ApiError::new(
             StatusCode::FORBIDDEN,
             if reads {

@@ -221,6 +221,18 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
             bytes_out,
         ),
         (
+            "sluice_login_failures_total",
+            "Failed logins, over AMQP and the admin API.",
+            true,
+            state.throttle.failures(),
+        ),
+        (
+            "sluice_logins_throttled_total",
+            "Logins refused unchecked: their source or user name had failed too often.",
+            true,
+            state.throttle.throttled(),
+        ),
+        (
             "sluice_uptime_seconds",
             "Seconds since the broker started.",
             false,

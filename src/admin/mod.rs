@@ -45,6 +45,8 @@ pub struct AdminState {
     pub rates: Arc<Rates>,
     /// The journal of durable queues, for its metrics.
     pub journal: Option<Arc<crate::store::Journal>>,
+    /// Failed logins per source and user name, shared with the AMQP listener.
+    pub throttle: Arc<crate::transport::login_throttle::LoginThrottle>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` turns true.

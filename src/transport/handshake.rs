@@ -99,7 +99,7 @@ where
     match header {
         SASL_HEADER => {
             wr.write_all(&SASL_HEADER).await?;
-            let identity = sasl(rd, wr, rbuf, config, &policy).await?;
+            let identity = sasl(rd, wr, rbuf, config, &policy, peer).await?;
             let header = read_header(rd, rbuf).await?;
             if header != AMQP_HEADER {
                 wr.write_all(&AMQP_HEADER).await?;
@@ -165,6 +165,7 @@ async fn sasl<R, W>(
     rbuf: &mut BytesMut,
     config: &TransportConfig,
     policy: &Policy,
+    peer: SocketAddr,
 ) -> Result<Identity, HandshakeError>
 where
     R: AsyncRead + Unpin,
@@ -192,6 +193,18 @@ where
         }
     };
     let init: SaslInit = decode_sasl(&raw)?;
+    // A source or user name that failed too often is refused without a look at the password.
+    let user = plain_user(&init);
+    let now = std::time::Instant::now();
+    if !config.throttle.allows(peer.ip(), user.as_deref(), now) {
+        tokio::time::sleep(config.failure_delay).await;
+        send_outcome(wr, SaslCode::Auth).await?;
+        wr.flush().await?;
+        return Err(HandshakeError::AuthFailed(
+            "too many failed logins from this source or for this user name; refused unchecked"
+                .into(),
+        ));
+    }
     // Checking a hashed password takes milliseconds of CPU: off the async threads.
     let decided = if init.mechanism.as_str() == "PLAIN" && has_hashed_passwords(&config.users) {
         let (init, config, policy) = (init.clone(), config.clone(), policy.clone());
@@ -207,6 +220,7 @@ where
             Ok(identity)
         }
         Err(reason) => {
+            config.throttle.failed(peer.ip(), user.as_deref(), now);
             // A failed login is answered late, and never says which part was wrong.
             tokio::time::sleep(config.failure_delay).await;
             send_outcome(wr, SaslCode::Auth).await?;
@@ -214,6 +228,16 @@ where
             Err(HandshakeError::AuthFailed(reason))
         }
     }
+}
+
+/// The user name (authcid) a PLAIN response names, if it is UTF-8.
+fn plain_user(init: &SaslInit) -> Option<String> {
+    if init.mechanism.as_str() != "PLAIN" {
+        return None;
+    }
+    let response = init.initial_response.as_ref()?;
+    let user = response.split(|&b| b == 0).nth(1)?;
+    std::str::from_utf8(user).ok().map(str::to_owned)
 }
 
 /// Decides a `sasl-init`. The reason is for our log only.

@@ -27,6 +27,8 @@ pub struct TransportConfig {
     pub failure_delay: Duration,
     /// The accounts PLAIN logs in to.
     pub users: Vec<User>,
+    /// Failed logins per source and per user name, shared with the admin API.
+    pub throttle: std::sync::Arc<super::login_throttle::LoginThrottle>,
 }
 
 impl From<&Config> for TransportConfig {
@@ -41,6 +43,7 @@ impl From<&Config> for TransportConfig {
             plain_without_tls: c.auth.plain_without_tls,
             failure_delay: Duration::from_millis(c.auth.failure_delay_ms),
             users: c.users.clone(),
+            throttle: std::sync::Arc::default(),
         }
     }
 }
