@@ -78,28 +78,14 @@ impl ReadyList {
         from: u64,
         mut wanted: impl FnMut(&Entry) -> bool,
     ) -> (Option<u64>, u64) {
-        let start = self.fresh.partition_point(|e| e.seq < from);
-        let mut fresh = self
-            .fresh
-            .range(start..)
-            .filter(|e| !is_tombstone(e))
-            .peekable();
-        let mut returned = self.returned.range(from..).map(|(_, e)| e).peekable();
         let mut next = from;
-        loop {
-            let entry = match (fresh.peek(), returned.peek()) {
-                (Some(f), Some(r)) if r.seq < f.seq => returned.next(),
-                (Some(_), _) => fresh.next(),
-                (None, _) => returned.next(),
-            };
-            let Some(entry) = entry else {
-                return (None, next);
-            };
+        for entry in self.iter_from(from) {
             if wanted(entry) {
                 return (Some(entry.seq), entry.seq);
             }
             next = entry.seq + 1;
         }
+        (None, next)
     }
 
     /// The entry with sequence number `seq`, if ready.
@@ -170,6 +156,12 @@ impl ReadyList {
     /// Up to `limit` ready entries from sequence number `from` on, in order, without taking
     /// them: what a browser sees next.
     pub fn from(&self, from: u64, limit: usize) -> Vec<&Entry> {
+        self.iter_from(from).take(limit).collect()
+    }
+
+    /// The ready entries from sequence number `from` on, in order: the fresh ones and the
+    /// put-back ones merged.
+    fn iter_from(&self, from: u64) -> impl Iterator<Item = &Entry> {
         let start = self.fresh.partition_point(|e| e.seq < from);
         let mut fresh = self
             .fresh
@@ -177,19 +169,11 @@ impl ReadyList {
             .filter(|e| !is_tombstone(e))
             .peekable();
         let mut returned = self.returned.range(from..).map(|(_, e)| e).peekable();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let next = match (fresh.peek(), returned.peek()) {
-                (Some(f), Some(r)) if r.seq < f.seq => returned.next(),
-                (Some(_), _) => fresh.next(),
-                (None, _) => returned.next(),
-            };
-            match next {
-                Some(e) => out.push(e),
-                None => break,
-            }
-        }
-        out
+        std::iter::from_fn(move || match (fresh.peek(), returned.peek()) {
+            (Some(f), Some(r)) if r.seq < f.seq => returned.next(),
+            (Some(_), _) => fresh.next(),
+            (None, _) => returned.next(),
+        })
     }
 
     /// Number of ready entries.
