@@ -14,6 +14,8 @@ pub mod password;
 mod pattern;
 mod queues;
 mod storage;
+mod tls;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,13 +30,22 @@ pub use queues::{
 };
 pub use storage::StorageConfig;
 use storage::STORAGE_KEYS;
+use tls::TLS_KEYS;
+pub use tls::{ClientAuth, TlsConfig};
+pub use users::{
+    allowed, find_user, has_hashed_passwords, user_for_certificate, Action, Permission,
+    Permissions, User,
+};
 
 /// The whole broker configuration, after validation: every value is in range and
 /// every name is well formed, so the broker can use it without further checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Addresses to accept AMQP connections on (IP literals, not host names).
+    /// Addresses to accept AMQP connections on (IP literals, not host names); empty when only
+    /// TLS is served.
     pub listen: Vec<SocketAddr>,
+    /// TLS (`[tls]`), if configured.
+    pub tls: Option<TlsConfig>,
     /// Directory holding the durable message store.
     pub data_dir: PathBuf,
     /// The container-id the broker announces in its `open` frame.
@@ -93,6 +104,9 @@ pub struct AdminConfig {
     /// Host names (besides IP addresses and `localhost`) a request's `Host` may give: a page
     /// on a name that merely resolves to the broker (DNS rebinding) is refused.
     pub hosts: Vec<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM), rather than plain HTTP:
+    /// `[admin] tls = true` takes `[tls]`'s, `cert` and `key` give its own.
+    pub https: Option<(PathBuf, PathBuf)>,
 }
 
 /// Which clients may log in how.
@@ -117,37 +131,12 @@ pub enum Exposure {
     Everywhere,
 }
 
-/// One SASL PLAIN account. `Debug` hides the password so configs can be logged.
-#[derive(Clone, PartialEq)]
-pub struct User {
-    /// Login name; unique within the configuration and never empty.
-    pub name: String,
-    /// Password in clear (empty when `password_hash` is set), compared by
-    /// [`Config::authenticate`].
-    pub password: String,
-    /// The password as an Argon2 PHC string (`password_hash` in broker.toml): checked in its
-    /// stead when set.
-    pub password_hash: Option<String>,
-    /// Roles granted to the account, such as `"admin"`; may be empty.
-    pub roles: Vec<String>,
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("name", &self.name)
-            .field("password", &"<hidden>")
-            .field("hashed", &self.password_hash.is_some())
-            .field("roles", &self.roles)
-            .finish()
-    }
-}
-
 impl Default for Config {
     /// The configuration `sluice` runs with when given no file; equal to parsing an empty file.
     fn default() -> Config {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 5672))],
+            tls: None,
             data_dir: PathBuf::from("data"),
             container_id: "sluice".to_owned(),
             max_frame_size: 65536,
@@ -172,6 +161,7 @@ impl Default for Config {
                 enabled: true,
                 listen: SocketAddr::from(([127, 0, 0, 1], 8672)),
                 hosts: Vec::new(),
+                https: None,
             },
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -191,8 +181,10 @@ const ROOT_KEYS: &[&str] = &[
     "limits",
     "exchanges",
     "bindings",
+    "tls",
+    "roles",
 ];
-const ADMIN_KEYS: &[&str] = &["enabled", "listen", "hosts"];
+const ADMIN_KEYS: &[&str] = &["enabled", "listen", "hosts", "tls", "cert", "key"];
 const BROKER_KEYS: &[&str] = &[
     "listen",
     "data_dir",
@@ -210,7 +202,6 @@ const BROKER_KEYS: &[&str] = &[
     "max_handshakes_per_source",
 ];
 const AUTH_KEYS: &[&str] = &["anonymous", "plain_without_tls", "failure_delay_ms"];
-const USER_KEYS: &[&str] = &["name", "password", "password_hash", "roles"];
 
 impl Config {
     /// Parses and validates a configuration. `origin` names the text in error messages
@@ -222,9 +213,25 @@ impl Config {
             message: e.message().trim().replace('\n', ": "),
         })?;
         let mut config = Config::default();
-        let root = src.table(&root, "", "the top level", ROOT_KEYS)?;
+        let root_node = &root;
+        let root = src.table(root_node, "", "the top level", ROOT_KEYS)?;
         if let Some(node) = get(root, "broker") {
             config.read_broker(&src, src.table(node, "broker", "[broker]", BROKER_KEYS)?)?;
+        }
+        if let Some(node) = get(root, "tls") {
+            let table = src.table(node, "tls", "[tls]", TLS_KEYS)?;
+            config.tls = Some(TlsConfig::read(&src, node, table)?);
+        }
+        if config.listen.is_empty() && config.tls.as_ref().is_none_or(|t| t.listen.is_empty()) {
+            let node = get(root, "broker")
+                .and_then(|b| match &b.value {
+                    Value::Table(table) => get(table, "listen"),
+                    _ => None,
+                })
+                .unwrap_or(root_node);
+            let message =
+                "no listener: broker.listen is empty and no [tls] listen is configured".to_owned();
+            return Err(src.invalid(node, "broker.listen", message));
         }
         if let Some(node) = get(root, "auth") {
             config
@@ -232,7 +239,11 @@ impl Config {
                 .read(&src, src.table(node, "auth", "[auth]", AUTH_KEYS)?)?;
         }
         if let Some(node) = get(root, "users") {
-            config.users = read_users(&src, node)?;
+            let roles = match get(root, "roles") {
+                Some(node) => users::read_roles(&src, node)?,
+                None => Default::default(),
+            };
+            config.users = users::read_users(&src, node, &roles)?;
         }
         // With users configured, a login is expected: anonymous access is off unless the file
         // asks for it (issue 16; before, loopback stayed open).
@@ -246,9 +257,11 @@ impl Config {
             config.queues = QueueRules::read(&src, node)?;
         }
         if let Some(node) = get(root, "admin") {
-            config
-                .admin
-                .read(&src, src.table(node, "admin", "[admin]", ADMIN_KEYS)?)?;
+            config.admin.read(
+                &src,
+                src.table(node, "admin", "[admin]", ADMIN_KEYS)?,
+                config.tls.as_ref(),
+            )?;
         }
         if let Some(node) = get(root, "storage") {
             config
@@ -295,7 +308,7 @@ impl Config {
         for (key, node) in table {
             let path = &child("broker", key);
             match key.as_str() {
-                "listen" => self.listen = src.listen(node, path)?,
+                "listen" => self.listen = tls::addresses(src, node, path)?,
                 "data_dir" => self.data_dir = PathBuf::from(src.non_empty(node, path)?),
                 "container_id" => self.container_id = src.non_empty(node, path)?,
                 "max_frame_size" => self.max_frame_size = src.integer(node, path, 512, u32::MAX)?,
@@ -323,14 +336,46 @@ impl Config {
 }
 
 impl AdminConfig {
-    fn read(&mut self, src: &Source, table: &[(String, Node)]) -> Result<(), ConfigError> {
+    fn read(
+        &mut self,
+        src: &Source,
+        table: &[(String, Node)],
+        tls: Option<&TlsConfig>,
+    ) -> Result<(), ConfigError> {
+        let mut shared_tls = None;
         for (key, node) in table {
             let path = &child("admin", key);
             match key.as_str() {
                 "enabled" => self.enabled = src.boolean(node, path)?,
                 "listen" => self.listen = src.one_address(node, path)?,
                 "hosts" => self.hosts = src.strings(node, path)?,
+                "tls" => shared_tls = Some((src.boolean(node, path)?, node)),
                 _ => {}
+            }
+        }
+        let file =
+            |node: &Node, key: &str| src.non_empty(node, &child("admin", key)).map(PathBuf::from);
+        match (get(table, "cert"), get(table, "key")) {
+            (Some(cert), Some(key)) => self.https = Some((file(cert, "cert")?, file(key, "key")?)),
+            (None, None) => {}
+            (Some(node), None) => {
+                let message = "HTTPS needs `key` beside `cert`".to_owned();
+                return Err(src.invalid(node, "admin.cert", message));
+            }
+            (None, Some(node)) => {
+                let message = "HTTPS needs `cert` beside `key`".to_owned();
+                return Err(src.invalid(node, "admin.key", message));
+            }
+        }
+        if let Some((true, node)) = shared_tls {
+            if self.https.is_none() {
+                let Some(tls) = tls else {
+                    let message = "`tls = true` takes the certificate of [tls], which is not \
+                                   configured; configure [tls] or give `cert` and `key` here"
+                        .to_owned();
+                    return Err(src.invalid(node, "admin.tls", message));
+                };
+                self.https = Some((tls.cert.clone(), tls.key.clone()));
             }
         }
         Ok(())
@@ -352,119 +397,6 @@ impl AuthConfig {
         }
         Ok(())
     }
-}
-
-fn read_users(src: &Source, node: &Node) -> Result<Vec<User>, ConfigError> {
-    let Value::Array(entries) = &node.value else {
-        return Err(src.invalid(
-            node,
-            "users",
-            format!("expected [[users]] tables, found {}", node.describe()),
-        ));
-    };
-    let mut users: Vec<(User, &Node)> = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let path = format!("users[{index}]");
-        let table = src.table(
-            entry,
-            &path,
-            &format!("[[users]] entry {}", index + 1),
-            USER_KEYS,
-        )?;
-        let required = |key: &str| {
-            get(table, key).ok_or_else(|| src.invalid(entry, &path, format!("missing key `{key}`")))
-        };
-        let name_node = required("name")?;
-        let name = src.non_empty(name_node, &child(&path, "name"))?;
-        let (password, password_hash) = match (get(table, "password"), get(table, "password_hash"))
-        {
-            (Some(p), None) => (src.string(p, &child(&path, "password"))?.to_owned(), None),
-            (None, Some(h)) => {
-                let hash_path = child(&path, "password_hash");
-                let hash = src.string(h, &hash_path)?;
-                password::check_hash(hash).map_err(|why| src.invalid(h, &hash_path, why))?;
-                (String::new(), Some(hash.to_owned()))
-            }
-            (Some(_), Some(h)) => {
-                return Err(src.invalid(
-                    h,
-                    &child(&path, "password_hash"),
-                    "give `password` or `password_hash`, not both".to_owned(),
-                ))
-            }
-            (None, None) => {
-                return Err(src.invalid(
-                    entry,
-                    &path,
-                    "missing key `password_hash` (or `password`)".to_owned(),
-                ))
-            }
-        };
-        let roles = match get(table, "roles") {
-            Some(roles) => src.strings(roles, &child(&path, "roles"))?,
-            None => Vec::new(),
-        };
-        if let Some((_, first)) = users.iter().find(|(u, _)| u.name == name) {
-            let line = src.location(first.start()).line;
-            let message = format!("duplicate user \"{name}\" (first defined on line {line})");
-            return Err(src.invalid(name_node, &child(&path, "name"), message));
-        }
-        users.push((
-            User {
-                name,
-                password,
-                password_hash,
-                roles,
-            },
-            name_node,
-        ));
-    }
-    Ok(users.into_iter().map(|(u, _)| u).collect())
-}
-
-/// The account in `users` with this name and password. Every account is compared in full,
-/// whatever matched, so the time taken does not tell which part was wrong.
-pub fn find_user<'u>(users: &'u [User], user: &str, password: &str) -> Option<&'u User> {
-    // Every name is compared in full (the time taken does not tell how much of one matched),
-    // then the password of the one that matched; a hashed password costs the same whether the
-    // name exists or not.
-    let named = users.iter().fold(None, |found, u| {
-        if bytes_equal(&u.name, user) {
-            Some(u)
-        } else {
-            found
-        }
-    });
-    let hashed = users.iter().any(|u| u.password_hash.is_some());
-    match named {
-        Some(u) => match &u.password_hash {
-            Some(phc) => password::verify(phc, password),
-            None => bytes_equal(&u.password, password),
-        }
-        .then_some(u),
-        None => {
-            if hashed {
-                password::verify_nobody(password);
-            }
-            None
-        }
-    }
-}
-
-/// Whether checking a login may take long (a hashed password): the caller does it off the
-/// async threads.
-pub fn has_hashed_passwords(users: &[User]) -> bool {
-    users.iter().any(|u| u.password_hash.is_some())
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal a
-/// matching prefix.
-fn bytes_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// Which peers a setting applies to: `"never"`, `"loopback"` or `"everywhere"`.

@@ -65,11 +65,12 @@ use broker::durable::storage::{Storage, StorageError};
 use broker::Router;
 use engine::EngineConfig;
 use transport::admission::Admission;
-use transport::connection::Shared;
+use transport::connection::{Port, Shared};
 use transport::listener;
 use transport::registry::Registry;
 use transport::settings::TransportConfig;
 use transport::shutdown::{Shutdown, Stopper};
+use transport::tls::{TlsContext, TlsFiles};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,9 @@ pub enum StartError {
     /// An exchange or binding of the configuration could not be made.
     #[error("cannot declare the configured exchanges and bindings: {0}")]
     Definitions(String),
+    /// A TLS certificate, key or CA file could not be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] transport::tls::TlsError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -135,7 +139,11 @@ impl Broker {
         storage: Storage,
         router: Arc<Router>,
     ) -> Result<BrokerHandle, StartError> {
-        for user in config.users.iter().filter(|u| u.password_hash.is_none()) {
+        for user in config
+            .users
+            .iter()
+            .filter(|u| u.password_hash.is_none() && !u.certificate_only)
+        {
             tracing::warn!(
                 user = %user.name,
                 "the password of this user is in the configuration in clear; store its hash \
@@ -149,6 +157,27 @@ impl Broker {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(TlsContext::load(TlsFiles::from(t))?)),
+            None => None,
+        };
+        let tls_listeners = match &config.tls {
+            Some(t) => listener::bind_all(&t.listen)
+                .await
+                .map_err(|(addr, source)| StartError::Bind { addr, source })?,
+            None => Vec::new(),
+        };
+        let tls_addrs: Vec<SocketAddr> = tls_listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        // Its own context even with [tls]'s files: browsers are never asked for a certificate.
+        let admin_tls = match &config.admin.https {
+            Some((cert, key)) => Some(Arc::new(TlsContext::load(TlsFiles::server(cert, key))?)),
+            None => None,
+        };
+        let reloadable: Vec<Arc<TlsContext>> =
+            tls.iter().chain(admin_tls.iter()).cloned().collect();
         let admin_listener = if config.admin.enabled {
             let addr = config.admin.listen;
             let l = tokio::net::TcpListener::bind(addr)
@@ -172,11 +201,18 @@ impl Broker {
                 rates: Arc::default(),
                 journal: Some(storage.journal().clone()),
                 throttle: transport.throttle.clone(),
+                tls: reloadable.clone(),
             });
             if let Some(addr) = admin_addr {
-                tracing::info!(%addr, "serving the admin API, metrics and console");
+                let scheme = if admin_tls.is_some() { "https" } else { "http" };
+                tracing::info!(%addr, scheme, "serving the admin API, metrics and console");
             }
-            tokio::spawn(admin::serve(listener, state, shutdown.clone()));
+            tokio::spawn(admin::serve(
+                listener,
+                admin_tls.clone(),
+                state,
+                shutdown.clone(),
+            ));
         }
         let shared = Arc::new(Shared {
             engine: EngineConfig::from(&config),
@@ -184,6 +220,7 @@ impl Broker {
             config: transport,
             router: router.clone(),
             registry: registry.clone(),
+            tls: tls.clone(),
         });
         tokio::spawn(compact(
             storage.journal().clone(),
@@ -198,6 +235,19 @@ impl Broker {
             }
             tokio::spawn(listener::accept_loop(
                 l,
+                Port::Plain,
+                shared.clone(),
+                shutdown.clone(),
+                alive_tx.clone(),
+            ));
+        }
+        for l in tls_listeners {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "listening for AMQP 1.0 connections over TLS (amqps)");
+            }
+            tokio::spawn(listener::accept_loop(
+                l,
+                Port::Tls,
                 shared.clone(),
                 shutdown.clone(),
                 alive_tx.clone(),
@@ -205,6 +255,8 @@ impl Broker {
         }
         Ok(BrokerHandle {
             local_addrs,
+            tls_addrs,
+            tls: reloadable,
             admin_addr,
             registry,
             router,
@@ -286,6 +338,8 @@ async fn compact(journal: Arc<store::Journal>, router: Arc<Router>, mut shutdown
 /// A running broker.
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    tls: Vec<Arc<TlsContext>>,
     admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
     router: Arc<Router>,
@@ -299,6 +353,21 @@ impl BrokerHandle {
     /// The addresses actually bound (with real port numbers when port 0 was asked for).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The TLS listeners' addresses (`[tls] listen`), with real port numbers.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// Reads the TLS certificates and keys again (what SIGHUP does): new connections use them,
+    /// open ones keep theirs. On an error the old ones stay in use. Returns how many TLS
+    /// configurations were reloaded (0 without TLS).
+    pub fn reload_tls(&self) -> Result<usize, transport::tls::TlsError> {
+        for tls in &self.tls {
+            tls.reload()?;
+        }
+        Ok(self.tls.len())
     }
 
     /// The address the admin API listens on, if it is enabled.

@@ -124,30 +124,39 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    wait_for_signal(&broker).await;
     tracing::info!("signal received: shutting down");
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reloads the TLS certificates.
+async fn wait_for_signal(broker: &sluice::BrokerHandle) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => match broker.reload_tls() {
+                    Ok(0) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                    Ok(n) => tracing::info!(configurations = n, "SIGHUP: TLS certificates reloaded"),
+                    Err(e) => tracing::warn!("SIGHUP: TLS certificates not reloaded, the old ones stay in use: {e}"),
+                },
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = broker;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -430,6 +430,7 @@ async fn monitoring_reads_and_management_changes() {
         password: "pw".into(),
         password_hash: None,
         roles: vec![role.into()],
+        ..Default::default()
     };
     config.users = vec![user("watcher", "monitoring"), user("manager", "management")];
     let (broker, _url) = start(config).await;

@@ -41,6 +41,7 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> (BrokerHandle, String) {
             password: "secret".into(),
             password_hash: None,
             roles: vec![],
+            ..Default::default()
         }],
         ..support::broker::test_config()
     };
@@ -388,6 +389,7 @@ async fn a_user_with_a_hashed_password_logs_in_and_a_wrong_one_is_refused() {
             password: String::new(),
             password_hash: Some(hash),
             roles: vec![],
+            ..Default::default()
         }];
         config.auth.failure_delay_ms = 0;
     })
@@ -413,6 +415,7 @@ async fn a_source_that_keeps_failing_is_refused_unchecked_for_a_while() {
             password: "pw".into(),
             password_hash: None,
             roles: vec!["monitoring".into()],
+            ..Default::default()
         });
     })
     .await;

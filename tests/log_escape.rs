@@ -63,6 +63,7 @@ async fn user_names_and_container_ids_are_logged_escaped() {
         password: "secret".into(),
         password_hash: None,
         roles: vec![],
+        ..Default::default()
     }];
     config.auth.failure_delay_ms = 0;
     let (broker, url) = start(config).await;

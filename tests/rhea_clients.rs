@@ -28,3 +28,32 @@ async fn rhea_subscribes_to_topic_and_fanout_exchanges_with_binding_filters() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_connects_over_tls_and_logs_in_with_its_certificate() {
+    let certs = support::certs::Certs::new();
+    let ca = certs.path("ca.pem").display().to_string();
+    let extra =
+        format!("client_ca = \"{ca}\"\n[[users]]\nname = \"node\"\ncertificate_cn = \"client\"\n");
+    let broker = support::broker::start_with_toml(&certs.tls_toml(&extra)).await;
+    let addr = broker.tls_addrs()[0].to_string();
+    // With users configured and anonymous access off, only EXTERNAL logs in: rhea trusts the
+    // CA, checks the server's name and shows its certificate.
+    let args = [
+        addr,
+        ca,
+        certs.path("client.pem").display().to_string(),
+        certs.path("client.key").display().to_string(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rhea::run("tls.js", &args)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "rhea failed:\n{stdout}\n{stderr}");
+    assert_eq!(stdout, "accepted 20\nreceived 20, last: over tls 19\n");
+    broker.shutdown().await;
+}

@@ -228,6 +228,29 @@ pub async fn reset_groups(
     Ok(Json(json!({ "reset": reset })))
 }
 
+/// `POST /api/tls/reload`: reads the TLS certificates and keys again. New connections use
+/// them, open ones keep theirs; a file that cannot be used leaves the old configuration in
+/// place and is named in the answer (409).
+pub async fn reload_tls(State(state): Shared) -> Result<Json<Value>, ApiError> {
+    if state.tls.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "TLS is not configured ([tls] or [admin] cert)",
+        ));
+    }
+    for tls in &state.tls {
+        tls.reload().map_err(|e| {
+            tracing::warn!("TLS certificates not reloaded, the old ones stay in use: {e}");
+            ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!("not reloaded, the old certificates stay in use: {e}"),
+            )
+        })?;
+    }
+    tracing::info!("TLS certificates reloaded by an administrator");
+    Ok(Json(json!({ "reloaded": state.tls.len() })))
+}
+
 /// `GET /api/connections`
 pub async fn connections(State(state): Shared) -> Json<Vec<ConnectionView>> {
     Json(

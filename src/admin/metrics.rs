@@ -233,6 +233,19 @@ fn render(state: &AdminState) -> prometheus::Result<String> {
             state.throttle.throttled(),
         ),
         (
+            "sluice_tls_handshakes_total",
+            "TLS handshakes completed, AMQP and admin listeners.",
+            true,
+            state.tls.iter().map(|t| t.handshakes()).sum(),
+        ),
+        (
+            "sluice_tls_handshake_failures_total",
+            "TLS handshakes that failed: untrusted or missing client certificates, plain AMQP \
+             on a TLS port, timeouts.",
+            true,
+            state.tls.iter().map(|t| t.failures()).sum(),
+        ),
+        (
             "sluice_uptime_seconds",
             "Seconds since the broker started.",
             false,

@@ -9,6 +9,7 @@ mod auth;
 mod console;
 mod exchanges;
 mod guard;
+mod https;
 mod metrics;
 mod rates;
 mod time;
@@ -21,12 +22,14 @@ use crate::transport::shutdown::Shutdown;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use axum::serve::ListenerExt;
 use axum::Json;
 use tokio::net::TcpListener;
 
 use crate::broker::Router;
 use crate::config::Config;
 use crate::transport::registry::Registry;
+use crate::transport::tls::TlsContext;
 
 pub use rates::Rates;
 
@@ -47,10 +50,18 @@ pub struct AdminState {
     pub journal: Option<Arc<crate::store::Journal>>,
     /// Failed logins per source and user name, shared with the AMQP listener.
     pub throttle: Arc<crate::transport::login_throttle::LoginThrottle>,
+    /// The TLS configurations in use (AMQP's, and the admin listener's own if it has one):
+    /// reloaded by `POST /api/tls/reload`, counted in `/metrics`.
+    pub tls: Vec<Arc<TlsContext>>,
 }
 
-/// Serves the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: Shutdown) {
+/// Serves the admin API on `listener` (over TLS with `https`) until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    https: Option<Arc<TlsContext>>,
+    state: Arc<AdminState>,
+    mut shutdown: Shutdown,
+) {
     let sampler = tokio::spawn(rates::sample(
         state.router.clone(),
         state.rates.clone(),
@@ -85,6 +96,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
                 .post(exchanges::bind)
                 .delete(exchanges::unbind),
         )
+        .route("/api/tls/reload", post(api::reload_tls))
         .route("/api/connections", get(api::connections))
         .route(
             "/api/connections/{id}",
@@ -101,15 +113,26 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
             guard::same_site_only,
         ))
         .with_state(state);
+    let stopping = shutdown.clone();
     let stopped = async move {
         shutdown.stopping().await;
     };
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped)
-    .await;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match https {
+        Some(tls) => {
+            // tap_io only for its ConnectInfo: axum gives the peer's SocketAddr to the handlers
+            // of any tapped listener, and to no other listener but its own TcpListener.
+            let listener = https::HttpsListener::new(listener, tls, stopping).tap_io(|_| {});
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    };
     if let Err(e) = served {
         tracing::error!("admin listener failed: {e}");
     }

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::shutdown::Shutdown;
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -23,10 +22,12 @@ use crate::engine::{Connection, EngineConfig, PeerInfo};
 use crate::logging::PeerText;
 
 use super::admission::{Admission, HandshakeTicket};
-use super::handshake::{self, HandshakeError, Identity};
+use super::handshake::{self, HandshakeError, Identity, TLS_HEADER};
+use super::prefixed::Prefixed;
 use super::refuse;
 use super::registry::{Registry, Request};
 use super::settings::TransportConfig;
+use super::tls::{Channel, TlsContext};
 use crate::codec::frame::{decode_amqp, decode_raw, Output};
 
 /// Stop reading while this much output waits for the socket.
@@ -49,27 +50,152 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// The caps on sockets in the handshake and on connections.
     pub admission: Admission,
+    /// TLS, when `[tls]` is configured: the TLS listeners and the upgrade on the plain ones.
+    pub tls: Option<Arc<TlsContext>>,
 }
 
-/// Serves one accepted socket until the connection ends or the broker shuts down. `ticket` is
-/// its place among the sockets in the handshake, given back once the peer's `open` arrives.
+/// Which kind of listener accepted a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Plain AMQP, where a client may still ask for TLS with the AMQP TLS header.
+    Plain,
+    /// TLS from the first byte (`amqps`).
+    Tls,
+}
+
+/// Serves one accepted socket until the connection ends or the broker shuts down: first
+/// whatever TLS the port and the client call for, then the AMQP connection on top of it.
+/// `ticket` is its place among the sockets in the handshake, given back once the peer's `open`
+/// arrives.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: Shutdown,
     ticket: HandshakeTicket,
+    port: Port,
 ) {
-    // Header, SASL and open must all arrive by then.
-    let handshake_deadline = Instant::now() + shared.config.handshake_timeout;
+    // Header, TLS, SASL and open must all arrive by then.
+    let deadline = Instant::now() + shared.config.handshake_timeout;
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let Some(tls) = shared.tls.clone() else {
+        let (rd, wr) = stream.into_split();
+        let channel = Channel::plain();
+        return serve_amqp(
+            rd, wr, rbuf, peer, shared, shutdown, ticket, deadline, channel,
+        )
+        .await;
+    };
+    let secured = tokio::select! {
+        secured = tokio::time::timeout_at(deadline, secure(stream, &mut rbuf, &tls, port)) => secured,
+        _ = shutdown.stopping() => return,
+    };
+    match secured {
+        Ok(Ok(Secured::Plain(stream))) => {
+            let (rd, wr) = stream.into_split();
+            let channel = Channel::plain();
+            serve_amqp(
+                rd, wr, rbuf, peer, shared, shutdown, ticket, deadline, channel,
+            )
+            .await
+        }
+        Ok(Ok(Secured::Tls(stream))) => {
+            let channel = Channel::of(&stream);
+            let (rd, wr) = tokio::io::split(stream);
+            serve_amqp(
+                rd, wr, rbuf, peer, shared, shutdown, ticket, deadline, channel,
+            )
+            .await
+        }
+        // A port probe, or a client that gave up: nothing a person needs to act on.
+        Ok(Err(why)) if why.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%peer, "connection closed before the TLS handshake: {why}");
+        }
+        Ok(Err(why)) => {
+            if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+                tracing::warn!(%peer, suppressed, "TLS handshake failed: {why}");
+            }
+        }
+        Err(_) => {
+            if port == Port::Tls {
+                tls.failed();
+            }
+            if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+                tracing::warn!(%peer, suppressed, "no TLS handshake within {:?} (broker.handshake_timeout_ms)", shared.config.handshake_timeout);
+            }
+        }
+    }
+}
+
+/// A socket ready for AMQP: as accepted, or inside TLS.
+enum Secured {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
+}
+
+/// On the TLS port, the TLS handshake (a client speaking plain AMQP there is told, with the
+/// TLS protocol header, what the port speaks, and closed); on the plain port, the TLS upgrade
+/// when the client's protocol header asks for it (AMQP 1.0 part 5 §5.2), else nothing.
+/// `rbuf` keeps what was read for the AMQP layer.
+async fn secure(
+    mut stream: TcpStream,
+    rbuf: &mut BytesMut,
+    tls: &TlsContext,
+    port: Port,
+) -> std::io::Result<Secured> {
+    let wanted = match port {
+        Port::Tls => 1,
+        Port::Plain => 8,
+    };
+    while rbuf.len() < wanted {
+        if stream.read_buf(rbuf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    match port {
+        Port::Plain if rbuf[..8] != TLS_HEADER => return Ok(Secured::Plain(stream)),
+        Port::Plain => {
+            rbuf.advance(8);
+            stream.write_all(&TLS_HEADER).await?;
+        }
+        // A TLS record starts with its content type (22, handshake); `A` is the start of an
+        // AMQP protocol header.
+        Port::Tls if rbuf[0] == b'A' => {
+            tls.failed();
+            let _ = stream.write_all(&TLS_HEADER).await;
+            let _ = stream.shutdown().await;
+            return Err(std::io::Error::other(
+                "the client spoke plain AMQP on the TLS port; it was told to use TLS and closed",
+            ));
+        }
+        Port::Tls => {}
+    }
+    let prefixed = Prefixed::new(rbuf.split(), stream);
+    Ok(Secured::Tls(Box::new(tls.accept(prefixed).await?)))
+}
+
+/// Serves the AMQP connection on `rd`/`wr` (a TCP socket's halves, or a TLS stream's).
+#[allow(clippy::too_many_arguments)] // one call site per transport, each passing its own halves
+async fn serve_amqp<R, W>(
+    mut rd: R,
+    mut wr: W,
+    mut rbuf: BytesMut,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    ticket: HandshakeTicket,
+    handshake_deadline: Instant,
+    channel: Channel,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     // A peer still in the handshake has no AMQP connection to close with
     // amqp:connection:forced; at shutdown it is simply dropped, so it cannot hold the broker up.
     let negotiated = tokio::select! {
         negotiated = handshake::negotiate(
-            &mut rd, &mut wr, &mut rbuf, &shared.config, peer, handshake_deadline,
+            &mut rd, &mut wr, &mut rbuf, &shared.config, peer, handshake_deadline, &channel,
         ) => {
             Some(negotiated)
         }
@@ -274,13 +400,13 @@ pub fn feed_input(engine: &mut Connection, rbuf: &mut BytesMut, now: std::time::
     }
 }
 
-async fn write_some(wr: &mut OwnedWriteHalf, out: &Output) -> std::io::Result<usize> {
+async fn write_some<W: AsyncWrite + Unpin>(wr: &mut W, out: &Output) -> std::io::Result<usize> {
     let mut slices = [IoSlice::new(&[]); IOV_MAX];
     let n = out.io_slices(&mut slices);
     wr.write_vectored(&slices[..n]).await
 }
 
-async fn flush_all(wr: &mut OwnedWriteHalf, out: &mut Output) -> std::io::Result<()> {
+async fn flush_all<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Output) -> std::io::Result<()> {
     out.prepare();
     while !out.is_empty() {
         let n = write_some(wr, out).await?;

@@ -14,9 +14,10 @@ use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::{has_hashed_passwords, Exposure};
+use crate::config::{has_hashed_passwords, user_for_certificate, Exposure};
 
 use super::settings::TransportConfig;
+use super::tls::Channel;
 use crate::logging::PeerText;
 
 use crate::codec::frame::{decode_raw, decode_sasl, FrameError, Output};
@@ -26,7 +27,6 @@ pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
 /// The SASL protocol header.
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
 /// The TLS protocol header.
-#[cfg(test)]
 pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
 
 /// SASL frames are small; this bounds what an unauthenticated peer can make us buffer.
@@ -37,7 +37,8 @@ const SASL_MAX_FRAME: u32 = 4096;
 pub enum Identity {
     /// No credentials (SASL ANONYMOUS, or no SASL layer at all).
     Anonymous,
-    /// A configured user, authenticated with SASL PLAIN.
+    /// A configured user, authenticated with SASL PLAIN or EXTERNAL (or, without users
+    /// configured, the CN of a verified client certificate).
     User(String),
 }
 
@@ -73,14 +74,18 @@ pub async fn negotiate<R, W>(
     config: &TransportConfig,
     peer: SocketAddr,
     deadline: Instant,
+    channel: &Channel,
 ) -> Result<Identity, HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    tokio::time::timeout_at(deadline, negotiate_inner(rd, wr, rbuf, config, peer))
-        .await
-        .map_err(|_| HandshakeError::Timeout(config.handshake_timeout))?
+    tokio::time::timeout_at(
+        deadline,
+        negotiate_inner(rd, wr, rbuf, config, peer, channel),
+    )
+    .await
+    .map_err(|_| HandshakeError::Timeout(config.handshake_timeout))?
 }
 
 async fn negotiate_inner<R, W>(
@@ -89,12 +94,13 @@ async fn negotiate_inner<R, W>(
     rbuf: &mut BytesMut,
     config: &TransportConfig,
     peer: SocketAddr,
+    channel: &Channel,
 ) -> Result<Identity, HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let policy = Policy::for_peer(config, peer);
+    let policy = Policy::for_peer(config, peer, channel);
     let header = read_header(rd, rbuf).await?;
     match header {
         SASL_HEADER => {
@@ -126,10 +132,12 @@ where
 struct Policy {
     anonymous: bool,
     plain: bool,
+    /// The CN of the peer's verified client certificate, for EXTERNAL.
+    external: Option<String>,
 }
 
 impl Policy {
-    fn for_peer(config: &TransportConfig, peer: SocketAddr) -> Policy {
+    fn for_peer(config: &TransportConfig, peer: SocketAddr, channel: &Channel) -> Policy {
         let loopback = peer.ip().to_canonical().is_loopback();
         let allowed = |e: Exposure| match e {
             Exposure::Never => false,
@@ -138,8 +146,9 @@ impl Policy {
         };
         Policy {
             anonymous: allowed(config.anonymous),
-            // No TLS yet: every socket is plain TCP.
-            plain: allowed(config.plain_without_tls),
+            // Inside TLS the password travels encrypted.
+            plain: channel.encrypted || allowed(config.plain_without_tls),
+            external: channel.peer_cn.clone(),
         }
     }
 }
@@ -172,6 +181,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut mechanisms = Vec::new();
+    // First, so a client holding a certificate uses it rather than a password.
+    if policy.external.is_some() {
+        mechanisms.push(Symbol::from("EXTERNAL"));
+    }
     if policy.anonymous {
         mechanisms.push(Symbol::from("ANONYMOUS"));
     }
@@ -249,6 +262,7 @@ fn authenticate(
     match init.mechanism.as_str() {
         "ANONYMOUS" if policy.anonymous => Ok(Identity::Anonymous),
         "ANONYMOUS" => Err("ANONYMOUS is not allowed for this peer (auth.anonymous)".into()),
+        "EXTERNAL" => external(init, config, policy),
         "PLAIN" => {
             let response = init
                 .initial_response
@@ -292,6 +306,45 @@ fn authenticate(
     }
 }
 
+/// SASL EXTERNAL (RFC 4422 appendix A): the identity is the verified client certificate's. The
+/// response, if any, is the authorization identity the client asks for, which must be the one
+/// its certificate gives.
+fn external(
+    init: &SaslInit,
+    config: &TransportConfig,
+    policy: &Policy,
+) -> Result<Identity, String> {
+    let Some(cn) = &policy.external else {
+        return Err("EXTERNAL without a verified client certificate".into());
+    };
+    let user = if config.users.is_empty() {
+        cn.clone()
+    } else {
+        match user_for_certificate(&config.users, cn) {
+            Some(user) => user.name.clone(),
+            None => {
+                return Err(format!(
+                    "no user for the client certificate with CN '{}' (a [[users]] name or certificate_cn)",
+                    PeerText(cn)
+                ))
+            }
+        }
+    };
+    let asked = init
+        .initial_response
+        .as_ref()
+        .map(|b| b.as_ref())
+        .unwrap_or(&[]);
+    if !asked.is_empty() && asked != user.as_bytes() {
+        return Err(format!(
+            "EXTERNAL asked to act as '{}', but the certificate logs in as '{}'",
+            PeerText(&String::from_utf8_lossy(asked)),
+            PeerText(&user)
+        ));
+    }
+    Ok(Identity::User(user))
+}
+
 async fn send_outcome<W: AsyncWrite + Unpin>(wr: &mut W, code: SaslCode) -> std::io::Result<()> {
     let mut out = Output::default();
     out.push_sasl(&SaslOutcome {
@@ -324,6 +377,7 @@ mod tests {
                 password: "secret".into(),
                 password_hash: None,
                 roles: vec![],
+                ..Default::default()
             }],
             ..Config::default()
         })
@@ -349,6 +403,7 @@ mod tests {
         Policy {
             anonymous: true,
             plain: true,
+            external: None,
         }
     }
 
@@ -356,7 +411,7 @@ mod tests {
     fn by_default_loopback_peers_may_use_anonymous_and_plain() {
         let config = TransportConfig::from(&Config::default());
         for peer in [LOOPBACK, LOOPBACK_V6, V4_MAPPED_LOOPBACK, "127.1.2.3:1"] {
-            let policy = Policy::for_peer(&config, addr(peer));
+            let policy = Policy::for_peer(&config, addr(peer), &Channel::plain());
             assert!(policy.anonymous, "anonymous from {peer}");
             assert!(policy.plain, "plain from {peer}");
         }
@@ -366,7 +421,7 @@ mod tests {
     fn by_default_a_remote_peer_may_use_neither_anonymous_nor_plain_without_tls() {
         let config = config_with_user();
         for peer in [REMOTE, "[2001:db8::1]:5000", "[::ffff:192.0.2.1]:5000"] {
-            let policy = Policy::for_peer(&config, addr(peer));
+            let policy = Policy::for_peer(&config, addr(peer), &Channel::plain());
             assert!(!policy.anonymous, "anonymous from {peer}");
             assert!(!policy.plain, "plain from {peer}");
         }
@@ -376,13 +431,13 @@ mod tests {
     fn a_remote_peer_gets_what_the_config_exposes_everywhere() {
         let mut config = config_with_user();
         config.anonymous = Exposure::Everywhere;
-        let policy = Policy::for_peer(&config, addr(REMOTE));
+        let policy = Policy::for_peer(&config, addr(REMOTE), &Channel::plain());
         assert!(policy.anonymous);
         assert!(!policy.plain);
 
         config.anonymous = Exposure::Loopback;
         config.plain_without_tls = Exposure::Everywhere;
-        let policy = Policy::for_peer(&config, addr(REMOTE));
+        let policy = Policy::for_peer(&config, addr(REMOTE), &Channel::plain());
         assert!(!policy.anonymous);
         assert!(policy.plain);
     }
@@ -392,7 +447,7 @@ mod tests {
         let mut config = config_with_user();
         config.anonymous = Exposure::Never;
         config.plain_without_tls = Exposure::Never;
-        let policy = Policy::for_peer(&config, addr(LOOPBACK));
+        let policy = Policy::for_peer(&config, addr(LOOPBACK), &Channel::plain());
         assert!(!policy.anonymous);
         assert!(!policy.plain);
     }
@@ -400,7 +455,7 @@ mod tests {
     #[test]
     fn a_remote_peer_with_a_correct_password_is_refused_plain_without_tls() {
         let config = config_with_user();
-        let policy = Policy::for_peer(&config, addr(REMOTE));
+        let policy = Policy::for_peer(&config, addr(REMOTE), &Channel::plain());
         let reason = authenticate(&plain(b"\0app\0secret"), &config, &policy).unwrap_err();
         assert!(reason.contains("plain_without_tls"), "{reason}");
         assert!(authenticate(&anonymous(), &config, &policy).is_err());
@@ -479,6 +534,7 @@ mod tests {
                 password: "\u{FFFD}".into(),
                 password_hash: None,
                 roles: vec![],
+                ..Default::default()
             }],
             ..Config::default()
         });
@@ -529,6 +585,7 @@ mod tests {
         let closed = Policy {
             anonymous: false,
             plain: true,
+            external: None,
         };
         assert!(authenticate(&anonymous(), &config, &closed).is_err());
         let external = SaslInit {
@@ -536,6 +593,50 @@ mod tests {
             ..anonymous()
         };
         assert!(authenticate(&external, &config, &permissive()).is_err());
+    }
+
+    #[test]
+    fn external_logs_in_as_the_certificate_user() {
+        let config = TransportConfig::from(&Config {
+            users: vec![User {
+                name: "app".into(),
+                certificate_cn: Some("app-device".into()),
+                certificate_only: true,
+                ..Default::default()
+            }],
+            ..Config::default()
+        });
+        let external = |response: &[u8]| SaslInit {
+            mechanism: Symbol::from("EXTERNAL"),
+            initial_response: Some(Binary::from(response.to_vec())),
+            hostname: None,
+        };
+        let with_cn = |cn: &str| Policy {
+            external: Some(cn.into()),
+            ..permissive()
+        };
+        let ok = Ok(Identity::User("app".into()));
+        assert_eq!(
+            authenticate(&external(b""), &config, &with_cn("app-device")),
+            ok
+        );
+        assert_eq!(
+            authenticate(&external(b"app"), &config, &with_cn("app-device")),
+            ok
+        );
+        assert!(authenticate(&external(b"root"), &config, &with_cn("app-device")).is_err());
+        assert!(authenticate(&external(b""), &config, &with_cn("stranger")).is_err());
+        // A certificate-only account has no password, not even an empty one.
+        let plain = SaslInit {
+            mechanism: Symbol::from("PLAIN"),
+            initial_response: Some(Binary::from(b"\0app\0".to_vec())),
+            hostname: None,
+        };
+        assert!(authenticate(&plain, &config, &permissive()).is_err());
+        // Without users, the CN is the user.
+        let open = TransportConfig::from(&Config::default());
+        let cn = Ok(Identity::User("someone".into()));
+        assert_eq!(authenticate(&external(b""), &open, &with_cn("someone")), cn);
     }
 
     async fn exchange(
@@ -549,7 +650,16 @@ mod tests {
         let mut rbuf = BytesMut::new();
         let config = TransportConfig::from(config);
         let deadline = Instant::now() + config.handshake_timeout;
-        let result = negotiate(&mut rd, &mut wr, &mut rbuf, &config, addr(peer), deadline).await;
+        let result = negotiate(
+            &mut rd,
+            &mut wr,
+            &mut rbuf,
+            &config,
+            addr(peer),
+            deadline,
+            &Channel::plain(),
+        )
+        .await;
         drop((rd, wr));
         let mut answer = Vec::new();
         client

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::connection::{serve, Shared};
+use super::connection::{serve, Port, Shared};
 use super::shutdown::Shutdown;
 
 /// How long the loop pauses after a failed `accept` (typically EMFILE: out of descriptors),
@@ -21,6 +21,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// closed at once, and the client may retry.
 pub async fn accept_loop(
     listener: TcpListener,
+    port: Port,
     shared: Arc<Shared>,
     mut shutdown: Shutdown,
     alive: mpsc::Sender<()>,
@@ -63,7 +64,7 @@ pub async fn accept_loop(
         );
         tokio::spawn(
             async move {
-                serve(stream, peer, shared, shutdown, ticket).await;
+                serve(stream, peer, shared, shutdown, ticket, port).await;
                 drop(alive);
             }
             .instrument(span),

@@ -68,12 +68,14 @@ pub fn ops_and_app_users(ops_password: &str, app_password: &str) -> Vec<User> {
             password: ops_password.into(),
             password_hash: None,
             roles: vec!["admin".into()],
+            ..Default::default()
         },
         User {
             name: "app".into(),
             password: app_password.into(),
             password_hash: None,
             roles: vec![],
+            ..Default::default()
         },
     ]
 }

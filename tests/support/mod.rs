@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod broker;
 pub mod browser;
+pub mod certs;
 pub mod clock;
 pub mod crash;
 pub mod ctl;

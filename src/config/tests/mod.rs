@@ -4,6 +4,7 @@
 use super::*;
 
 mod queues;
+mod security;
 
 fn parse(text: &str) -> Config {
     match Config::from_toml(text, "test.toml") {
@@ -101,7 +102,11 @@ fn the_commented_examples_in_the_default_file_are_valid() {
         .map(|line| format!("{line}\n"))
         .collect();
     let c = parse(&uncommented);
-    assert_eq!(c.users.len(), 1);
+    assert_eq!(c.users.len(), 2);
+    assert!(c.tls.is_some());
+    assert!(c.users[1].certificate_only);
+    let app = c.users[0].permissions.as_ref().expect("app's permissions");
+    assert!(app.allows(Action::Browse, "reports.daily"));
     assert!(c.authenticate("app", "secret"));
     assert!(!c.queues.settings_for("orders.eu").durable);
     assert_eq!(c.queues.settings_for("orders").max_message_size, 1048576);
@@ -273,7 +278,7 @@ fn errors_point_at_line_and_column_and_name_the_key() {
             "[broker]\nlisten = [\"0.0.0.0:5672\", \"localhost:5672\"]\n",
             r#"broker.toml:2:27: broker.listen: expected an IP address and port like "0.0.0.0:5672", found "localhost:5672""#,
         ),
-        ("[broker]\nlisten = []\n", "broker.toml:2:10: broker.listen: expected at least one address"),
+        ("[broker]\nlisten = []\n", "broker.toml:2:10: broker.listen: no listener: broker.listen is empty and no [tls] listen is configured"),
         ("[broker]\ncontainer_id = \"\"\n", "broker.toml:2:16: broker.container_id: must not be empty"),
         (
             "[auth]\nanonymous = \"sometimes\"\n",
@@ -309,7 +314,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings, tls, roles"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),
@@ -335,7 +340,7 @@ fn users_must_have_unique_non_empty_names_and_a_password() {
     );
     assert_eq!(
         error("[[users]]\nname = \"app\"\n"),
-        "broker.toml:1:1: users[0]: missing key `password_hash` (or `password`)"
+        "broker.toml:1:1: users[0]: missing key `password_hash` (or `password`, or `certificate_cn` for an account that logs in by client certificate only)"
     );
     assert_eq!(
         error("users = 1\n"),
@@ -482,6 +487,7 @@ fn a_user_may_give_a_password_hash_instead_of_a_password() {
         "[[users]]\nname = \"app\"\npassword = \"x\"\npassword_hash = \"{hash}\"\n"
     ))
     .contains("not both"));
-    assert!(error("[[users]]\nname = \"app\"\n")
-        .contains("missing key `password_hash` (or `password`)"));
+    assert!(
+        error("[[users]]\nname = \"app\"\n").contains("missing key `password_hash` (or `password`")
+    );
 }

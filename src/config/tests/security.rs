@@ -1,0 +1,131 @@
+//! `[tls]`, `[admin]`'s HTTPS keys, `[roles]` and the permission and certificate keys of
+//! `[[users]]`.
+
+use super::*;
+
+#[test]
+fn tls_takes_its_files_and_defaults_to_port_5671() {
+    let c = parse("[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\n");
+    let tls = c.tls.expect("[tls]");
+    assert_eq!(
+        tls.listen,
+        vec!["0.0.0.0:5671".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(tls.cert, PathBuf::from("s.pem"));
+    assert_eq!(tls.client_auth, ClientAuth::None);
+    let c = parse("[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\n");
+    assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Optional);
+}
+
+#[test]
+fn tls_mistakes_name_the_key() {
+    let e = error("[tls]\ncert = \"s.pem\"\n");
+    assert!(e.contains("broker.toml:1:1: tls: missing key `key`"), "{e}");
+    let e = error("[tls]\ncert = \"s.pem\"\nkey = \"k\"\nclient_auth = \"required\"\n");
+    assert!(
+        e.contains("tls.client_auth") && e.contains("client_ca"),
+        "{e}"
+    );
+    let e =
+        error("[tls]\ncert = \"s.pem\"\nkey = \"k\"\nclient_ca = \"c\"\nclient_auth = \"maybe\"\n");
+    assert!(
+        e.contains(r#"expected "none", "optional" or "required""#),
+        "{e}"
+    );
+    let e = error("[tls]\ncert = \"s.pem\"\nkey = \"k\"\nciphers = \"all\"\n");
+    assert!(e.contains("ciphers"), "{e}");
+}
+
+#[test]
+fn the_plain_listener_can_be_turned_off_only_with_tls_on() {
+    let c = parse("[broker]\nlisten = []\n[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\n");
+    assert!(c.listen.is_empty());
+    let e = error("[broker]\nlisten = []\n");
+    assert!(
+        e.contains("broker.listen") && e.contains("no listener"),
+        "{e}"
+    );
+    let e = error("[broker]\nlisten = []\n[tls]\nlisten = []\ncert = \"s\"\nkey = \"k\"\n");
+    assert!(e.contains("no listener"), "{e}");
+}
+
+#[test]
+fn the_admin_listener_serves_https_with_tls_or_its_own_files() {
+    let c = parse("[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\n[admin]\ntls = true\n");
+    assert_eq!(
+        c.admin.https,
+        Some((PathBuf::from("s.pem"), PathBuf::from("s.key")))
+    );
+    let c = parse("[admin]\ncert = \"a.pem\"\nkey = \"a.key\"\n");
+    assert_eq!(
+        c.admin.https,
+        Some((PathBuf::from("a.pem"), PathBuf::from("a.key")))
+    );
+    let e = error("[admin]\ntls = true\n");
+    assert!(e.contains("admin.tls") && e.contains("[tls]"), "{e}");
+    let e = error("[admin]\ncert = \"a.pem\"\n");
+    assert!(e.contains("admin.cert") && e.contains("`key`"), "{e}");
+}
+
+#[test]
+fn permissions_come_from_the_user_and_its_roles() {
+    let c = parse(
+        r#"
+[roles.readers]
+permissions = [{ address = "reports.#", allow = ["consume", "browse"] }]
+
+[[users]]
+name = "app"
+password = "x"
+permissions = [{ address = "orders.*", allow = ["send"] }]
+roles = ["readers"]
+
+[[users]]
+name = "legacy"
+password = "y"
+"#,
+    );
+    let app = c.users[0].permissions.as_ref().expect("permissions");
+    assert!(app.allows(Action::Send, "orders.eu"));
+    assert!(!app.allows(Action::Send, "orders.eu.late"));
+    assert!(!app.allows(Action::Consume, "orders.eu"));
+    assert!(app.allows(Action::Consume, "reports.daily.eu"));
+    assert!(app.allows(Action::Browse, "reports"));
+    assert!(!app.allows(Action::Manage, "reports"));
+    // No permissions anywhere: everything, as before permissions existed.
+    assert_eq!(c.users[1].permissions, None);
+    assert!(allowed(None, Action::Manage, "anything"));
+}
+
+#[test]
+fn permission_mistakes_name_the_key() {
+    let e = error(
+        "[[users]]\nname = \"a\"\npassword = \"x\"\npermissions = [{ address = \"q\", allow = [\"write\"] }]\n",
+    );
+    assert!(e.contains("users[0].permissions[0].allow"), "{e}");
+    assert!(e.contains(r#"unknown permission "write""#), "{e}");
+    let e = error(
+        "[[users]]\nname = \"a\"\npassword = \"x\"\npermissions = [{ allow = [\"send\"] }]\n",
+    );
+    assert!(e.contains("missing key `address`"), "{e}");
+    let e = error("[[users]]\nname = \"a\"\npassword = \"x\"\npermissions = \"all\"\n");
+    assert!(e.contains("users[0].permissions"), "{e}");
+    let e = error("[roles.x]\npermissions = [{ address = \"a..b\", allow = [\"send\"] }]\n[[users]]\nname = \"a\"\npassword = \"x\"\n");
+    assert!(e.contains("roles.x.permissions[0].address"), "{e}");
+}
+
+#[test]
+fn an_account_may_log_in_by_certificate_only() {
+    let c = parse("[[users]]\nname = \"device\"\ncertificate_cn = \"device-17\"\n");
+    let user = &c.users[0];
+    assert!(user.certificate_only);
+    assert_eq!(
+        user_for_certificate(&c.users, "device-17").map(|u| &*u.name),
+        Some("device")
+    );
+    assert_eq!(user_for_certificate(&c.users, "device"), None);
+    // And never with a password, not even an empty one.
+    assert!(find_user(&c.users, "device", "").is_none());
+    let e = error("[[users]]\nname = \"device\"\n");
+    assert!(e.contains("certificate_cn"), "{e}");
+}
