@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use crate::broker::{ConsumerInfo, GroupInfo, Queue, RouteError};
 use crate::engine::SessionInfo;
 use crate::transport::registry::{ConnectionEntry, Request};
 
+use super::auth::Caller;
 use super::rates::Rate;
 use super::time::rfc3339_ms;
 use super::{AdminState, ApiError};
@@ -163,9 +165,11 @@ pub async fn queue(State(state): Shared, Path(name): Path<String>) -> Result<Res
 /// `PUT /api/queues/{name}`
 pub async fn declare(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    caller.may_manage(&name)?;
     let declared = if body.iter().all(u8::is_ascii_whitespace) {
         Declare {
             settings: serde_json::Map::new(),
@@ -203,8 +207,10 @@ pub async fn declare(
 /// `DELETE /api/queues/{name}`
 pub async fn delete_queue(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.may_manage(&name)?;
     let dropped = state.router.delete(&name).ok_or_else(|| no_queue(&name))?;
     Ok(Json(json!({ "deleted": name, "messages": dropped })))
 }
@@ -212,8 +218,10 @@ pub async fn delete_queue(
 /// `POST /api/queues/{name}/purge`
 pub async fn purge(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.may_manage(&name)?;
     let purged = find_queue(&state, &name)?.purge();
     tracing::info!(queue = %name, purged, "queue purged by an administrator");
     Ok(Json(json!({ "purged": purged })))
@@ -222,8 +230,10 @@ pub async fn purge(
 /// `POST /api/queues/{name}/reset-groups`
 pub async fn reset_groups(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.may_manage(&name)?;
     let reset = find_queue(&state, &name)?.reset_groups();
     Ok(Json(json!({ "reset": reset })))
 }

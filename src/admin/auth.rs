@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::{AdminState, ApiError};
-use crate::config::{find_user, has_hashed_passwords};
+use crate::config::{find_user, has_hashed_passwords, Action, Permissions};
 
 /// The roles that may read the admin API (and metrics and the console): `admin` (everything),
 /// `management` (queues, exchanges, connections; there is no user management over the API
@@ -25,11 +25,12 @@ const WRITE_ROLES: &[&str] = &["admin", "management"];
 pub async fn require_admin(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if state.config.users.is_empty() {
         if peer.ip().is_loopback() {
+            request.extensions_mut().insert(Caller::default());
             return next.run(request).await;
         }
         return ApiError::new(
@@ -89,7 +90,38 @@ pub async fn require_admin(
             },
         )
         .into_response(),
-        Some(_) => next.run(request).await,
+        Some(u) => {
+            request.extensions_mut().insert(Caller {
+                name: Some(u.name.clone()),
+                permissions: u.permissions.map(Arc::new),
+            });
+            next.run(request).await
+        }
+    }
+}
+
+/// Who is calling, for the handlers that create, change or delete a node: a user with
+/// permissions needs `manage` on its name (the same permission as creating it by attach).
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    name: Option<String>,
+    permissions: Option<Arc<Permissions>>,
+}
+
+impl Caller {
+    /// Refuses (403) unless the caller may manage the node called `name`.
+    pub fn may_manage(&self, name: &str) -> Result<(), ApiError> {
+        match &self.permissions {
+            Some(p) if !p.allows(Action::Manage, name) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "user '{}' may not create, change or delete '{name}': no \"manage\" \
+                     permission for that address",
+                    self.name.as_deref().unwrap_or("")
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -19,6 +20,7 @@ use crate::broker::routing::exchanges::ExchangeError;
 use crate::broker::RouteError;
 use crate::config::ArgumentValue;
 
+use super::auth::Caller;
 use super::{AdminState, ApiError};
 
 type Shared = State<Arc<AdminState>>;
@@ -108,9 +110,11 @@ fn yes() -> bool {
 /// other properties does.
 pub async fn declare(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    caller.may_manage(&name)?;
     let d: Declare = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid exchange declaration: {e}")))?;
     let kind = ExchangeKind::parse(&d.kind).ok_or_else(|| {
@@ -150,8 +154,10 @@ pub async fn declare(
 /// `DELETE /api/exchanges/{name}`
 pub async fn delete(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.may_manage(&name)?;
     match state.router.delete_exchange(&name) {
         Ok(true) => {
             tracing::info!(exchange = %name, "exchange deleted by an administrator");
@@ -186,9 +192,16 @@ struct Bind {
 }
 
 /// `POST /api/bindings`: 201 made, 200 when it exists; the queue must exist.
-pub async fn bind(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
+pub async fn bind(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let b: Bind = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid binding: {e}")))?;
+    // A binding changes both ends: what the exchange routes, what the queue receives.
+    caller.may_manage(&b.exchange)?;
+    caller.may_manage(&b.queue)?;
     let exchange = state
         .router
         .exchanges()
@@ -237,8 +250,11 @@ pub struct Unbind {
 /// `DELETE /api/bindings?exchange=X&queue=Q&key=K`
 pub async fn unbind(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Query(u): Query<Unbind>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.may_manage(&u.exchange)?;
+    caller.may_manage(&u.queue)?;
     match state
         .router
         .unbind(&u.exchange, &u.queue, &u.key)

@@ -10,13 +10,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::broker::queue::rewind::RewindError;
 
 use super::api::find_queue;
+use super::auth::Caller;
 use super::{AdminState, ApiError};
 
 type Shared = State<Arc<AdminState>>;
@@ -47,9 +48,11 @@ pub struct ScheduledView {
 /// `POST /api/queues/{name}/rewind`
 pub async fn rewind(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    caller.may_manage(&name)?;
     let queue = find_queue(&state, &name)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
@@ -126,8 +129,10 @@ pub async fn scheduled(
 /// `DELETE /api/queues/{name}/scheduled/{id}`
 pub async fn cancel_scheduled(
     State(state): Shared,
+    Extension(caller): Extension<Caller>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.may_manage(&name)?;
     let queue = find_queue(&state, &name)?;
     let number: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("'{id}' is not a scheduled message id (a number)"))

@@ -32,6 +32,7 @@ impl Harness {
         let peer = PeerInfo {
             addr: "127.0.0.1:1".parse().unwrap(),
             user: None,
+            permissions: None,
         };
         let conn = Connection::new(
             EngineConfig::from(config),

@@ -249,7 +249,15 @@ async fn serve_amqp<R, W>(
         shared.engine.clone(),
         shared.router.clone(),
         waker.clone(),
-        PeerInfo { addr: peer, user },
+        PeerInfo {
+            addr: peer,
+            permissions: user
+                .as_deref()
+                .and_then(|name| shared.config.users.iter().find(|u| u.name == name))
+                .and_then(|u| u.permissions.clone())
+                .map(Arc::new),
+            user,
+        },
         Instant::now().into_std(),
     );
     // The producer gate: when it opens, the engine hands out the credit it withheld.

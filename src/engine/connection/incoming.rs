@@ -15,6 +15,7 @@ use crate::broker::routing::publish::publish_all;
 use crate::broker::routing::Node;
 use crate::broker::{Publish, Queue};
 use crate::codec::transfer::Transfer;
+use crate::config::Action;
 use crate::engine::ids::{Channel, DeliveryId, LinkHandle};
 use crate::message::Message;
 use crate::store::StoreError;
@@ -288,6 +289,8 @@ impl Connection {
                 let found = address::parse(to, &[])
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))
                     .and_then(|a| {
+                        // Each message is checked as an attach to its `to` would be.
+                        self.authorize_node(Action::Send, &a.name)?;
                         self.router
                             .target(&a)
                             .map_err(|e| AmqpFailure::new(AmqpError::NotFound, e.to_string()))

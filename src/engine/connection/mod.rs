@@ -1,6 +1,7 @@
 //! The connection state machine: open negotiation, heartbeats and idle timeout, close, and the
 //! routing of each frame to its session.
 
+mod access;
 mod consumer_timeout;
 mod incoming;
 mod introspect;
@@ -41,6 +42,9 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The authenticated user, or `None` for an anonymous peer.
     pub user: Option<String>,
+    /// What the user may do, by address (`None`: everything, for a user without permissions
+    /// and for anonymous peers).
+    pub permissions: Option<std::sync::Arc<crate::config::Permissions>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

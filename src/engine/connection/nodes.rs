@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use fe2o3_amqp_types::definitions::{AmqpError, Fields};
 use fe2o3_amqp_types::messaging::{
-    FilterSet, Source, Target, TerminusDurability, TerminusExpiryPolicy,
+    DistributionMode, FilterSet, Source, Target, TerminusDurability, TerminusExpiryPolicy,
 };
 
 use crate::broker::routing::address::{self, Address, Kind};
 use crate::broker::routing::exchange::Matcher;
 use crate::broker::routing::Node;
 use crate::broker::{Lifetime, Queue, RouteError};
+use crate::config::Action;
 use crate::engine::filters::{self, SourceFilters};
 use crate::engine::terminus::{capabilities, lifetime_policy, node_properties};
 use crate::engine::AmqpFailure;
@@ -107,6 +108,7 @@ impl Connection {
                 let mut address = address::parse(text, &capabilities(caps.as_ref()))
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
                 declare(&mut address, t.dynamic_node_properties.as_ref())?;
+                self.authorize_node(Action::Send, &address.name)?;
                 self.router.target(&address).map_err(route_failure)?
             }
             _ => {
@@ -161,6 +163,22 @@ impl Connection {
         declare(&mut address, source.dynamic_node_properties.as_ref())?;
         let name = address.name.as_str();
         self.router.check_kind(&address).map_err(route_failure)?;
+        // Looking without taking (a browser) is its own permission, on a queue; on an exchange
+        // every receiver takes from its own subscription.
+        let on_queue = match address.kind {
+            Kind::Queue => true,
+            Kind::Exchange | Kind::Topic => false,
+            Kind::Any => {
+                self.router.get(name).is_some() || self.router.exchanges().get(name).is_none()
+            }
+        };
+        let copy = matches!(source.distribution_mode, Some(DistributionMode::Copy));
+        let action = if copy && on_queue {
+            Action::Browse
+        } else {
+            Action::Consume
+        };
+        self.authorize_node(action, name)?;
         let exchange = match address.kind {
             Kind::Queue => None,
             Kind::Exchange => Some(

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         PeerInfo {
             addr: SocketAddr::from(([127, 0, 0, 1], 5672)),
             user: None,
+            permissions: None,
         },
         Instant::now(),
     );
