@@ -133,7 +133,7 @@ fn main() -> ExitCode {
         Mode::Hold(h) => &h.common,
         Mode::Churn(c) => &c.common,
     };
-    let endpoint = match Endpoint::parse(&common.url, !common.no_sasl) {
+    let endpoint = match Endpoint::parse(&common.url, !common.no_sasl, None) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("connections: {e}");

@@ -13,8 +13,7 @@ use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
 use sluice::codec::frame::{
     decode_amqp, decode_raw, decode_sasl, Body, Frame, FrameError, Output, RawFrame, HEARTBEAT,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
@@ -79,14 +78,60 @@ pub struct Endpoint {
     pub host: String,
     pub user: Option<(String, String)>,
     pub sasl: bool,
+    /// amqps: TLS, trusting the CA given with --tls-ca.
+    pub tls: Option<Tls>,
+}
+
+/// A TLS client (rustls) for amqps:// URLs.
+#[derive(Clone)]
+pub struct Tls(pub tokio_rustls::TlsConnector);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// A client trusting the CA certificates in the PEM file `ca`.
+    pub fn trusting(ca: &std::path::Path) -> Result<Tls, String> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+        let mut roots = RootCertStore::empty();
+        let certs =
+            CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+        let provider =
+            std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            config,
+        ))))
+    }
 }
 
 impl Endpoint {
-    /// Parses `amqp://[user:pass@]host[:port][/...]`.
-    pub fn parse(url: &str, sasl: bool) -> Result<Endpoint, String> {
-        let rest = url
-            .strip_prefix("amqp://")
-            .ok_or_else(|| format!("{url}: only amqp:// URLs are supported"))?;
+    /// Parses `amqp[s]://[user:pass@]host[:port][/...]`; amqps needs `tls`.
+    pub fn parse(url: &str, sasl: bool, tls: Option<Tls>) -> Result<Endpoint, String> {
+        let (rest, tls, port) = if let Some(rest) = url.strip_prefix("amqps://") {
+            let tls = tls.ok_or_else(|| format!("{url}: amqps needs --tls-ca"))?;
+            (rest, Some(tls), 5671)
+        } else {
+            let rest = url
+                .strip_prefix("amqp://")
+                .ok_or_else(|| format!("{url}: only amqp:// and amqps:// URLs are supported"))?;
+            (rest, None, 5672)
+        };
         let rest = rest.split('/').next().unwrap_or_default();
         let (user, hostport) = match rest.rsplit_once('@') {
             Some((cred, hp)) => {
@@ -104,7 +149,7 @@ impl Endpoint {
         let addr = if has_port {
             hostport.to_string()
         } else {
-            format!("{hostport}:5672")
+            format!("{hostport}:{port}")
         };
         let host = addr.rsplit_once(':').map_or("", |(h, _)| h).to_string();
         Ok(Endpoint {
@@ -112,6 +157,7 @@ impl Endpoint {
             host,
             user,
             sasl,
+            tls,
         })
     }
 }
@@ -129,8 +175,10 @@ pub enum Wake {
 
 /// An open connection with one session on channel 0.
 pub struct Conn {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: Box<dyn AsyncRead + Send + Unpin>,
+    wr: Box<dyn AsyncWrite + Send + Unpin>,
+    /// TLS may hold written bytes back until a flush.
+    unflushed: bool,
     /// Bytes read and not yet decoded.
     pub rbuf: BytesMut,
     /// Bytes to write; `written` of them already are.
@@ -155,10 +203,26 @@ impl Conn {
                 source,
             })?;
         stream.set_nodelay(true)?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr): (
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        ) = match &ep.tls {
+            Some(Tls(connector)) => {
+                let name = tokio_rustls::rustls::pki_types::ServerName::try_from(ep.host.clone())
+                    .map_err(|e| LoadError::Protocol(format!("TLS server name: {e}")))?;
+                let tls = connector.connect(name, stream).await?;
+                let (rd, wr) = tokio::io::split(tls);
+                (Box::new(rd), Box::new(wr))
+            }
+            None => {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+        };
         let mut conn = Conn {
             rd,
             wr,
+            unflushed: false,
             rbuf: BytesMut::with_capacity(READ_BUFFER),
             out: Vec::with_capacity(READ_BUFFER),
             written: 0,
@@ -351,6 +415,7 @@ impl Conn {
         let Conn {
             rd,
             wr,
+            unflushed,
             rbuf,
             out,
             written,
@@ -360,13 +425,20 @@ impl Conn {
         let has_output = *written < out.len();
         let wake = tokio::select! {
             biased;
-            n = wr.write(&out[*written..]), if has_output => {
-                *written += n?;
-                if *written == out.len() {
-                    out.clear();
-                    *written = 0;
+            // TLS may keep bytes a write could not send; a flush sends them.
+            n = write_or_flush(wr, &out[*written..]), if has_output || *unflushed => {
+                match n? {
+                    Some(n) => {
+                        *written += n;
+                        *unflushed = true;
+                        if *written == out.len() {
+                            out.clear();
+                            *written = 0;
+                        }
+                        *last_write = Instant::now();
+                    }
+                    None => *unflushed = false,
                 }
-                *last_write = Instant::now();
                 Wake::Wrote
             }
             n = rd.read_buf(rbuf) => {
@@ -432,4 +504,16 @@ pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Writes some of `out`, or with nothing to write, flushes (`None`).
+async fn write_or_flush(
+    wr: &mut Box<dyn AsyncWrite + Send + Unpin>,
+    out: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if out.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        wr.write(out).await.map(Some)
+    }
 }

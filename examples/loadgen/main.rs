@@ -41,9 +41,12 @@ const MESSAGES_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Parser, Debug)]
 #[command(about = "Load generator for AMQP 1.0 brokers: throughput and end-to-end latency")]
 struct Options {
-    /// Broker URL: amqp://[user:pass@]host[:port]. With user:pass, SASL PLAIN; else ANONYMOUS.
+    /// Broker URL: amqp[s]://[user:pass@]host[:port]. With user:pass, SASL PLAIN; else ANONYMOUS.
     #[arg(long, default_value = "amqp://127.0.0.1:5672")]
     url: String,
+    /// CA certificate (PEM) to trust for amqps:// URLs.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Address of the sender target and the receiver source.
     #[arg(long, default_value = "q")]
     queue: String,
@@ -134,7 +137,14 @@ fn main() -> ExitCode {
         eprintln!("loadgen: --rate and --duration must be positive");
         return ExitCode::from(2);
     }
-    let endpoint = match Endpoint::parse(&opts.url, !opts.no_sasl) {
+    let tls = match opts.tls_ca.as_deref().map(conn::Tls::trusting).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("loadgen: --tls-ca {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let endpoint = match Endpoint::parse(&opts.url, !opts.no_sasl, tls) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("loadgen: {e}");

@@ -266,6 +266,9 @@ async fn serve_amqp<R, W>(
     let mut output_charge = Charge::new(shared.router.memory());
     let mut close_deadline: Option<Instant> = None;
     let mut shutting_down = shutdown.is_stopping();
+    // Whether the writer may hold bytes back (TLS does), and holds some now.
+    let buffering = channel.encrypted;
+    let mut unflushed = false;
     loop {
         if shutting_down {
             engine.shutdown();
@@ -321,17 +324,23 @@ async fn serve_amqp<R, W>(
                 }
                 Ok(n) => shared.registry.received(&entry, n),
             },
-            written = write_some(&mut wr, engine.output()), if pending > 0 => match written {
-                Ok(n) => {
-                    shared.registry.sent(&entry, n);
-                    engine.output().advance(n);
-                    engine.note_sent(Instant::now().into_std());
+            // TLS keeps records a write could not send when the socket was full; they leave
+            // only with a later write or a flush, and there may be no later write.
+            written = write_or_flush(&mut wr, engine.output()), if pending > 0 || unflushed => {
+                match written {
+                    Ok(Some(n)) => {
+                        shared.registry.sent(&entry, n);
+                        engine.output().advance(n);
+                        engine.note_sent(Instant::now().into_std());
+                        unflushed = buffering;
+                    }
+                    Ok(None) => unflushed = false,
+                    Err(_) => {
+                        engine.abandon();
+                        break;
+                    }
                 }
-                Err(_) => {
-                    engine.abandon();
-                    break;
-                }
-            },
+            }
             _ = waker.notified() => {}
             changed = gate.changed(), if gate_alive => gate_alive = changed.is_ok(),
             _ = sleep_until(deadline) => {
@@ -412,6 +421,18 @@ async fn write_some<W: AsyncWrite + Unpin>(wr: &mut W, out: &Output) -> std::io:
     let mut slices = [IoSlice::new(&[]); IOV_MAX];
     let n = out.io_slices(&mut slices);
     wr.write_vectored(&slices[..n]).await
+}
+
+/// Writes some of `out`, or with nothing left to write, flushes (`None`).
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &Output,
+) -> std::io::Result<Option<usize>> {
+    if out.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        write_some(wr, out).await.map(Some)
+    }
 }
 
 async fn flush_all<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Output) -> std::io::Result<()> {
