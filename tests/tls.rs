@@ -46,6 +46,20 @@ async fn stop(broker: BrokerHandle) {
         .expect("broker shutdown timed out");
 }
 
+/// Opens an AMQP connection over TLS to `addr` (anonymous).
+async fn open_amqps(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    container_id: &str,
+) -> fe2o3_amqp::connection::ConnectionHandle<()> {
+    let stream = certs::connect(connector, addr).await.unwrap();
+    Connection::builder()
+        .container_id(container_id)
+        .open_with_stream(stream)
+        .await
+        .unwrap()
+}
+
 /// Sends `count` messages to `queue` and receives them back, on a connection already open.
 async fn round_trip(connection: &mut fe2o3_amqp::connection::ConnectionHandle<()>, queue: &str) {
     let mut session = Session::begin(connection).await.unwrap();
@@ -79,12 +93,7 @@ async fn amqps_carries_messages_and_the_plain_port_upgrades_on_the_tls_header() 
 
     // amqps: TLS from the first byte, on the TLS port.
     let tls_addr = broker.tls_addrs()[0];
-    let stream = certs::connect(&connector, tls_addr).await.unwrap();
-    let mut connection = Connection::builder()
-        .container_id("amqps")
-        .open_with_stream(stream)
-        .await
-        .unwrap();
+    let mut connection = open_amqps(&connector, tls_addr, "amqps").await;
     round_trip(&mut connection, "tls.amqps").await;
     connection.close().await.unwrap();
 
@@ -118,14 +127,7 @@ async fn a_client_that_does_not_trust_the_certificate_gets_no_connection() {
     );
     // The port keeps serving clients that trust it.
     let connector = certs::connector(&certs.path("ca.pem"), None);
-    let stream = certs::connect(&connector, broker.tls_addrs()[0])
-        .await
-        .unwrap();
-    let mut connection = Connection::builder()
-        .container_id("after")
-        .open_with_stream(stream)
-        .await
-        .unwrap();
+    let mut connection = open_amqps(&connector, broker.tls_addrs()[0], "after").await;
     connection.close().await.unwrap();
     stop(broker).await;
 }
@@ -156,14 +158,7 @@ async fn plain_amqp_on_the_tls_port_is_told_to_use_tls_and_counted() {
     );
     // And the port still serves TLS.
     let connector = certs::connector(&certs.path("ca.pem"), None);
-    let stream = certs::connect(&connector, broker.tls_addrs()[0])
-        .await
-        .unwrap();
-    let mut connection = Connection::builder()
-        .container_id("after")
-        .open_with_stream(stream)
-        .await
-        .unwrap();
+    let mut connection = open_amqps(&connector, broker.tls_addrs()[0], "after").await;
     connection.close().await.unwrap();
     stop(broker).await;
 }
@@ -335,12 +330,7 @@ async fn certificates_reload_without_dropping_connections_and_a_bad_file_keeps_t
     let broker = start(&certs.tls_toml("")).await;
     let addr: SocketAddr = broker.tls_addrs()[0];
     let old_ca = certs::connector(&certs.path("ca.pem"), None);
-    let stream = certs::connect(&old_ca, addr).await.unwrap();
-    let mut open = Connection::builder()
-        .container_id("before-reload")
-        .open_with_stream(stream)
-        .await
-        .unwrap();
+    let mut open = open_amqps(&old_ca, addr, "before-reload").await;
 
     // A broken certificate file: the reload fails, naming it, and the old one stays.
     std::fs::write(certs.path("server.pem"), "not a certificate").unwrap();
