@@ -16,6 +16,7 @@ mod queues;
 mod storage;
 mod tls;
 mod users;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub use users::{
     allowed, find_user, has_hashed_passwords, user_for_certificate, Action, Permission,
     Permissions, User,
 };
+pub use websocket::WebSocketConfig;
+use websocket::WEBSOCKET_KEYS;
 
 /// The whole broker configuration, after validation: every value is in range and
 /// every name is well formed, so the broker can use it without further checks.
@@ -46,6 +49,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// TLS (`[tls]`), if configured.
     pub tls: Option<TlsConfig>,
+    /// AMQP over WebSocket (`[websocket]`), if configured.
+    pub websocket: Option<WebSocketConfig>,
     /// Directory holding the durable message store.
     pub data_dir: PathBuf,
     /// The container-id the broker announces in its `open` frame.
@@ -137,6 +142,7 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 5672))],
             tls: None,
+            websocket: None,
             data_dir: PathBuf::from("data"),
             container_id: "sluice".to_owned(),
             max_frame_size: 65536,
@@ -183,6 +189,7 @@ const ROOT_KEYS: &[&str] = &[
     "bindings",
     "tls",
     "roles",
+    "websocket",
 ];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen", "hosts", "tls", "cert", "key"];
 const BROKER_KEYS: &[&str] = &[
@@ -222,7 +229,17 @@ impl Config {
             let table = src.table(node, "tls", "[tls]", TLS_KEYS)?;
             config.tls = Some(TlsConfig::read(&src, node, table)?);
         }
-        if config.listen.is_empty() && config.tls.as_ref().is_none_or(|t| t.listen.is_empty()) {
+        if let Some(node) = get(root, "websocket") {
+            let table = src.table(node, "websocket", "[websocket]", WEBSOCKET_KEYS)?;
+            config.websocket = Some(WebSocketConfig::read(&src, table, config.tls.as_ref())?);
+        }
+        if config.listen.is_empty()
+            && config.tls.as_ref().is_none_or(|t| t.listen.is_empty())
+            && config
+                .websocket
+                .as_ref()
+                .is_none_or(|w| w.listen.is_empty() && w.tls_listen.is_empty())
+        {
             let node = get(root, "broker")
                 .and_then(|b| match &b.value {
                     Value::Table(table) => get(table, "listen"),
@@ -230,7 +247,8 @@ impl Config {
                 })
                 .unwrap_or(root_node);
             let message =
-                "no listener: broker.listen is empty and no [tls] listen is configured".to_owned();
+                "no listener: broker.listen is empty and neither [tls] nor [websocket] listens"
+                    .to_owned();
             return Err(src.invalid(node, "broker.listen", message));
         }
         if let Some(node) = get(root, "auth") {

@@ -30,6 +30,9 @@ pub use config::Config;
 pub use logging::fields as log_fields;
 pub use message::{Message, MessageError};
 pub use transport::fd_limit::raise_to_hard_limit as raise_fd_limit;
+/// AMQP over WebSocket as a byte stream, for clients too (the loadgen, tests, programs that
+/// run fe2o3-amqp over a WebSocket).
+pub use transport::websocket::WsStream;
 
 /// What benches, fuzz targets and integration tests drive directly: a queue without a broker,
 /// the engine without a socket, the simulated disk. Not a stable API.
@@ -171,6 +174,21 @@ impl Broker {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let (ws_listeners, wss_listeners) = match &config.websocket {
+            Some(w) => (
+                listener::bind_all(&w.listen)
+                    .await
+                    .map_err(|(addr, source)| StartError::Bind { addr, source })?,
+                listener::bind_all(&w.tls_listen)
+                    .await
+                    .map_err(|(addr, source)| StartError::Bind { addr, source })?,
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let addrs_of = |ls: &[tokio::net::TcpListener]| -> Vec<SocketAddr> {
+            ls.iter().filter_map(|l| l.local_addr().ok()).collect()
+        };
+        let websocket_addrs = (addrs_of(&ws_listeners), addrs_of(&wss_listeners));
         // Its own context even with [tls]'s files: browsers are never asked for a certificate.
         let admin_tls = match &config.admin.https {
             Some((cert, key)) => Some(Arc::new(TlsContext::load(TlsFiles::server(cert, key))?)),
@@ -229,33 +247,42 @@ impl Broker {
         ));
         tokio::spawn(watch_store(router.clone(), shutdown.clone()));
         let (alive_tx, alive_rx) = mpsc::channel(1);
-        for l in listeners {
-            if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, "listening for AMQP 1.0 connections");
-            }
-            tokio::spawn(listener::accept_loop(
-                l,
-                Port::Plain,
-                shared.clone(),
-                shutdown.clone(),
-                alive_tx.clone(),
-            ));
-        }
-        for l in tls_listeners {
-            if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, "listening for AMQP 1.0 connections over TLS (amqps)");
-            }
-            tokio::spawn(listener::accept_loop(
-                l,
+        let ports = [
+            (listeners, Port::Plain, "AMQP 1.0 connections"),
+            (
+                tls_listeners,
                 Port::Tls,
-                shared.clone(),
-                shutdown.clone(),
-                alive_tx.clone(),
-            ));
+                "AMQP 1.0 connections over TLS (amqps)",
+            ),
+            (
+                ws_listeners,
+                Port::WebSocket,
+                "AMQP 1.0 over WebSocket (ws)",
+            ),
+            (
+                wss_listeners,
+                Port::SecureWebSocket,
+                "AMQP 1.0 over WebSocket with TLS (wss)",
+            ),
+        ];
+        for (bound, port, what) in ports {
+            for l in bound {
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(%addr, "listening for {what}");
+                }
+                tokio::spawn(listener::accept_loop(
+                    l,
+                    port,
+                    shared.clone(),
+                    shutdown.clone(),
+                    alive_tx.clone(),
+                ));
+            }
         }
         Ok(BrokerHandle {
             local_addrs,
             tls_addrs,
+            websocket_addrs,
             tls: reloadable,
             admin_addr,
             registry,
@@ -339,6 +366,8 @@ async fn compact(journal: Arc<store::Journal>, router: Arc<Router>, mut shutdown
 pub struct BrokerHandle {
     local_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    /// `[websocket]`'s `ws` and `wss` listeners.
+    websocket_addrs: (Vec<SocketAddr>, Vec<SocketAddr>),
     tls: Vec<Arc<TlsContext>>,
     admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
@@ -358,6 +387,16 @@ impl BrokerHandle {
     /// The TLS listeners' addresses (`[tls] listen`), with real port numbers.
     pub fn tls_addrs(&self) -> &[SocketAddr] {
         &self.tls_addrs
+    }
+
+    /// The `ws://` listeners' addresses (`[websocket] listen`), with real port numbers.
+    pub fn websocket_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_addrs.0
+    }
+
+    /// The `wss://` listeners' addresses (`[websocket] tls_listen`), with real port numbers.
+    pub fn secure_websocket_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_addrs.1
     }
 
     /// Reads the TLS certificates and keys again (what SIGHUP does): new connections use them,

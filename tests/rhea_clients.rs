@@ -57,3 +57,33 @@ async fn rhea_connects_over_tls_and_logs_in_with_its_certificate() {
     assert_eq!(stdout, "accepted 20\nreceived 20, last: over tls 19\n");
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_connects_over_websocket_and_secure_websocket() {
+    let certs = support::certs::Certs::new();
+    let ca = certs.path("ca.pem").display().to_string();
+    let extra = "[websocket]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\npath = \"/amqp\"\n";
+    let broker = support::broker::start_with_toml(&certs.tls_toml(extra)).await;
+    let ws = format!("ws://127.0.0.1:{}/amqp", broker.websocket_addrs()[0].port());
+    // The certificate names localhost, which Node checks against the URL's host.
+    let wss = format!(
+        "wss://localhost:{}/amqp",
+        broker.secure_websocket_addrs()[0].port()
+    );
+    for args in [vec![ws], vec![wss, ca.clone()]] {
+        let output = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rhea::run("websocket.js", &args)
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "rhea failed:\n{stdout}\n{stderr}");
+        assert_eq!(
+            stdout,
+            "accepted 20\nreceived 20, last: over websocket 19\n"
+        );
+    }
+    broker.shutdown().await;
+}

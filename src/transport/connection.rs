@@ -28,6 +28,7 @@ use super::refuse;
 use super::registry::{Registry, Request};
 use super::settings::TransportConfig;
 use super::tls::{Channel, TlsContext};
+use super::websocket;
 use crate::codec::frame::{decode_amqp, decode_raw, Output};
 
 /// Stop reading while this much output waits for the socket.
@@ -61,6 +62,10 @@ pub enum Port {
     Plain,
     /// TLS from the first byte (`amqps`).
     Tls,
+    /// AMQP over WebSocket (`ws`).
+    WebSocket,
+    /// AMQP over WebSocket inside TLS (`wss`).
+    SecureWebSocket,
 }
 
 /// Serves one accepted socket until the connection ends or the broker shuts down: first
@@ -79,6 +84,9 @@ pub async fn serve(
     let deadline = Instant::now() + shared.config.handshake_timeout;
     let _ = stream.set_nodelay(true);
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    if matches!(port, Port::WebSocket | Port::SecureWebSocket) {
+        return serve_websocket(stream, peer, rbuf, shared, shutdown, ticket, port, deadline).await;
+    }
     let Some(tls) = shared.tls.clone() else {
         let (rd, wr) = stream.into_split();
         let channel = Channel::plain();
@@ -88,7 +96,7 @@ pub async fn serve(
         .await;
     };
     let secured = tokio::select! {
-        secured = tokio::time::timeout_at(deadline, secure(stream, &mut rbuf, &tls, port)) => secured,
+        secured = tokio::time::timeout_at(deadline, secure(stream, &mut rbuf, &tls, port == Port::Tls)) => secured,
         _ = shutdown.stopping() => return,
     };
     match secured {
@@ -128,6 +136,98 @@ pub async fn serve(
     }
 }
 
+/// Serves AMQP over WebSocket: the TLS handshake first for `wss`, then the HTTP upgrade, then
+/// the AMQP connection over the WebSocket's binary messages.
+#[allow(clippy::too_many_arguments)] // serve's own arguments, passed on
+async fn serve_websocket(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    ticket: HandshakeTicket,
+    port: Port,
+    deadline: Instant,
+) {
+    let plain = Channel {
+        buffered: true,
+        ..Channel::plain()
+    };
+    // Config validation gives wss listeners a [tls].
+    let tls = match (port, shared.tls.clone()) {
+        (Port::SecureWebSocket, Some(tls)) => tls,
+        (Port::SecureWebSocket, None) => return,
+        _ => {
+            return upgrade_websocket(
+                stream, plain, peer, rbuf, shared, shutdown, ticket, deadline,
+            )
+            .await
+        }
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, tls.accept(Prefixed::new(BytesMut::new(), stream))) => accepted,
+        _ = shutdown.stopping() => return,
+    };
+    let why = match accepted {
+        Ok(Ok(stream)) => {
+            let channel = Channel::of(&stream);
+            return upgrade_websocket(
+                stream, channel, peer, rbuf, shared, shutdown, ticket, deadline,
+            )
+            .await;
+        }
+        Ok(Err(why)) => format!("TLS handshake failed: {why}"),
+        Err(_) => format!(
+            "no TLS handshake within {:?} (broker.handshake_timeout_ms)",
+            shared.config.handshake_timeout
+        ),
+    };
+    if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+        tracing::warn!(%peer, suppressed, "WebSocket connection refused: {why}");
+    }
+}
+
+/// The WebSocket upgrade on `stream` (a socket, or a TLS stream), then AMQP inside it.
+#[allow(clippy::too_many_arguments)] // serve's own arguments, passed on
+async fn upgrade_websocket<S>(
+    stream: S,
+    channel: Channel,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    ticket: HandshakeTicket,
+    deadline: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(config) = shared.config.websocket.clone() else {
+        return;
+    };
+    let upgrade = websocket::upgrade(stream, &config, shared.config.max_frame_size);
+    let upgraded = tokio::select! {
+        upgraded = tokio::time::timeout_at(deadline, upgrade) => upgraded,
+        _ = shutdown.stopping() => return,
+    };
+    let why = match upgraded {
+        Ok(Ok(ws)) => {
+            let (rd, wr) = tokio::io::split(ws);
+            return serve_amqp(
+                rd, wr, rbuf, peer, shared, shutdown, ticket, deadline, channel,
+            )
+            .await;
+        }
+        Ok(Err(why)) => format!("WebSocket upgrade failed: {why}"),
+        Err(_) => format!(
+            "no WebSocket upgrade within {:?} (broker.handshake_timeout_ms)",
+            shared.config.handshake_timeout
+        ),
+    };
+    if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
+        tracing::warn!(%peer, suppressed, "WebSocket connection refused: {why}");
+    }
+}
+
 /// A socket ready for AMQP: as accepted, or inside TLS.
 enum Secured {
     Plain(TcpStream),
@@ -142,26 +242,23 @@ async fn secure(
     mut stream: TcpStream,
     rbuf: &mut BytesMut,
     tls: &TlsContext,
-    port: Port,
+    tls_port: bool,
 ) -> std::io::Result<Secured> {
-    let wanted = match port {
-        Port::Tls => 1,
-        Port::Plain => 8,
-    };
+    let wanted = if tls_port { 1 } else { 8 };
     while rbuf.len() < wanted {
         if stream.read_buf(rbuf).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
-    match port {
-        Port::Plain if rbuf[..8] != TLS_HEADER => return Ok(Secured::Plain(stream)),
-        Port::Plain => {
+    match tls_port {
+        false if rbuf[..8] != TLS_HEADER => return Ok(Secured::Plain(stream)),
+        false => {
             rbuf.advance(8);
             stream.write_all(&TLS_HEADER).await?;
         }
         // A TLS record starts with its content type (22, handshake); `A` is the start of an
         // AMQP protocol header.
-        Port::Tls if rbuf[0] == b'A' => {
+        true if rbuf[0] == b'A' => {
             tls.failed();
             let _ = stream.write_all(&TLS_HEADER).await;
             let _ = stream.shutdown().await;
@@ -169,7 +266,7 @@ async fn secure(
                 "the client spoke plain AMQP on the TLS port; it was told to use TLS and closed",
             ));
         }
-        Port::Tls => {}
+        true => {}
     }
     let prefixed = Prefixed::new(rbuf.split(), stream);
     Ok(Secured::Tls(Box::new(tls.accept(prefixed).await?)))
@@ -267,7 +364,7 @@ async fn serve_amqp<R, W>(
     let mut close_deadline: Option<Instant> = None;
     let mut shutting_down = shutdown.is_stopping();
     // Whether the writer may hold bytes back (TLS does), and holds some now.
-    let buffering = channel.encrypted;
+    let buffering = channel.buffered;
     let mut unflushed = false;
     loop {
         if shutting_down {

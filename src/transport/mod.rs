@@ -15,3 +15,4 @@ pub mod registry;
 pub mod settings;
 pub mod shutdown;
 pub mod tls;
+pub mod websocket;

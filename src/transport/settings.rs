@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::{find_user, Config, Exposure, User};
+use crate::config::{find_user, Config, Exposure, User, WebSocketConfig};
 
 /// The transport's settings, taken from the broker configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +29,10 @@ pub struct TransportConfig {
     pub users: Vec<User>,
     /// Failed logins per source and per user name, shared with the admin API.
     pub throttle: std::sync::Arc<super::login_throttle::LoginThrottle>,
+    /// AMQP over WebSocket: its path and the web origins let in.
+    pub websocket: Option<WebSocketConfig>,
+    /// The largest frame the broker accepts, which bounds a WebSocket message too.
+    pub max_frame_size: u32,
 }
 
 impl From<&Config> for TransportConfig {
@@ -44,6 +48,8 @@ impl From<&Config> for TransportConfig {
             failure_delay: Duration::from_millis(c.auth.failure_delay_ms),
             users: c.users.clone(),
             throttle: std::sync::Arc::default(),
+            websocket: c.websocket.clone(),
+            max_frame_size: c.max_frame_size,
         }
     }
 }

@@ -143,6 +143,9 @@ pub struct Channel {
     pub encrypted: bool,
     /// The subject CN of a client certificate the TLS layer verified against `client_ca`.
     pub peer_cn: Option<String>,
+    /// The layer below may hold written bytes back until it is flushed (TLS records,
+    /// WebSocket messages), so the connection flushes whenever it has nothing left to write.
+    pub buffered: bool,
 }
 
 impl Channel {
@@ -162,6 +165,7 @@ impl Channel {
         Channel {
             encrypted: true,
             peer_cn,
+            buffered: true,
         }
     }
 }

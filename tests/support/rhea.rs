@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 /// The rhea release the scripts are checked against.
 pub const RHEA_VERSION: &str = "3.0.5";
+/// The WebSocket client rhea runs on under Node.js (browsers have their own).
+pub const WS_VERSION: &str = "8.18.3";
 
-/// `target/rhea`, with rhea installed in its `node_modules`.
+/// `target/rhea`, with rhea and ws installed in its `node_modules`.
 pub fn install() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/rhea");
-        let installed = dir.join(format!("node_modules/rhea/.sluice-{RHEA_VERSION}"));
+        let installed = dir.join(format!("node_modules/rhea/.sluice-{RHEA_VERSION}-ws-{WS_VERSION}"));
         if installed.exists() {
             return dir;
         }
@@ -43,6 +45,7 @@ pub fn install() -> &'static Path {
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
             .arg(format!("rhea@{RHEA_VERSION}"))
+            .arg(format!("ws@{WS_VERSION}"))
             .stdout(Stdio::null())
             .status();
         let _ = std::fs::remove_file(&lock);
@@ -51,7 +54,7 @@ pub fn install() -> &'static Path {
                 std::fs::write(&installed, b"").expect("mark rhea installed");
             }
             other => {
-                panic!("npm install rhea@{RHEA_VERSION} failed ({other:?}); install node and npm")
+                panic!("npm install rhea@{RHEA_VERSION} ws@{WS_VERSION} failed ({other:?}); install node and npm")
             }
         }
         dir

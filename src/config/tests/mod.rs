@@ -278,7 +278,7 @@ fn errors_point_at_line_and_column_and_name_the_key() {
             "[broker]\nlisten = [\"0.0.0.0:5672\", \"localhost:5672\"]\n",
             r#"broker.toml:2:27: broker.listen: expected an IP address and port like "0.0.0.0:5672", found "localhost:5672""#,
         ),
-        ("[broker]\nlisten = []\n", "broker.toml:2:10: broker.listen: no listener: broker.listen is empty and no [tls] listen is configured"),
+        ("[broker]\nlisten = []\n", "broker.toml:2:10: broker.listen: no listener: broker.listen is empty and neither [tls] nor [websocket] listens"),
         ("[broker]\ncontainer_id = \"\"\n", "broker.toml:2:16: broker.container_id: must not be empty"),
         (
             "[auth]\nanonymous = \"sometimes\"\n",

@@ -1,5 +1,5 @@
 //! `[tls]`, `[admin]`'s HTTPS keys, `[roles]` and the permission and certificate keys of
-//! `[[users]]`.
+//! `[[users]]`, and `[websocket]`.
 
 use super::*;
 
@@ -128,4 +128,47 @@ fn an_account_may_log_in_by_certificate_only() {
     assert!(find_user(&c.users, "device", "").is_none());
     let e = error("[[users]]\nname = \"device\"\n");
     assert!(e.contains("certificate_cn"), "{e}");
+}
+
+#[test]
+fn websocket_serves_ws_on_5673_at_the_root_by_default() {
+    let w = parse("[websocket]\n").websocket.expect("[websocket]");
+    assert_eq!(
+        w.listen,
+        vec!["0.0.0.0:5673".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(w.tls_listen.is_empty());
+    assert_eq!(w.path, "/");
+    assert!(w.origins.is_empty());
+    assert!(!w.allows_origin("https://anything.example"));
+    let toml = "[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\n[websocket]\n\
+                tls_listen = [\"0.0.0.0:443\"]\npath = \"/amqp\"\n\
+                origins = [\"https://app.example.com/\"]\n";
+    let w = parse(toml).websocket.unwrap();
+    assert!(w.listen.is_empty(), "only wss was asked for");
+    assert_eq!(w.path, "/amqp");
+    assert!(w.allows_origin("https://APP.example.com"));
+    assert!(!w.allows_origin("https://evil.example.com"));
+    assert!(parse("[websocket]\norigins = [\"*\"]\n")
+        .websocket
+        .unwrap()
+        .allows_origin("http://x"));
+    // A WebSocket listener alone is a listener.
+    let c = parse("[broker]\nlisten = []\n[websocket]\n");
+    assert!(c.listen.is_empty());
+}
+
+#[test]
+fn websocket_mistakes_name_the_key() {
+    let e = error("[websocket]\ntls_listen = [\"0.0.0.0:443\"]\n");
+    assert!(
+        e.contains("websocket.tls_listen") && e.contains("[tls]"),
+        "{e}"
+    );
+    let e = error("[websocket]\npath = \"amqp\"\n");
+    assert!(e.contains("broker.toml:2:8: websocket.path"), "{e}");
+    let e = error("[websocket]\norigins = [\"app.example.com\"]\n");
+    assert!(e.contains("websocket.origins"), "{e}");
+    let e = error("[websocket]\nport = 80\n");
+    assert!(e.contains("port"), "{e}");
 }
