@@ -123,6 +123,9 @@ pub struct AuthConfig {
     pub plain_without_tls: Exposure,
     /// Delay before answering a failed login, in milliseconds, to slow password guessing.
     pub failure_delay_ms: u64,
+    /// The `[[users]]` account whose permissions and caps an anonymous peer has (`None`: an
+    /// anonymous peer may do everything, as before permissions existed).
+    pub anonymous_user: Option<String>,
 }
 
 /// Which peers a permission applies to, judged by the peer's address.
@@ -160,6 +163,7 @@ impl Default for Config {
                 anonymous: Exposure::Loopback,
                 plain_without_tls: Exposure::Loopback,
                 failure_delay_ms: 1000,
+                anonymous_user: None,
             },
             users: Vec::new(),
             queues: QueueRules::default(),
@@ -208,7 +212,12 @@ const BROKER_KEYS: &[&str] = &[
     "max_handshakes",
     "max_handshakes_per_source",
 ];
-const AUTH_KEYS: &[&str] = &["anonymous", "plain_without_tls", "failure_delay_ms"];
+const AUTH_KEYS: &[&str] = &[
+    "anonymous",
+    "plain_without_tls",
+    "failure_delay_ms",
+    "anonymous_user",
+];
 
 impl Config {
     /// Parses and validates a configuration. `origin` names the text in error messages
@@ -265,11 +274,23 @@ impl Config {
         }
         // With users configured, a login is expected: anonymous access is off unless the file
         // asks for it (issue 16; before, loopback stayed open).
-        let anonymous_set = get(root, "auth")
+        // Naming the account anonymous peers act as asks for anonymous access too.
+        let auth_table = get(root, "auth")
             .and_then(|node| src.table(node, "auth", "[auth]", AUTH_KEYS).ok())
-            .is_some_and(|table| get(table, "anonymous").is_some());
+            .unwrap_or_default();
+        let anonymous_set =
+            get(auth_table, "anonymous").is_some() || get(auth_table, "anonymous_user").is_some();
         if !config.users.is_empty() && !anonymous_set {
             config.auth.anonymous = Exposure::Never;
+        }
+        if let (Some(name), Some(node)) = (
+            &config.auth.anonymous_user,
+            get(auth_table, "anonymous_user"),
+        ) {
+            if !config.users.iter().any(|u| &u.name == name) {
+                let message = format!("no [[users]] entry is called \"{name}\"");
+                return Err(src.invalid(node, "auth.anonymous_user", message));
+            }
         }
         if let Some(node) = get(root, "queues") {
             config.queues = QueueRules::read(&src, node)?;
@@ -410,6 +431,7 @@ impl AuthConfig {
                 "failure_delay_ms" => {
                     self.failure_delay_ms = src.integer(node, path, 0, u64::MAX)?
                 }
+                "anonymous_user" => self.anonymous_user = Some(src.non_empty(node, path)?),
                 _ => {}
             }
         }

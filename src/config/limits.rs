@@ -1,5 +1,6 @@
 //! `[limits]`: how much memory the broker lets messages take before producers must wait
-//! (issue 12 §1).
+//! (issue 12 §1), and how many sessions, links and unsettled deliveries one connection may
+//! hold (issue 16).
 
 use super::document::{child, Node, Source, Value};
 use super::error::ConfigError;
@@ -9,6 +10,9 @@ pub(super) const LIMITS_KEYS: &[&str] = &[
     "memory_high_watermark",
     "memory_low_watermark",
     "max_incomplete_bytes",
+    "max_sessions_per_connection",
+    "max_links_per_connection",
+    "max_unsettled_per_link",
 ];
 
 /// A memory bound: a share of the machine's RAM (or of the cgroup limit, when smaller), or a
@@ -52,6 +56,15 @@ pub struct LimitsConfig {
     /// Bytes of unfinished multi-frame deliveries one connection may hold, besides the one
     /// large message it may have in progress.
     pub max_incomplete_bytes: u64,
+    /// Sessions one connection may have at once (0: only `broker.channel_max` bounds them);
+    /// a `begin` past it is answered and ended with `amqp:resource-limit-exceeded`.
+    pub max_sessions_per_connection: u32,
+    /// Links one connection may have at once, over all its sessions (0: no cap); an attach
+    /// past it is refused with `amqp:resource-limit-exceeded`.
+    pub max_links_per_connection: u32,
+    /// Deliveries the broker sends a consumer link before it must settle some (0: as many as
+    /// its credit allows): a prefetch bound the broker keeps whatever credit the peer grants.
+    pub max_unsettled_per_link: u32,
 }
 
 impl Default for LimitsConfig {
@@ -60,6 +73,9 @@ impl Default for LimitsConfig {
             memory_high_watermark: Watermark::Share(0.4),
             memory_low_watermark: None,
             max_incomplete_bytes: 4 * 1024 * 1024,
+            max_sessions_per_connection: 0,
+            max_links_per_connection: 0,
+            max_unsettled_per_link: 0,
         }
     }
 }
@@ -89,6 +105,13 @@ impl LimitsConfig {
                     self.memory_low_watermark = Some(watermark(src, node, path)?)
                 }
                 "max_incomplete_bytes" => self.max_incomplete_bytes = size(src, node, path)?,
+                "max_sessions_per_connection" => {
+                    self.max_sessions_per_connection = src.count(node, path)?
+                }
+                "max_links_per_connection" => {
+                    self.max_links_per_connection = src.count(node, path)?
+                }
+                "max_unsettled_per_link" => self.max_unsettled_per_link = src.count(node, path)?,
                 _ => {} // rejected by `Source::table`
             }
         }

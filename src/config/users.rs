@@ -14,6 +14,8 @@ const USER_KEYS: &[&str] = &[
     "password_hash",
     "roles",
     "permissions",
+    "max_connections",
+    "max_queues",
     "certificate_cn",
 ];
 const ROLE_KEYS: &[&str] = &["permissions"];
@@ -40,6 +42,10 @@ pub struct User {
     /// What the account may do: its own `permissions` and its roles'. `None` (neither says
     /// anything) allows everything, as before permissions existed.
     pub permissions: Option<Permissions>,
+    /// Connections the account may have open at once (`None`: no cap).
+    pub max_connections: Option<u32>,
+    /// Queues the account may create by attaching to a name nothing has (`None`: no cap).
+    pub max_queues: Option<u32>,
 }
 
 impl std::fmt::Debug for User {
@@ -51,6 +57,8 @@ impl std::fmt::Debug for User {
             .field("roles", &self.roles)
             .field("certificate_cn", &self.certificate_cn)
             .field("permissions", &self.permissions)
+            .field("max_connections", &self.max_connections)
+            .field("max_queues", &self.max_queues)
             .finish()
     }
 }
@@ -255,6 +263,12 @@ pub(super) fn read_users(
             }
             Some(all)
         };
+        let cap = |key: &str| {
+            get(table, key)
+                .map(|n| src.count(n, &child(&path, key)))
+                .transpose()
+        };
+        let (max_connections, max_queues) = (cap("max_connections")?, cap("max_queues")?);
         if let Some((_, first)) = users.iter().find(|(u, _)| u.name == name) {
             let line = src.location(first.start()).line;
             let message = format!("duplicate user \"{name}\" (first defined on line {line})");
@@ -269,6 +283,8 @@ pub(super) fn read_users(
                 certificate_cn,
                 certificate_only,
                 permissions,
+                max_connections,
+                max_queues,
             },
             name_node,
         ));

@@ -44,6 +44,12 @@ pub struct EngineConfig {
     pub max_incomplete_bytes: u64,
     /// Roll back a transaction not discharged this long after its declare (0: never).
     pub transaction_timeout_ms: u64,
+    /// Sessions per connection (0: no cap beyond channel-max).
+    pub max_sessions: u32,
+    /// Links per connection, over all its sessions (0: no cap).
+    pub max_links: u32,
+    /// Unsettled deliveries the broker lets a consumer link hold (0: its credit decides).
+    pub max_unsettled: u32,
 }
 
 impl From<&Config> for EngineConfig {
@@ -58,6 +64,9 @@ impl From<&Config> for EngineConfig {
             link_credit: c.link_credit.max(1),
             max_incomplete_bytes: c.limits.max_incomplete_bytes,
             transaction_timeout_ms: c.transaction_timeout_ms,
+            max_sessions: c.limits.max_sessions_per_connection,
+            max_links: c.limits.max_links_per_connection,
+            max_unsettled: c.limits.max_unsettled_per_link,
         }
     }
 }

@@ -33,6 +33,7 @@ impl Harness {
             addr: "127.0.0.1:1".parse().unwrap(),
             user: None,
             permissions: None,
+            max_queues: None,
         };
         let conn = Connection::new(
             EngineConfig::from(config),

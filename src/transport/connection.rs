@@ -335,24 +335,41 @@ async fn serve_amqp<R, W>(
         }
     };
     let mut ticket = Some(ticket);
+    // An anonymous peer acts as `auth.anonymous_user` when one is configured: its permissions
+    // and caps apply.
     let user = match identity {
-        Identity::Anonymous => None,
+        Identity::Anonymous => shared.config.anonymous_user.clone(),
         Identity::User(u) => Some(u),
     };
+    let account = user
+        .as_deref()
+        .and_then(|name| shared.config.users.iter().find(|u| u.name == name));
     let waker = ConnWaker::new();
     let entry = shared.registry.register(peer, user.clone(), waker.clone());
     waker.set_connection(entry.id);
+    // Counted after registering, so two logins at once cannot both take the last place.
+    if let (Some(account), Some(cap)) = (account, account.and_then(|a| a.max_connections)) {
+        if shared.registry.connections_of(&account.name) > cap as usize {
+            shared.registry.remove(entry.id);
+            if let Some(suppressed) = shared.admission.refusals.allow(now()) {
+                tracing::warn!(%peer, user = %PeerText(&account.name), cap, suppressed, "connection refused: the user's max_connections reached");
+            }
+            let reason = format!(
+                "user '{}' may have at most {cap} connections open (max_connections)",
+                PeerText(&account.name)
+            );
+            refuse::refuse(&mut rd, &mut wr, &shared.config.container_id, reason).await;
+            return;
+        }
+    }
     let mut engine = Connection::new(
         shared.engine.clone(),
         shared.router.clone(),
         waker.clone(),
         PeerInfo {
             addr: peer,
-            permissions: user
-                .as_deref()
-                .and_then(|name| shared.config.users.iter().find(|u| u.name == name))
-                .and_then(|u| u.permissions.clone())
-                .map(Arc::new),
+            permissions: account.and_then(|u| u.permissions.clone()).map(Arc::new),
+            max_queues: account.and_then(|u| u.max_queues),
             user,
         },
         Instant::now().into_std(),

@@ -174,6 +174,14 @@ impl Registry {
         all
     }
 
+    /// Open connections logged in as `user`.
+    pub fn connections_of(&self, user: &str) -> usize {
+        self.connections
+            .iter()
+            .filter(|e| e.user.as_deref() == Some(user))
+            .count()
+    }
+
     /// Open connections.
     pub fn len(&self) -> usize {
         self.connections.len()

@@ -25,6 +25,8 @@ pub struct TransportConfig {
     pub plain_without_tls: Exposure,
     /// How long a failed login waits before it is answered.
     pub failure_delay: Duration,
+    /// The account an anonymous peer acts as (`auth.anonymous_user`), if any.
+    pub anonymous_user: Option<String>,
     /// The accounts PLAIN logs in to.
     pub users: Vec<User>,
     /// Failed logins per source and per user name, shared with the admin API.
@@ -47,6 +49,7 @@ impl From<&Config> for TransportConfig {
             plain_without_tls: c.auth.plain_without_tls,
             failure_delay: Duration::from_millis(c.auth.failure_delay_ms),
             users: c.users.clone(),
+            anonymous_user: c.auth.anonymous_user.clone(),
             throttle: std::sync::Arc::default(),
             websocket: c.websocket.clone(),
             max_frame_size: c.max_frame_size,

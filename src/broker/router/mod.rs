@@ -75,6 +75,9 @@ pub struct Router {
     deliver_after_sync: bool,
     /// The bytes its messages hold, and the producer gate.
     memory: Arc<Memory>,
+    /// Who created which queue by attaching, for users' `max_queues` (since the broker
+    /// started: it is not kept across restarts).
+    creators: DashMap<String, String>,
 }
 
 impl Router {
@@ -104,6 +107,7 @@ impl Router {
             next_queue_no: AtomicU32::new(next_queue_no),
             deliver_after_sync,
             memory: Memory::new(),
+            creators: DashMap::new(),
         })
     }
 
@@ -187,6 +191,18 @@ impl Router {
         let dropped = queue.delete();
         tracing::info!(queue = name, messages = dropped, "queue deleted");
         Some(dropped)
+    }
+
+    /// Records that `user` created the queue `name`.
+    pub fn note_creator(&self, name: &str, user: &str) {
+        self.creators.insert(name.to_owned(), user.to_owned());
+    }
+
+    /// Queues `user` created that still exist (forgetting those that do not).
+    pub fn created_by(&self, user: &str) -> usize {
+        self.creators
+            .retain(|name, _| self.queues.contains_key(name));
+        self.creators.iter().filter(|e| e.value() == user).count()
     }
 
     /// The configured per-queue rules.

@@ -102,8 +102,10 @@ fn the_commented_examples_in_the_default_file_are_valid() {
         .map(|line| format!("{line}\n"))
         .collect();
     let c = parse(&uncommented);
-    assert_eq!(c.users.len(), 2);
+    assert_eq!(c.users.len(), 3);
+    assert_eq!(c.auth.anonymous_user.as_deref(), Some("guest"));
     assert!(c.tls.is_some());
+    assert_eq!(c.websocket.as_ref().map(|w| w.path.as_str()), Some("/"));
     assert!(c.users[1].certificate_only);
     let app = c.users[0].permissions.as_ref().expect("app's permissions");
     assert!(app.allows(Action::Browse, "reports.daily"));
@@ -230,7 +232,8 @@ fn every_key_can_be_set() {
         AuthConfig {
             anonymous: Exposure::Never,
             plain_without_tls: Exposure::Everywhere,
-            failure_delay_ms: 0
+            failure_delay_ms: 0,
+            anonymous_user: None,
         }
     );
     assert_eq!(c.users[0].roles, ["admin", "ops"]);
@@ -314,7 +317,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings, tls, roles"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings, tls, roles, websocket"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),

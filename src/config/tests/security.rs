@@ -172,3 +172,46 @@ fn websocket_mistakes_name_the_key() {
     let e = error("[websocket]\nport = 80\n");
     assert!(e.contains("port"), "{e}");
 }
+
+#[test]
+fn caps_per_connection_and_per_user_are_read() {
+    let c = parse(
+        "[limits]\nmax_sessions_per_connection = 8\nmax_links_per_connection = 64\n\
+         max_unsettled_per_link = 100\n\
+         [[users]]\nname = \"app\"\npassword = \"pw\"\nmax_connections = 3\nmax_queues = 10\n",
+    );
+    assert_eq!(c.limits.max_sessions_per_connection, 8);
+    assert_eq!(c.limits.max_links_per_connection, 64);
+    assert_eq!(c.limits.max_unsettled_per_link, 100);
+    assert_eq!(c.users[0].max_connections, Some(3));
+    assert_eq!(c.users[0].max_queues, Some(10));
+    let c = parse("[[users]]\nname = \"app\"\npassword = \"pw\"\n");
+    assert_eq!(
+        (c.users[0].max_connections, c.users[0].max_queues),
+        (None, None)
+    );
+    assert_eq!(c.limits.max_links_per_connection, 0);
+    let e = error("[[users]]\nname = \"app\"\npassword = \"pw\"\nmax_queues = -1\n");
+    assert!(e.contains("users[0].max_queues"), "{e}");
+    let e = error("[limits]\nmax_links_per_connection = \"many\"\n");
+    assert!(e.contains("limits.max_links_per_connection"), "{e}");
+}
+
+#[test]
+fn anonymous_user_names_an_account_and_asks_for_anonymous_access() {
+    let toml =
+        "[auth]\nanonymous_user = \"guest\"\n[[users]]\nname = \"guest\"\npassword = \"p\"\n";
+    let c = parse(toml);
+    assert_eq!(c.auth.anonymous_user.as_deref(), Some("guest"));
+    assert_eq!(
+        c.auth.anonymous,
+        Exposure::Loopback,
+        "users alone would turn it off"
+    );
+    let e =
+        error("[auth]\nanonymous_user = \"nobody\"\n[[users]]\nname = \"a\"\npassword = \"p\"\n");
+    assert!(
+        e.contains("broker.toml:2:18: auth.anonymous_user") && e.contains("nobody"),
+        "{e}"
+    );
+}

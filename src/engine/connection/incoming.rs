@@ -290,10 +290,15 @@ impl Connection {
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))
                     .and_then(|a| {
                         // Each message is checked as an attach to its `to` would be.
-                        self.authorize_node(Action::Send, &a.name)?;
-                        self.router
+                        let creates = self.authorize_node(Action::Send, &a.name)?;
+                        let node = self
+                            .router
                             .target(&a)
-                            .map_err(|e| AmqpFailure::new(AmqpError::NotFound, e.to_string()))
+                            .map_err(|e| AmqpFailure::new(AmqpError::NotFound, e.to_string()))?;
+                        if creates {
+                            self.created(&a.name);
+                        }
+                        Ok(node)
                     });
                 match found {
                     Ok(node) => node,

@@ -38,9 +38,19 @@ impl Connection {
             )
             .into());
         }
-        let result = match attach.role {
-            Role::Sender => self.attach_producer(channel, &attach),
-            Role::Receiver => self.attach_consumer(channel, &attach),
+        let cap = self.config.max_links;
+        let result = if cap > 0 && self.counts().1 >= cap as usize {
+            Err(AmqpFailure::new(
+                AmqpError::ResourceLimitExceeded,
+                format!(
+                    "a connection may have at most {cap} links (limits.max_links_per_connection)"
+                ),
+            ))
+        } else {
+            match attach.role {
+                Role::Sender => self.attach_producer(channel, &attach),
+                Role::Receiver => self.attach_consumer(channel, &attach),
+            }
         };
         if let Err(error) = result {
             self.refuse_attach(channel, &attach, error);

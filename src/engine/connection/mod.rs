@@ -45,6 +45,8 @@ pub struct PeerInfo {
     /// What the user may do, by address (`None`: everything, for a user without permissions
     /// and for anonymous peers).
     pub permissions: Option<std::sync::Arc<crate::config::Permissions>>,
+    /// Queues the user may create by attaching (`None`: no cap; anonymous peers have none).
+    pub max_queues: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -108,8 +108,12 @@ impl Connection {
                 let mut address = address::parse(text, &capabilities(caps.as_ref()))
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
                 declare(&mut address, t.dynamic_node_properties.as_ref())?;
-                self.authorize_node(Action::Send, &address.name)?;
-                self.router.target(&address).map_err(route_failure)?
+                let creates = self.authorize_node(Action::Send, &address.name)?;
+                let node = self.router.target(&address).map_err(route_failure)?;
+                if creates {
+                    self.created(&address.name);
+                }
+                node
             }
             _ => {
                 return Ok(ProducerNode {
@@ -178,7 +182,7 @@ impl Connection {
         } else {
             Action::Consume
         };
-        self.authorize_node(action, name)?;
+        let creates = self.authorize_node(action, name)?;
         let exchange = match address.kind {
             Kind::Queue => None,
             Kind::Exchange => Some(
@@ -222,6 +226,9 @@ impl Connection {
             return Ok(self.subscription(queue, true, false, filters));
         }
         let queue = self.router.queue_at(&address).map_err(route_failure)?;
+        if creates {
+            self.created(name);
+        }
         if let Some(temporary) = queue.temporary() {
             // Only the owner's connection consumes from a temporary queue.
             if !temporary.may_consume(self.id) {

@@ -51,6 +51,7 @@ impl Connection {
         let first = DeliveryId(d.first);
         let last = d.last.map_or(first, DeliveryId);
         let now = self.clock;
+        let cap = self.config.max_unsettled;
         let session = self.session_mut(channel)?;
         let ids = take_range(session, first, last);
         let mut reply_settle = Vec::new();
@@ -59,9 +60,14 @@ impl Connection {
         // next frame is acted on (a flow right after a release must get it first).
         let returns = !matches!(outcome, Outcome::Accepted);
         let mut touched: Vec<LinkHandle> = Vec::new();
+        let mut held = Vec::new();
         for (delivery_id, handle, seq) in ids {
             if let Some(link) = session.links.get_mut(&handle) {
                 if let LinkKind::Consumer(c) = &mut link.kind {
+                    if cap > 0 && c.unsettled == cap {
+                        // It was held at limits.max_unsettled_per_link: it may have more now.
+                        held.push(c.id);
+                    }
                     c.unsettled = c.unsettled.saturating_sub(1);
                     c.active_at = now;
                     c.settlements.push((seq, outcome.clone()));
@@ -89,6 +95,7 @@ impl Connection {
             self.out
                 .push_frame(channel.0, &Performative::Disposition(reply), &[]);
         }
+        self.blocked.extend(held);
         Ok(())
     }
 
@@ -154,6 +161,7 @@ impl Connection {
             return;
         };
         let max_frame = self.remote_max_frame_size as usize;
+        let max_unsettled = self.config.max_unsettled;
         let Connection {
             sessions,
             out,
@@ -199,6 +207,11 @@ impl Connection {
                     // queue has not assigned yet stays ready for other consumers).
                     waker.set_congested(true);
                     blocked.push(id);
+                    break None;
+                }
+                if max_unsettled > 0 && !c.presettled && c.unsettled >= max_unsettled {
+                    // A prefetch bound whatever credit the peer granted: what the queue has
+                    // handed over waits in the outbox until the peer settles some.
                     break None;
                 }
                 match next_delivery(c, channel, handle, window, unsettled, out) {

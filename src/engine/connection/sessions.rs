@@ -72,6 +72,18 @@ impl Connection {
         };
         self.out
             .push_frame(channel.0, &Performative::Begin(reply), &[]);
+        // Over the cap: the session is answered (an `end` needs a begun session) and ended at
+        // once; the connection and its other sessions carry on.
+        let cap = self.config.max_sessions;
+        if cap > 0 && self.sessions.len() > cap as usize {
+            let why = format!(
+                "a connection may have at most {cap} sessions (limits.max_sessions_per_connection)"
+            );
+            self.end_with_error(
+                channel,
+                AmqpFailure::new(AmqpError::ResourceLimitExceeded, why),
+            );
+        }
         Ok(())
     }
 

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
             addr: SocketAddr::from(([127, 0, 0, 1], 5672)),
             user: None,
             permissions: None,
+            max_queues: None,
         },
         Instant::now(),
     );
