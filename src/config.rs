@@ -34,8 +34,8 @@ use storage::STORAGE_KEYS;
 use tls::TLS_KEYS;
 pub use tls::{ClientAuth, TlsConfig};
 pub use users::{
-    allowed, find_user, has_hashed_passwords, user_for_certificate, Action, Permission,
-    Permissions, User,
+    allowed, find_user, has_hashed_passwords, scram_keys_for, scram_offered, user_for_certificate,
+    Action, Permission, Permissions, User,
 };
 pub use websocket::WebSocketConfig;
 use websocket::WEBSOCKET_KEYS;

@@ -52,7 +52,12 @@ enum Command {
     Repair(repair::RepairArgs),
     /// Read a password from standard input (its first line) and print its Argon2id hash, for
     /// `password_hash` in a [[users]] entry of broker.toml.
-    HashPassword,
+    HashPassword {
+        /// Print SCRAM-SHA-256 keys instead, which SASL SCRAM-SHA-256 can log in with as well
+        /// as PLAIN (an Argon2 hash serves PLAIN only).
+        #[arg(long)]
+        scram: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
             let args = args.or_global(cli.data_dir.as_deref(), cli.config.as_deref());
             return repair::run(args);
         }
-        Some(Command::HashPassword) => return hash_password(),
+        Some(Command::HashPassword { scram }) => return hash_password(scram),
         None => {}
     }
     init_logging(cli.log.as_deref());
@@ -194,7 +199,7 @@ fn raise_fd_limit() {
 
 /// `sluice hash-password`: the first line of standard input, hashed (read from stdin, so the
 /// password stays out of the shell's history and the process list).
-fn hash_password() -> ExitCode {
+fn hash_password(scram: bool) -> ExitCode {
     let mut line = String::new();
     if let Err(e) = std::io::stdin().read_line(&mut line) {
         eprintln!("sluice: cannot read the password from standard input: {e}");
@@ -207,7 +212,12 @@ fn hash_password() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match sluice::config::password::hash_password(password) {
+    let hashed = if scram {
+        sluice::config::password::hash_password_scram(password)
+    } else {
+        sluice::config::password::hash_password(password)
+    };
+    match hashed {
         Ok(phc) => {
             println!("{phc}");
             ExitCode::SUCCESS

@@ -423,6 +423,23 @@ fn hash_password_prints_a_hash_broker_toml_accepts() {
     )
     .unwrap();
     assert!(config.authenticate("app", "s3cret"));
+    // --scram: SCRAM-SHA-256 keys, which PLAIN checks too.
+    let mut child = sluice()
+        .args(["hash-password", "--scram"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the sluice binary runs");
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let keys = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(keys.starts_with("SCRAM-SHA-256$4096:"), "{keys}");
+    let config = sluice::Config::from_toml(
+        &format!("[[users]]\nname = \"app\"\npassword_hash = \"{keys}\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert!(config.authenticate("app", "s3cret") && !config.authenticate("app", "s3cre"));
     // Nothing on standard input: an error, not an empty hash.
     let empty = run(&["hash-password"]);
     assert_eq!(empty.status.code(), Some(2));

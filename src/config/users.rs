@@ -292,6 +292,51 @@ pub(super) fn read_users(
     Ok(users.into_iter().map(|(u, _)| u).collect())
 }
 
+/// The SCRAM-SHA-256 keys of the account `name`: its `password_hash` in SCRAM form, or keys
+/// derived from its clear password with a fresh salt. Why not, for an account without a
+/// password SCRAM can use (an Argon2 hash, a certificate-only account) or no account at all.
+pub fn scram_keys_for(users: &[User], name: &str) -> Result<password::ScramKeys, String> {
+    let Some(user) = users.iter().find(|u| u.name == name) else {
+        return Err(format!(
+            "no user '{}' (SCRAM)",
+            crate::logging::PeerText(name)
+        ));
+    };
+    match &user.password_hash {
+        Some(hash) if hash.starts_with("SCRAM-SHA-256$") => password::ScramKeys::parse(hash),
+        Some(_) => Err(format!(
+            "user '{}' has an Argon2 password_hash, which SCRAM-SHA-256 cannot check; give it \
+             SCRAM keys (sluice hash-password --scram) or log in with PLAIN",
+            crate::logging::PeerText(name)
+        )),
+        None if user.certificate_only => Err(format!(
+            "user '{}' logs in by client certificate only",
+            crate::logging::PeerText(name)
+        )),
+        None => {
+            let salt = password::random_bytes(16)?;
+            Ok(password::ScramKeys::derive(
+                &user.password,
+                &salt,
+                password::SCRAM_ITERATIONS,
+            ))
+        }
+    }
+}
+
+/// Whether SCRAM-SHA-256 is offered: some account exists, and every account with a password
+/// can log in with it. Clients such as Qpid JMS pick the strongest mechanism offered, so
+/// offering it while an Argon2-hashed account exists would lock that account out.
+pub fn scram_offered(users: &[User]) -> bool {
+    users.iter().any(|u| !u.certificate_only)
+        && users.iter().all(|u| {
+            u.certificate_only
+                || u.password_hash
+                    .as_deref()
+                    .is_none_or(|h| h.starts_with("SCRAM-SHA-256$"))
+        })
+}
+
 /// The account in `users` with this name and password. Every account is compared in full,
 /// whatever matched, so the time taken does not tell which part was wrong.
 pub fn find_user<'u>(users: &'u [User], user: &str, password: &str) -> Option<&'u User> {

@@ -9,13 +9,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use fe2o3_amqp_types::primitives::{Array, Symbol};
-use fe2o3_amqp_types::sasl::{SaslCode, SaslInit, SaslMechanisms, SaslOutcome};
+use fe2o3_amqp_types::primitives::{Array, Binary, Symbol};
+use fe2o3_amqp_types::sasl::{
+    SaslChallenge, SaslCode, SaslInit, SaslMechanisms, SaslOutcome, SaslResponse,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::{has_hashed_passwords, user_for_certificate, Exposure};
+use crate::config::{
+    has_hashed_passwords, scram_keys_for, scram_offered, user_for_certificate, Exposure,
+};
 
+use super::scram;
 use super::settings::TransportConfig;
 use super::tls::Channel;
 use crate::logging::PeerText;
@@ -134,6 +139,8 @@ struct Policy {
     plain: bool,
     /// The CN of the peer's verified client certificate, for EXTERNAL.
     external: Option<String>,
+    /// SCRAM-SHA-256 is offered (to everyone: the password never crosses the wire).
+    scram: bool,
 }
 
 impl Policy {
@@ -149,6 +156,7 @@ impl Policy {
             // Inside TLS the password travels encrypted.
             plain: channel.encrypted || allowed(config.plain_without_tls),
             external: channel.peer_cn.clone(),
+            scram: scram_offered(&config.users),
         }
     }
 }
@@ -185,6 +193,10 @@ where
     if policy.external.is_some() {
         mechanisms.push(Symbol::from("EXTERNAL"));
     }
+    // Before PLAIN and ANONYMOUS, so a client that picks the first it knows picks it.
+    if policy.scram {
+        mechanisms.push(Symbol::from(scram::MECHANISM));
+    }
     if policy.anonymous {
         mechanisms.push(Symbol::from("ANONYMOUS"));
     }
@@ -196,22 +208,16 @@ where
         sasl_server_mechanisms: Array(mechanisms),
     });
     wr.write_all(&out.take_all()).await?;
+    wr.flush().await?;
 
-    let raw = loop {
-        if let Some(raw) = decode_raw(rbuf, SASL_MAX_FRAME)? {
-            break raw;
-        }
-        if rd.read_buf(rbuf).await? == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-    };
+    let raw = read_sasl_frame(rd, rbuf).await?;
     let init: SaslInit = decode_sasl(&raw)?;
     // A source or user name that failed too often is refused without a look at the password.
-    let user = plain_user(&init);
+    let user = plain_user(&init).or_else(|| scram_user(&init));
     let now = std::time::Instant::now();
     if !config.throttle.allows(peer.ip(), user.as_deref(), now) {
         tokio::time::sleep(config.failure_delay).await;
-        send_outcome(wr, SaslCode::Auth).await?;
+        send_outcome(wr, SaslCode::Auth, None).await?;
         wr.flush().await?;
         return Err(HandshakeError::AuthFailed(
             "too many failed logins from this source or for this user name; refused unchecked"
@@ -219,28 +225,92 @@ where
         ));
     }
     // Checking a hashed password takes milliseconds of CPU: off the async threads.
-    let decided = if init.mechanism.as_str() == "PLAIN" && has_hashed_passwords(&config.users) {
+    let decided = if init.mechanism.as_str() == scram::MECHANISM && policy.scram {
+        scram_exchange(rd, wr, rbuf, &init, config).await?
+    } else if init.mechanism.as_str() == "PLAIN" && has_hashed_passwords(&config.users) {
         let (init, config, policy) = (init.clone(), config.clone(), policy.clone());
         tokio::task::spawn_blocking(move || authenticate(&init, &config, &policy))
             .await
             .unwrap_or_else(|e| Err(format!("the password check failed: {e}")))
+            .map(|identity| (identity, None))
     } else {
-        authenticate(&init, config, policy)
+        authenticate(&init, config, policy).map(|identity| (identity, None))
     };
     match decided {
-        Ok(identity) => {
-            send_outcome(wr, SaslCode::Ok).await?;
+        Ok((identity, additional)) => {
+            send_outcome(wr, SaslCode::Ok, additional).await?;
+            wr.flush().await?;
             Ok(identity)
         }
         Err(reason) => {
             config.throttle.failed(peer.ip(), user.as_deref(), now);
             // A failed login is answered late, and never says which part was wrong.
             tokio::time::sleep(config.failure_delay).await;
-            send_outcome(wr, SaslCode::Auth).await?;
+            send_outcome(wr, SaslCode::Auth, None).await?;
             wr.flush().await?;
             Err(HandshakeError::AuthFailed(reason))
         }
     }
+}
+
+async fn read_sasl_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    rbuf: &mut BytesMut,
+) -> Result<crate::codec::frame::RawFrame, HandshakeError> {
+    loop {
+        if let Some(raw) = decode_raw(rbuf, SASL_MAX_FRAME)? {
+            return Ok(raw);
+        }
+        if rd.read_buf(rbuf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+}
+
+/// SCRAM-SHA-256 after its `sasl-init`: the challenge (server-first-message), the client's
+/// response (client-final-message), then the identity and the server-final-message for the
+/// outcome's additional data, or why the login failed.
+async fn scram_exchange<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    rbuf: &mut BytesMut,
+    init: &SaslInit,
+    config: &TransportConfig,
+) -> Result<Result<(Identity, Option<Binary>), String>, HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let first = init
+        .initial_response
+        .as_ref()
+        .map_or(&[][..], |b| b.as_ref());
+    let (exchange, server_first) =
+        match scram::start(first, |name| scram_keys_for(&config.users, name)) {
+            Ok(started) => started,
+            Err(why) => return Ok(Err(why)),
+        };
+    let mut out = Output::default();
+    out.push_sasl(&SaslChallenge {
+        challenge: Binary::from(server_first),
+    });
+    wr.write_all(&out.take_all()).await?;
+    wr.flush().await?;
+    let raw = read_sasl_frame(rd, rbuf).await?;
+    let response: SaslResponse = decode_sasl(&raw)?;
+    Ok(exchange
+        .finish(response.response.as_ref())
+        .map(|(user, last)| (Identity::User(user), Some(Binary::from(last)))))
+}
+
+/// The user name a SCRAM client-first-message names (for the login throttle).
+fn scram_user(init: &SaslInit) -> Option<String> {
+    if init.mechanism.as_str() != scram::MECHANISM {
+        return None;
+    }
+    let first = std::str::from_utf8(init.initial_response.as_ref()?.as_ref()).ok()?;
+    let name = first.split(',').find_map(|a| a.strip_prefix("n="))?;
+    Some(name.replace("=2C", ",").replace("=3D", "="))
 }
 
 /// The user name (authcid) a PLAIN response names, if it is UTF-8.
@@ -345,11 +415,15 @@ fn external(
     Ok(Identity::User(user))
 }
 
-async fn send_outcome<W: AsyncWrite + Unpin>(wr: &mut W, code: SaslCode) -> std::io::Result<()> {
+async fn send_outcome<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    code: SaslCode,
+    additional_data: Option<Binary>,
+) -> std::io::Result<()> {
     let mut out = Output::default();
     out.push_sasl(&SaslOutcome {
         code,
-        additional_data: None,
+        additional_data,
     });
     wr.write_all(&out.take_all()).await
 }

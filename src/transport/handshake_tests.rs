@@ -48,6 +48,7 @@ fn permissive() -> Policy {
         anonymous: true,
         plain: true,
         external: None,
+        scram: false,
     }
 }
 
@@ -229,6 +230,7 @@ fn anonymous_follows_the_policy_and_unknown_mechanisms_fail() {
         anonymous: false,
         plain: true,
         external: None,
+        scram: false,
     };
     assert!(authenticate(&anonymous(), &config, &closed).is_err());
     let external = SaslInit {

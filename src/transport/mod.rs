@@ -12,6 +12,7 @@ pub mod login_throttle;
 pub mod prefixed;
 pub mod refuse;
 pub mod registry;
+pub mod scram;
 pub mod settings;
 pub mod shutdown;
 pub mod tls;
