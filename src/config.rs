@@ -16,6 +16,7 @@ mod queues;
 mod storage;
 mod tls;
 mod users;
+pub mod vhosts;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ pub use users::{
     allowed, find_user, has_hashed_passwords, scram_keys_for, scram_offered, user_for_certificate,
     Action, Permission, Permissions, User,
 };
+pub use vhosts::VirtualHosts;
 pub use websocket::WebSocketConfig;
 use websocket::WEBSOCKET_KEYS;
 
@@ -85,6 +87,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Accounts accepted by SASL PLAIN; names are unique and non-empty.
     pub users: Vec<User>,
+    /// Virtual hosts besides the default one (`[vhosts."NAME"]`).
+    pub vhosts: VirtualHosts,
     /// Per-queue settings by name pattern.
     pub queues: QueueRules,
     /// The management listener: HTTP API, metrics and console.
@@ -166,6 +170,7 @@ impl Default for Config {
                 anonymous_user: None,
             },
             users: Vec::new(),
+            vhosts: VirtualHosts::default(),
             queues: QueueRules::default(),
             admin: AdminConfig {
                 enabled: true,
@@ -194,6 +199,7 @@ const ROOT_KEYS: &[&str] = &[
     "tls",
     "roles",
     "websocket",
+    "vhosts",
 ];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen", "hosts", "tls", "cert", "key"];
 const BROKER_KEYS: &[&str] = &[
@@ -265,12 +271,15 @@ impl Config {
                 .auth
                 .read(&src, src.table(node, "auth", "[auth]", AUTH_KEYS)?)?;
         }
+        if let Some(node) = get(root, "vhosts") {
+            config.vhosts = VirtualHosts::read(&src, node)?;
+        }
         if let Some(node) = get(root, "users") {
             let roles = match get(root, "roles") {
-                Some(node) => users::read_roles(&src, node)?,
+                Some(node) => users::read_roles(&src, node, &config.vhosts)?,
                 None => Default::default(),
             };
-            config.users = users::read_users(&src, node, &roles)?;
+            config.users = users::read_users(&src, node, &roles, &config.vhosts)?;
         }
         // With users configured, a login is expected: anonymous access is off unless the file
         // asks for it (issue 16; before, loopback stayed open).

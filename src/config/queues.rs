@@ -347,6 +347,9 @@ impl QueueRules {
     }
 
     fn overrides_for(&self, queue: &str) -> QueueOverrides {
+        // A virtual host's queue is configured by its name there: the same patterns serve
+        // every host.
+        let queue = super::vhosts::split(queue).1;
         let mut matching: Vec<_> = self
             .rules
             .iter()

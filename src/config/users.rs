@@ -7,6 +7,7 @@ use super::document::{child, get, Node, Source, Value};
 use super::error::ConfigError;
 use super::password;
 use super::pattern::Pattern;
+use super::vhosts::{self, VirtualHosts};
 
 const USER_KEYS: &[&str] = &[
     "name",
@@ -17,9 +18,10 @@ const USER_KEYS: &[&str] = &[
     "max_connections",
     "max_queues",
     "certificate_cn",
+    "vhosts",
 ];
 const ROLE_KEYS: &[&str] = &["permissions"];
-const PERMISSION_KEYS: &[&str] = &["address", "allow"];
+const PERMISSION_KEYS: &[&str] = &["address", "allow", "vhost"];
 
 /// One account. `Debug` hides the password so configs can be logged.
 #[derive(Clone, PartialEq, Default)]
@@ -46,6 +48,9 @@ pub struct User {
     pub max_connections: Option<u32>,
     /// Queues the account may create by attaching to a name nothing has (`None`: no cap).
     pub max_queues: Option<u32>,
+    /// The virtual hosts the account may open a connection to (`None`: all of them); `"/"`
+    /// is the default one.
+    pub vhosts: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for User {
@@ -59,6 +64,7 @@ impl std::fmt::Debug for User {
             .field("permissions", &self.permissions)
             .field("max_connections", &self.max_connections)
             .field("max_queues", &self.max_queues)
+            .field("vhosts", &self.vhosts)
             .finish()
     }
 }
@@ -100,11 +106,13 @@ impl Action {
     ];
 }
 
-/// One `{ address = "PATTERN", allow = [...] }` entry.
+/// One `{ address = "PATTERN", allow = [...], vhost = "NAME" }` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permission {
     address: Pattern,
     allow: u8,
+    /// The virtual host it applies in (`None`: every one).
+    vhost: Option<String>,
 }
 
 /// A user's permissions: the union of its entries (there are no denials).
@@ -114,11 +122,17 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    /// Whether some entry whose pattern matches `address` allows `action`.
+    /// Whether some entry whose pattern matches `address` allows `action`. `address` is the
+    /// broker's name of the node: a virtual host's node (`vhost:NAME/orders`) is matched by
+    /// its name there (`orders`), against the entries for that host and those for every host.
     pub fn allows(&self, action: Action, address: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|p| p.allow & action.bit() != 0 && p.address.matches(address))
+        let (vhost, name) = vhosts::split(address);
+        let vhost = vhost.unwrap_or(vhosts::DEFAULT);
+        self.entries.iter().any(|p| {
+            p.allow & action.bit() != 0
+                && p.vhost.as_deref().is_none_or(|v| v == vhost)
+                && p.address.matches(name)
+        })
     }
 }
 
@@ -132,6 +146,7 @@ pub fn allowed(permissions: Option<&Permissions>, action: Action, address: &str)
 pub(super) fn read_roles(
     src: &Source,
     node: &Node,
+    hosts: &VirtualHosts,
 ) -> Result<HashMap<String, Permissions>, ConfigError> {
     let Value::Table(roles) = &node.value else {
         let message = format!("expected [roles.NAME] tables, found {}", node.describe());
@@ -142,7 +157,7 @@ pub(super) fn read_roles(
         let path = child("roles", name);
         let table = src.table(role, &path, &format!("[roles.\"{name}\"]"), ROLE_KEYS)?;
         let permissions = match get(table, "permissions") {
-            Some(p) => read_permissions(src, p, &child(&path, "permissions"))?,
+            Some(p) => read_permissions(src, p, &child(&path, "permissions"), hosts)?,
             None => Permissions::default(),
         };
         out.insert(name.clone(), permissions);
@@ -150,7 +165,12 @@ pub(super) fn read_roles(
     Ok(out)
 }
 
-fn read_permissions(src: &Source, node: &Node, path: &str) -> Result<Permissions, ConfigError> {
+fn read_permissions(
+    src: &Source,
+    node: &Node,
+    path: &str,
+    hosts: &VirtualHosts,
+) -> Result<Permissions, ConfigError> {
     let Value::Array(items) = &node.value else {
         let message = format!(
             r#"expected a list like [{{ address = "orders.#", allow = ["send"] }}], found {}"#,
@@ -179,15 +199,38 @@ fn read_permissions(src: &Source, node: &Node, path: &str) -> Result<Permissions
             };
             allow |= action.bit();
         }
-        entries.push(Permission { address, allow });
+        let vhost = get(table, "vhost")
+            .map(|n| vhost_name(src, n, &child(&path, "vhost"), hosts))
+            .transpose()?;
+        entries.push(Permission {
+            address,
+            allow,
+            vhost,
+        });
     }
     Ok(Permissions { entries })
+}
+
+/// A virtual host's name where one is expected: `"/"` or one of `[vhosts]`.
+fn vhost_name(
+    src: &Source,
+    node: &Node,
+    path: &str,
+    hosts: &VirtualHosts,
+) -> Result<String, ConfigError> {
+    let name = src.string(node, path)?;
+    if !hosts.contains(name) {
+        let message = format!("no virtual host {name:?}: expected \"/\" or one of [vhosts]");
+        return Err(src.invalid(node, path, message));
+    }
+    Ok(name.to_owned())
 }
 
 pub(super) fn read_users(
     src: &Source,
     node: &Node,
     roles: &HashMap<String, Permissions>,
+    hosts: &VirtualHosts,
 ) -> Result<Vec<User>, ConfigError> {
     let Value::Array(entries) = &node.value else {
         return Err(src.invalid(
@@ -249,7 +292,7 @@ pub(super) fn read_users(
             None => Vec::new(),
         };
         let own = get(table, "permissions")
-            .map(|p| read_permissions(src, p, &child(&path, "permissions")))
+            .map(|p| read_permissions(src, p, &child(&path, "permissions"), hosts))
             .transpose()?;
         let from_roles: Vec<&Permissions> =
             user_roles.iter().filter_map(|r| roles.get(r)).collect();
@@ -269,6 +312,28 @@ pub(super) fn read_users(
                 .transpose()
         };
         let (max_connections, max_queues) = (cap("max_connections")?, cap("max_queues")?);
+        let vhosts = match get(table, "vhosts") {
+            Some(n) => {
+                let key = child(&path, "vhosts");
+                let Value::Array(items) = &n.value else {
+                    return Err(src.invalid(
+                        n,
+                        &key,
+                        format!(
+                            "expected a list of virtual host names, found {}",
+                            n.describe()
+                        ),
+                    ));
+                };
+                let names = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| vhost_name(src, item, &format!("{key}[{i}]"), hosts))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(names)
+            }
+            None => None,
+        };
         if let Some((_, first)) = users.iter().find(|(u, _)| u.name == name) {
             let line = src.location(first.start()).line;
             let message = format!("duplicate user \"{name}\" (first defined on line {line})");
@@ -285,6 +350,7 @@ pub(super) fn read_users(
                 permissions,
                 max_connections,
                 max_queues,
+                vhosts,
             },
             name_node,
         ));

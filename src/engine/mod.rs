@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub max_links: u32,
     /// Unsettled deliveries the broker lets a consumer link hold (0: its credit decides).
     pub max_unsettled: u32,
+    /// The virtual hosts an `open`'s hostname may select.
+    pub vhosts: std::sync::Arc<crate::config::VirtualHosts>,
 }
 
 impl From<&Config> for EngineConfig {
@@ -67,6 +69,7 @@ impl From<&Config> for EngineConfig {
             max_sessions: c.limits.max_sessions_per_connection,
             max_links: c.limits.max_links_per_connection,
             max_unsettled: c.limits.max_unsettled_per_link,
+            vhosts: std::sync::Arc::new(c.vhosts.clone()),
         }
     }
 }

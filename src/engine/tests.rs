@@ -34,6 +34,7 @@ impl Harness {
             user: None,
             permissions: None,
             max_queues: None,
+            vhosts: None,
         };
         let conn = Connection::new(
             EngineConfig::from(config),

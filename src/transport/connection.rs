@@ -370,6 +370,7 @@ async fn serve_amqp<R, W>(
             addr: peer,
             permissions: account.and_then(|u| u.permissions.clone()).map(Arc::new),
             max_queues: account.and_then(|u| u.max_queues),
+            vhosts: account.and_then(|u| u.vhosts.clone()),
             user,
         },
         Instant::now().into_std(),

@@ -502,7 +502,11 @@ impl Queue {
         }
         let router = self.router.upgrade();
         let target = match (&self.settings.dead_letter_address, &router) {
-            (Some(address), Some(router)) => router.queue_named(address),
+            // In this queue's virtual host: the address is a name there.
+            (Some(address), Some(router)) => {
+                let vhost = crate::config::vhosts::split(&self.name).0;
+                router.queue_named(&crate::config::vhosts::qualify(vhost, address))
+            }
             (Some(_), None) => Err("the broker is stopping".to_owned()),
             (None, _) => Err("the queue has no dead_letter_address".to_owned()),
         };

@@ -178,7 +178,7 @@ impl Router {
             if !spec.durable {
                 continue;
             }
-            if !spec.name.starts_with("amq.") {
+            if !crate::broker::routing::exchanges::reserved(&spec.name) {
                 saved.exchanges.push(SavedExchange::of(spec));
             }
             for b in x.bindings() {

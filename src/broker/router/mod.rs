@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
-use crate::config::{ConfigError, QueueRules, QueueSettings};
+use crate::config::{vhosts, ConfigError, QueueRules, QueueSettings};
 use crate::store::{SegmentId, Store};
 
 use crate::broker::consumer::ConsumerId;
@@ -232,8 +232,14 @@ impl Router {
 
     /// Creates a temporary queue with a generated name for a dynamic link of `connection`;
     /// [`Router::link_ended`] deletes it when its lifetime policy says so.
-    pub fn create_dynamic(&self, connection: u64, lifetime: Lifetime) -> Arc<Queue> {
-        let name = format!("sluice.dynamic.{}", self.next_id());
+    /// `vhost` is the connection's virtual host (`None`: the default one).
+    pub fn create_dynamic(
+        &self,
+        connection: u64,
+        lifetime: Lifetime,
+        vhost: Option<&str>,
+    ) -> Arc<Queue> {
+        let name = vhosts::qualify(vhost, &format!("sluice.dynamic.{}", self.next_id()));
         let settings = self.rules.settings_for(&name);
         let temporary = Temporary::new(connection, lifetime);
         let queue = Queue::new_temporary(name.clone(), settings, temporary, self.me.clone());

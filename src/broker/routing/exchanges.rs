@@ -7,6 +7,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
 use super::exchange::{Exchange, ExchangeKind, ExchangeSpec};
+use crate::config::vhosts;
 
 /// The exchanges that always exist and cannot be deleted.
 pub const DEFAULT_EXCHANGES: [(&str, ExchangeKind); 4] = [
@@ -50,6 +51,8 @@ impl ExchangeTable {
     /// Declares the exchange `spec` describes: created if new, else it must agree with the
     /// one there. Returns it and whether it was created.
     pub fn declare(&self, spec: ExchangeSpec) -> Result<(Arc<Exchange>, bool), ExchangeError> {
+        // A virtual host's own `amq.` exchanges come into being when first named.
+        self.get(&spec.name);
         match self.exchanges.entry(spec.name.clone()) {
             MapEntry::Occupied(e) => {
                 let differ = e.get().spec().differences(&spec);
@@ -60,7 +63,7 @@ impl ExchangeTable {
                 }
             }
             MapEntry::Vacant(slot) => {
-                if spec.name.starts_with("amq.") {
+                if reserved(&spec.name) {
                     return Err(ExchangeError::Reserved(spec.name));
                 }
                 tracing::info!(exchange = %spec.name, kind = spec.kind.name(), "exchange declared");
@@ -70,19 +73,32 @@ impl ExchangeTable {
     }
 
     /// The exchange `name`, if it exists.
+    /// A virtual host has the four default exchanges too, made the first time one is named.
     pub fn get(&self, name: &str) -> Option<Arc<Exchange>> {
-        self.exchanges.get(name).map(|e| e.clone())
+        if let Some(e) = self.exchanges.get(name) {
+            return Some(e.clone());
+        }
+        let (Some(_), local) = vhosts::split(name) else {
+            return None;
+        };
+        let (_, kind) = DEFAULT_EXCHANGES.iter().find(|(n, _)| *n == local)?;
+        let made = self
+            .exchanges
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Exchange::new(ExchangeSpec::new(name, *kind))));
+        Some(made.clone())
     }
 
     /// Deletes the exchange `name` with its bindings; whether it existed.
     pub fn delete(&self, name: &str) -> Result<bool, ExchangeError> {
-        if DEFAULT_EXCHANGES.iter().any(|(n, _)| *n == name) {
+        let local = vhosts::split(name).1;
+        if DEFAULT_EXCHANGES.iter().any(|(n, _)| *n == local) {
             return Err(ExchangeError::Reserved(name.to_owned()));
         }
         Ok(self.exchanges.remove(name).is_some())
     }
 
-    /// Every exchange, by name.
+    /// Every exchange, by name (a virtual host's default exchanges once named).
     pub fn all(&self) -> Vec<Arc<Exchange>> {
         let mut all: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
         all.sort_by(|a, b| a.name().cmp(b.name()));
@@ -95,4 +111,9 @@ impl ExchangeTable {
             exchange.unbind_queue(name);
         }
     }
+}
+
+/// Whether `name` (in any virtual host) is an `amq.` name, the broker's own.
+pub fn reserved(name: &str) -> bool {
+    vhosts::split(name).1.starts_with("amq.")
 }

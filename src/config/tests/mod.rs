@@ -317,7 +317,7 @@ fn unknown_keys_are_named_with_their_table_and_the_keys_it_accepts() {
     );
     assert_eq!(
         error("brokr = 1\n"),
-        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings, tls, roles, websocket"
+        "broker.toml:1:1: unknown key `brokr` in the top level; expected one of broker, auth, users, queues, admin, storage, limits, exchanges, bindings, tls, roles, websocket, vhosts"
     );
     assert_eq!(
         error("[queues.\"orders.#\"]\n  durabl = true\n"),

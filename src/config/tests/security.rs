@@ -215,3 +215,54 @@ fn anonymous_user_names_an_account_and_asks_for_anonymous_access() {
         "{e}"
     );
 }
+
+#[test]
+fn virtual_hosts_and_who_may_use_them() {
+    let c = parse(
+        r##"
+[vhosts.a]
+hostnames = ["a.example.com"]
+[vhosts.b]
+[[users]]
+name = "u"
+password = "p"
+vhosts = ["a", "/"]
+permissions = [{ vhost = "a", address = "orders.#", allow = ["send"] }, { address = "x", allow = ["send"] }]
+"##,
+    );
+    assert_eq!(c.vhosts.select(Some("a.example.com")), Ok(Some("a")));
+    assert_eq!(c.vhosts.select(Some("vhost:b")), Ok(Some("b")));
+    let u = &c.users[0];
+    assert_eq!(
+        u.vhosts.as_deref(),
+        Some(&["a".to_owned(), "/".to_owned()][..])
+    );
+    let p = u.permissions.as_ref().unwrap();
+    assert!(p.allows(Action::Send, "vhost:a/orders.eu"));
+    assert!(!p.allows(Action::Send, "vhost:b/orders.eu"));
+    assert!(!p.allows(Action::Send, "orders.eu"));
+    assert!(p.allows(Action::Send, "x") && p.allows(Action::Send, "vhost:b/x"));
+}
+
+#[test]
+fn virtual_host_mistakes_name_the_key() {
+    let users = "[[users]]\nname = \"u\"\npassword = \"p\"\n";
+    let e = error(&format!("{users}vhosts = [\"nowhere\"]\n"));
+    assert!(
+        e.contains("users[0].vhosts[0]") && e.contains("no virtual host \"nowhere\""),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{users}permissions = [{{ vhost = \"b\", address = \"#\", allow = [\"send\"] }}]\n"
+    ));
+    assert!(e.contains("users[0].permissions[0].vhost"), "{e}");
+    let e = error("[vhosts.\"a/b\"]\n");
+    assert!(e.contains("vhosts") && e.contains("without '/'"), "{e}");
+    let e = error("[vhosts.a]\nhostnames = [\"h\"]\n[vhosts.b]\nhostnames = [\"H\"]\n");
+    assert!(
+        e.contains("vhosts.b.hostnames") && e.contains("already selects virtual host \"a\""),
+        "{e}"
+    );
+    let e = error("[vhosts.a]\nhostname = \"h\"\n");
+    assert!(e.contains("hostname"), "{e}");
+}

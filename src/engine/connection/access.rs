@@ -15,9 +15,11 @@ impl Connection {
     /// Whether the user may do `action` to the node called `name`.
     pub(super) fn authorize(&self, action: Action, name: &str) -> Result<(), AmqpFailure> {
         match &self.peer.permissions {
-            Some(permissions) if !permissions.allows(action, name) => {
-                Err(denied(self.peer.user.as_deref(), action, name))
-            }
+            Some(permissions) if !permissions.allows(action, name) => Err(denied(
+                self.peer.user.as_deref(),
+                action,
+                self.client_name(name),
+            )),
             _ => Ok(()),
         }
     }
@@ -43,7 +45,7 @@ impl Connection {
                         "user '{}' may create at most {cap} queues (max_queues), and has; \
                          '{}' was not created",
                         PeerText(user),
-                        PeerText(name)
+                        PeerText(self.client_name(name))
                     ),
                 ));
             }

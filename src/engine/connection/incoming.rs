@@ -288,7 +288,8 @@ impl Connection {
                 };
                 let found = address::parse(to, &[])
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))
-                    .and_then(|a| {
+                    .and_then(|mut a| {
+                        a.name = self.node_name(&a.name)?;
                         // Each message is checked as an attach to its `to` would be.
                         let creates = self.authorize_node(Action::Send, &a.name)?;
                         let node = self

@@ -74,7 +74,7 @@ impl Connection {
         let mut reply_target = target.unwrap_or_default();
         if let (true, Some(node)) = (created_node, &node) {
             // The generated name of the node it asked for.
-            reply_target.address = Some(node.name().to_string());
+            reply_target.address = Some(self.client_name(node.name()).to_owned());
         }
         let reply = Attach {
             target: Some(Box::new(TargetArchetype::Target(reply_target))),
@@ -197,7 +197,7 @@ impl Connection {
         let reply_source = Source {
             // A dynamic source learns the name generated for it; others are echoed.
             address: if source.dynamic {
-                Some(queue.name().to_string())
+                Some(self.client_name(queue.name()).to_owned())
             } else {
                 source.address.clone()
             },

@@ -10,6 +10,7 @@ mod nodes;
 mod outgoing;
 mod sessions;
 mod transactions;
+mod vhost;
 
 pub use introspect::SessionInfo;
 
@@ -47,6 +48,8 @@ pub struct PeerInfo {
     pub permissions: Option<std::sync::Arc<crate::config::Permissions>>,
     /// Queues the user may create by attaching (`None`: no cap; anonymous peers have none).
     pub max_queues: Option<u32>,
+    /// The virtual hosts the user may open (`None`: every one).
+    pub vhosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,8 @@ pub struct Connection {
     peer: PeerInfo,
     state: State,
     container_id: Option<String>,
+    /// The virtual host its `open` selected (`None`: the default one).
+    vhost: Option<String>,
     /// The largest frame the peer accepts.
     remote_max_frame_size: u32,
     /// Half the peer's idle timeout: we must send something at least this often.
@@ -151,6 +156,7 @@ impl Connection {
             peer,
             state: State::AwaitOpen,
             container_id: None,
+            vhost: None,
             remote_max_frame_size: MIN_MAX_FRAME_SIZE,
             heartbeat_every: None,
             last_received: now,
@@ -371,6 +377,7 @@ impl Connection {
             .into());
         }
         self.container_id = Some(open.container_id.clone());
+        self.vhost = self.select_vhost(open.hostname.as_deref())?;
         self.remote_max_frame_size = open.max_frame_size.0.max(MIN_MAX_FRAME_SIZE);
         self.heartbeat_every = open
             .idle_time_out
@@ -381,6 +388,7 @@ impl Connection {
             peer = %self.peer.addr,
             container_id = %open.container_id,
             user = self.peer.user.as_deref().unwrap_or("anonymous"),
+            vhost = self.vhost.as_deref().unwrap_or(crate::config::vhosts::DEFAULT),
             "connection opened"
         );
         self.send_open();

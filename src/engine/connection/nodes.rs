@@ -13,7 +13,7 @@ use crate::broker::routing::address::{self, Address, Kind};
 use crate::broker::routing::exchange::Matcher;
 use crate::broker::routing::Node;
 use crate::broker::{Lifetime, Queue, RouteError};
-use crate::config::Action;
+use crate::config::{vhosts, Action};
 use crate::engine::filters::{self, SourceFilters};
 use crate::engine::terminus::{capabilities, lifetime_policy, node_properties};
 use crate::engine::AmqpFailure;
@@ -91,7 +91,7 @@ impl Connection {
         let node = match target {
             Some(t) if t.dynamic => {
                 let lifetime = lifetime_policy(t.dynamic_node_properties.as_ref());
-                let queue = self.router.create_dynamic(self.id, lifetime);
+                let queue = self.router.create_dynamic(self.id, lifetime, self.vhost());
                 return Ok(ProducerNode {
                     max_message_size: queue.settings().max_message_size,
                     node: Some(Node::Queue(queue)),
@@ -108,6 +108,7 @@ impl Connection {
                 let mut address = address::parse(text, &capabilities(caps.as_ref()))
                     .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
                 declare(&mut address, t.dynamic_node_properties.as_ref())?;
+                address.name = self.node_name(&address.name)?;
                 let creates = self.authorize_node(Action::Send, &address.name)?;
                 let node = self.router.target(&address).map_err(route_failure)?;
                 if creates {
@@ -152,7 +153,7 @@ impl Connection {
         let binding = filters.binding.clone();
         if source.dynamic {
             let lifetime = lifetime_policy(source.dynamic_node_properties.as_ref());
-            let queue = self.router.create_dynamic(self.id, lifetime);
+            let queue = self.router.create_dynamic(self.id, lifetime, self.vhost());
             return Ok(ConsumerQueue::on_queue(queue, true, filters));
         }
         let Some(text) = source.address.as_deref() else {
@@ -165,6 +166,7 @@ impl Connection {
         let mut address = address::parse(text, &caps)
             .map_err(|why| AmqpFailure::new(AmqpError::InvalidField, why))?;
         declare(&mut address, source.dynamic_node_properties.as_ref())?;
+        address.name = self.node_name(&address.name)?;
         let name = address.name.as_str();
         self.router.check_kind(&address).map_err(route_failure)?;
         // Looking without taking (a browser) is its own permission, on a queue; on an exchange
@@ -212,6 +214,7 @@ impl Connection {
             if durable || shared {
                 let (name, volatile) =
                     subscription_name(link, self.container_id(), caps.contains(&"global"));
+                let name = vhosts::qualify(self.vhost(), &name);
                 let durable = durable && !volatile;
                 let (queue, created) = self
                     .router
@@ -273,15 +276,18 @@ impl Connection {
     /// durable subscription its link name names, with the source it stands for; None if there
     /// is none.
     pub(super) fn existing_subscription(&self, link: &str) -> Option<(Arc<Queue>, Source)> {
-        let (name, _) = subscription_name(link, self.container_id(), false);
-        let global = subscription_name(link, None, true).0;
+        let name = vhosts::qualify(
+            self.vhost(),
+            &subscription_name(link, self.container_id(), false).0,
+        );
+        let global = vhosts::qualify(self.vhost(), &subscription_name(link, None, true).0);
         let queue = self
             .router
             .get(&name)
             .or_else(|| self.router.get(&global))?;
         let exchange = self.router.subscribed_to(queue.name())?;
         let source = Source {
-            address: Some(exchange.name().to_owned()),
+            address: Some(self.client_name(exchange.name()).to_owned()),
             durable: TerminusDurability::UnsettledState,
             expiry_policy: TerminusExpiryPolicy::Never,
             ..Source::default()

@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
             user: None,
             permissions: None,
             max_queues: None,
+            vhosts: None,
         },
         Instant::now(),
     );
