@@ -210,6 +210,10 @@ impl Broker {
         let registry = Arc::new(Registry::default());
         let (stopper, shutdown) = Stopper::new();
         let transport = TransportConfig::from(&config);
+        tokio::spawn(summarise_logins(
+            transport.throttle.clone(),
+            shutdown.clone(),
+        ));
         if let Some(listener) = admin_listener {
             let state = Arc::new(admin::AdminState {
                 router: router.clone(),
@@ -332,6 +336,25 @@ async fn watch_store(router: Arc<Router>, mut shutdown: Shutdown) {
             _ = shutdown.stopping() => return,
         }
         router.memory().set_store_full(store.full());
+    }
+}
+
+/// Writes the failed-login summary (at most one line a minute; a lone failure after a quiet
+/// spell shows within seconds).
+async fn summarise_logins(
+    throttle: Arc<transport::login_throttle::LoginThrottle>,
+    mut shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.stopping() => return,
+        }
+        if let Some(line) = throttle.summary.take(std::time::Instant::now()) {
+            tracing::warn!("{line}");
+        }
     }
 }
 

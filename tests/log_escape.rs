@@ -1,5 +1,7 @@
-//! A peer cannot forge log lines (issue 12 §7): a SASL user name and a container-id holding a
-//! newline and a terminal escape reach the log escaped, on the line they belong to.
+//! What a peer can make the broker log. It cannot forge log lines (issue 12 §7): a SASL user
+//! name and a container-id holding a newline and a terminal escape reach the log escaped, on
+//! the line they belong to. Nor flood it (issue 16): failed logins are logged once, then
+//! summarised.
 //!
 //! The broker runs on this test's thread (a current-thread runtime), so the subscriber set
 //! for the thread sees everything the connection tasks log.
@@ -44,18 +46,23 @@ impl Captured {
 /// The tail every forged string carries: a line of its own, then "clear the screen".
 const FORGED: &str = "\nERROR forged line\x1b[2J";
 
-#[tokio::test]
-async fn user_names_and_container_ids_are_logged_escaped() {
+/// Captures what the broker logs on this thread, with the subscriber `sluice` installs: the
+/// escaping field formatter, plain text.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
-    // The subscriber `sluice` installs: the escaping field formatter, plain text.
     let subscriber = tracing_subscriber::fmt()
         .fmt_fields(sluice::log_fields())
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn user_names_and_container_ids_are_logged_escaped() {
+    let (captured, _guard) = capture();
 
     let mut config = test_config();
     config.users = vec![User {
@@ -104,4 +111,46 @@ async fn user_names_and_container_ids_are_logged_escaped() {
             "a line that does not start with a timestamp: {line:?}\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn failed_logins_are_logged_once_then_summarised() {
+    let (captured, _guard) = capture();
+    let mut config = test_config();
+    config.users = vec![User {
+        name: "app".into(),
+        password: "secret".into(),
+        ..Default::default()
+    }];
+    config.auth.failure_delay_ms = 0;
+    let (broker, url) = start(config).await;
+    for i in 0..8 {
+        let refused = Connection::builder()
+            .container_id("guesser")
+            .sasl_profile(SaslProfile::Plain {
+                username: format!("user{}", i % 2),
+                password: "guess".into(),
+            })
+            .open(url.as_str())
+            .await;
+        assert!(refused.is_err(), "a wrong password was accepted");
+    }
+    // The summary task looks every 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !captured.text().contains("failed logins and") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    broker.shutdown().await;
+    let log = captured.text();
+    assert_eq!(log.matches("login failed").count(), 1, "{log}");
+    let summary = log
+        .lines()
+        .find(|l| l.contains("failed logins and"))
+        .unwrap_or_else(|| panic!("no summary line:\n{log}"));
+    assert!(
+        summary.contains("8 failed logins and 0 refused unchecked"),
+        "{summary}"
+    );
+    assert!(summary.contains("127.0.0.1 (8)"), "{summary}");
+    assert!(summary.contains("'user0' (4), 'user1' (4)"), "{summary}");
 }

@@ -72,7 +72,9 @@ pub async fn require_admin(
     let allowed: &[&str] = if reads { READ_ROLES } else { WRITE_ROLES };
     match found {
         None => {
-            state.throttle.failed(peer.ip(), Some(&tried), now);
+            if state.throttle.failed(peer.ip(), Some(&tried), now) {
+                tracing::warn!(%peer, user = %crate::logging::PeerText(&tried), "admin API login failed: wrong user name or password (more failures are summarised, a line a minute)");
+            }
             challenge("wrong user name or password")
         }
         Some(u) if !u.roles.iter().any(|r| allowed.contains(&r.as_str())) => ApiError::new(

@@ -306,6 +306,12 @@ async fn serve_amqp<R, W>(
             let _ = wr.shutdown().await;
             return;
         }
+        Some(Err(HandshakeError::AuthFailed(why))) => {
+            // Counted for the summary line (login_summary): a guessing run must not flood the log.
+            tracing::debug!(%peer, "login failed: {why}");
+            let _ = wr.shutdown().await;
+            return;
+        }
         Some(Err(e)) => {
             if let Some(suppressed) = shared.admission.handshake_failures.allow(now()) {
                 tracing::warn!(%peer, suppressed, "connection refused during handshake: {e}");

@@ -243,7 +243,9 @@ where
             Ok(identity)
         }
         Err(reason) => {
-            config.throttle.failed(peer.ip(), user.as_deref(), now);
+            if config.throttle.failed(peer.ip(), user.as_deref(), now) {
+                tracing::warn!(%peer, "login failed: {reason} (more failures are summarised, a line a minute)");
+            }
             // A failed login is answered late, and never says which part was wrong.
             tokio::time::sleep(config.failure_delay).await;
             send_outcome(wr, SaslCode::Auth, None).await?;

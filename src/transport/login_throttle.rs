@@ -43,6 +43,8 @@ pub struct LoginThrottle {
     buckets: Mutex<HashMap<Key, Bucket>>,
     failures: AtomicU64,
     throttled: AtomicU64,
+    /// What the log's summary line will say.
+    pub summary: super::login_summary::LoginSummary,
 }
 
 /// The source a peer counts as: its IPv4 address, or the /64 of its IPv6 address.
@@ -70,13 +72,17 @@ impl LoginThrottle {
             || user.is_some_and(|u| empty(&Key::User(u.to_owned())));
         if refused {
             self.throttled.fetch_add(1, Ordering::Relaxed);
+            self.summary.record(source(peer), user, true);
         }
         !refused
     }
 
-    /// A login from `peer` as `user` failed.
-    pub fn failed(&self, peer: IpAddr, user: Option<&str>, now: Instant) {
+    /// A login from `peer` as `user` failed. Whether it is the first since the log's last
+    /// summary of failures, and so to be logged in full.
+    #[must_use]
+    pub fn failed(&self, peer: IpAddr, user: Option<&str>, now: Instant) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        let first = self.summary.record(source(peer), user, false);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_BUCKETS {
             buckets.retain(|_, b| b.tokens_at(now) < BURST);
@@ -91,6 +97,7 @@ impl LoginThrottle {
             bucket.tokens = (bucket.tokens_at(now) - 1.0).max(0.0);
             bucket.at = now;
         }
+        first
     }
 
     /// Failed logins since the start.
@@ -116,7 +123,7 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..10 {
             assert!(t.allows(a, Some("app"), start));
-            t.failed(a, Some("app"), start);
+            let _ = t.failed(a, Some("app"), start);
         }
         assert!(!t.allows(a, Some("other"), start), "the source is spent");
         assert!(
@@ -126,7 +133,7 @@ mod tests {
         assert!(t.allows(b, Some("other"), start), "others are not affected");
         let later = start + REFILL;
         assert!(t.allows(a, Some("other"), later), "one more per second");
-        t.failed(a, Some("other"), later);
+        let _ = t.failed(a, Some("other"), later);
         assert!(!t.allows(a, None, later));
         assert_eq!(t.failures(), 11);
         assert_eq!(t.throttled(), 3);
@@ -138,7 +145,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..10 {
             let ip: IpAddr = format!("2001:db8::{i}").parse().unwrap();
-            t.failed(ip, None, now);
+            let _ = t.failed(ip, None, now);
         }
         let same_64: IpAddr = "2001:db8::ffff".parse().unwrap();
         let other_64: IpAddr = "2001:db8:0:1::1".parse().unwrap();

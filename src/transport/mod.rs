@@ -8,6 +8,7 @@ pub mod fd_limit;
 pub mod handshake;
 pub mod listener;
 pub mod log_limit;
+pub mod login_summary;
 pub mod login_throttle;
 pub mod prefixed;
 pub mod refuse;
