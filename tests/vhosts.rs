@@ -132,7 +132,7 @@ async fn an_unknown_virtual_host_or_one_the_user_may_not_use_is_refused() {
     let broker = support::broker::start_with_toml(CONFIG).await;
     let unknown = refusal(&broker, None, "vhost:nowhere").await;
     assert!(
-        unknown.contains("NotFound") && unknown.contains("no virtual host 'nowhere'"),
+        unknown.contains("NotFound") && unknown.contains(r#"no virtual host \"nowhere\""#),
         "{unknown}"
     );
     let barred = refusal(&broker, Some("tenant_a"), "vhost:b").await;

@@ -363,22 +363,18 @@ pub(super) fn read_users(
 /// password SCRAM can use (an Argon2 hash, a certificate-only account) or no account at all.
 pub fn scram_keys_for(users: &[User], name: &str) -> Result<password::ScramKeys, String> {
     let Some(user) = users.iter().find(|u| u.name == name) else {
-        return Err(format!(
-            "no user '{}' (SCRAM)",
-            crate::logging::PeerText(name)
-        ));
+        // {:?}: the name is the peer's, and Debug escapes what could forge a log line.
+        return Err(format!("no user {name:?} (SCRAM)"));
     };
     match &user.password_hash {
         Some(hash) if hash.starts_with("SCRAM-SHA-256$") => password::ScramKeys::parse(hash),
         Some(_) => Err(format!(
-            "user '{}' has an Argon2 password_hash, which SCRAM-SHA-256 cannot check; give it \
-             SCRAM keys (sluice hash-password --scram) or log in with PLAIN",
-            crate::logging::PeerText(name)
+            "user {name:?} has an Argon2 password_hash, which SCRAM-SHA-256 cannot check; give it \
+             SCRAM keys (sluice hash-password --scram) or log in with PLAIN"
         )),
-        None if user.certificate_only => Err(format!(
-            "user '{}' logs in by client certificate only",
-            crate::logging::PeerText(name)
-        )),
+        None if user.certificate_only => {
+            Err(format!("user {name:?} logs in by client certificate only"))
+        }
         None => {
             let salt = password::random_bytes(16)?;
             Ok(password::ScramKeys::derive(

@@ -50,10 +50,9 @@ impl VirtualHosts {
             }
             return match self.hosts.iter().find(|h| h.name == name) {
                 Some(h) => Ok(Some(&h.name)),
+                // {:?}: the names are the peer's, and Debug escapes what could forge a log line.
                 None => Err(format!(
-                    "no virtual host '{}' (open hostname '{}')",
-                    crate::logging::PeerText(name),
-                    crate::logging::PeerText(hostname)
+                    "no virtual host {name:?} (open hostname {hostname:?})"
                 )),
             };
         }
@@ -176,7 +175,7 @@ mod tests {
         assert_eq!(hosts.select(Some("vhost:a")), Ok(Some("a")));
         assert_eq!(hosts.select(Some("a.EXAMPLE.com")), Ok(Some("a")));
         let err = hosts.select(Some("vhost:b")).unwrap_err();
-        assert!(err.contains("no virtual host 'b'"), "{err}");
+        assert!(err.contains("no virtual host \"b\""), "{err}");
         assert!(hosts.contains("/") && hosts.contains("a") && !hosts.contains("b"));
     }
 }
