@@ -48,6 +48,7 @@ pub mod testing {
     pub use crate::store::{FaultOp, SimFs};
     pub use crate::store::{Fs, RealFs, RecordKind, RecordPos, SegmentWriter};
     pub use crate::transport::connection::feed_input;
+    pub use crate::transport::scram;
 }
 
 /// The store as the binary's `repair` command reads and mends it. Not a stable API.
