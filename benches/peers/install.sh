@@ -106,6 +106,12 @@ if [ ! -x "$ramqp_bin" ]; then
   echo "install.sh: cargo install ramqp-broker --root $peers/ramqp"
   cargo install ramqp-broker --root "$peers/ramqp"
 fi
+# Its durable queues need the store-redb feature: a second build, for compare.sh --config durable.
+ramqp_durable="$peers/ramqp-durable/bin/ramqp-brokerd"
+if [ ! -x "$ramqp_durable" ]; then
+  echo "install.sh: cargo install ramqp-broker --features store-redb --root $peers/ramqp-durable"
+  cargo install ramqp-broker --features store-redb --root "$peers/ramqp-durable"
+fi
 
 t1=$(date +%s)
 # --- versions --------------------------------------------------------------
@@ -124,3 +130,4 @@ echo "  AMQP:        ${amq_amqp:-NOT AVAILABLE: the Debian activemq package ship
 echo "Qpid Proton C: $(ver libqpid-proton11) (examples $(ver libqpid-proton11-dev-examples))"
 echo "  built:       $peers/proton-broker $peers/proton-send $peers/proton-receive"
 echo "rAMQP broker:  $ramqp_bin $( [ -x "$ramqp_bin" ] && echo "(installed)" || echo "(MISSING)")"
+echo "  durable:     $ramqp_durable $( [ -x "$ramqp_durable" ] && echo "(installed, store-redb)" || echo "(MISSING)")"
