@@ -154,7 +154,15 @@ struct State {
     segments: BTreeMap<u64, Counts>,
     /// The segment the writer has open: older ones are complete and synced.
     written_segment: u64,
+    /// Buffers of written chunks, emptied, for the next chunks (see [`SPARE_BUFFERS`]).
+    spare: Vec<BytesMut>,
 }
+
+/// Chunk buffers kept for reuse. A batch's buffer grows by doubling while records are
+/// appended (under the lock); a fresh one for every batch meant reallocating and copying
+/// more bytes than the batch held (issue 17's profile: 2 % of the broker's CPU in that
+/// memmove at 350k durable msg/s), where a reused one has the room already.
+const SPARE_BUFFERS: usize = 2;
 
 struct Shared {
     state: Mutex<State>,
@@ -225,6 +233,7 @@ impl Journal {
                 closed: false,
                 segments: counts,
                 written_segment: file.seq(),
+                spare: Vec::new(),
             }),
             work: Condvar::new(),
             stats,
@@ -353,11 +362,15 @@ impl Store for Journal {
         let chunk = match st.pending.last_mut() {
             Some(c) if c.segment == segment && !split => c,
             _ => {
+                let buf = st
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| BytesMut::with_capacity(64 * 1024));
                 st.pending.push(Chunk {
                     segment,
                     capacity,
                     start: offset,
-                    buf: BytesMut::with_capacity(64 * 1024),
+                    buf,
                     sync_before: split,
                 });
                 st.pending.last_mut().expect("just pushed")

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::super::record::{self, void_in_place};
 use super::super::segment::{delete_segment, RecordPos, Segment, StoreError, SEGMENT_HEADER_LEN};
 use super::super::{Completion, WriteFailed};
-use super::{Chunk, Shared, SyncMode, Waiter, SYNC_BUCKETS_US};
+use super::{Chunk, Shared, SyncMode, Waiter, MAX_BATCH_BYTES, SPARE_BUFFERS, SYNC_BUCKETS_US};
 
 /// How often an idle writer deletes dead segments, checks whether a full disk has room again,
 /// and retries a batch stalled for lack of space.
@@ -129,6 +129,7 @@ pub(super) fn run(shared: &Shared, file: Segment) -> bool {
             match write_batch(shared, &mut out, &chunks) {
                 Ok(()) => {
                     complete(shared, Ok(()), waiters);
+                    recycle(shared, chunks);
                     Ok(())
                 }
                 Err(e) => Err((e, chunks, waiters)),
@@ -157,6 +158,19 @@ pub(super) fn run(shared: &Shared, file: Segment) -> bool {
                 record_fence(shared, out.synced);
                 fail_everything(shared, &e, waiters)
             }
+        }
+    }
+}
+
+/// Gives the buffers of written chunks back for reuse, emptied; a buffer grown past two
+/// batch bounds (one huge record) is freed instead.
+fn recycle(shared: &Shared, chunks: Vec<Chunk>) {
+    let mut st = shared.lock();
+    for chunk in chunks {
+        let mut buf = chunk.buf;
+        if st.spare.len() < SPARE_BUFFERS && buf.capacity() as u64 <= 2 * MAX_BATCH_BYTES {
+            buf.clear();
+            st.spare.push(buf);
         }
     }
 }
