@@ -363,6 +363,18 @@ pub(super) fn read_users(
 /// password SCRAM can use (an Argon2 hash, a certificate-only account) or no account at all.
 pub fn scram_keys_for(users: &[User], name: &str) -> Result<password::ScramKeys, String> {
     let Some(user) = users.iter().find(|u| u.name == name) else {
+        // As long as a clear password's keys take to derive, so that the time taken does
+        // not tell which names exist.
+        if users
+            .iter()
+            .any(|u| u.password_hash.is_none() && !u.certificate_only)
+        {
+            let _ = password::ScramKeys::derive(
+                "",
+                b"sluice: no such user",
+                password::SCRAM_ITERATIONS,
+            );
+        }
         // {:?}: the name is the peer's, and Debug escapes what could forge a log line.
         return Err(format!("no user {name:?} (SCRAM)"));
     };

@@ -286,12 +286,18 @@ where
     let first = init
         .initial_response
         .as_ref()
-        .map_or(&[][..], |b| b.as_ref());
-    let (exchange, server_first) =
-        match scram::start(first, |name| scram_keys_for(&config.users, name)) {
-            Ok(started) => started,
-            Err(why) => return Ok(Err(why)),
-        };
+        .map_or_else(Vec::new, |b| b.to_vec());
+    // Deriving a clear password's keys takes milliseconds of CPU: off the async threads.
+    let users = config.users.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        scram::start(&first, |name| scram_keys_for(&users, name))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the SCRAM key derivation failed: {e}")));
+    let (exchange, server_first) = match started {
+        Ok(started) => started,
+        Err(why) => return Ok(Err(why)),
+    };
     let mut out = Output::default();
     out.push_sasl(&SaslChallenge {
         challenge: Binary::from(server_first),
@@ -310,9 +316,7 @@ fn scram_user(init: &SaslInit) -> Option<String> {
     if init.mechanism.as_str() != scram::MECHANISM {
         return None;
     }
-    let first = std::str::from_utf8(init.initial_response.as_ref()?.as_ref()).ok()?;
-    let name = first.split(',').find_map(|a| a.strip_prefix("n="))?;
-    Some(name.replace("=2C", ",").replace("=3D", "="))
+    scram::user_name(init.initial_response.as_ref()?.as_ref())
 }
 
 /// The user name (authcid) a PLAIN response names, if it is UTF-8.

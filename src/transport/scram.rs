@@ -34,6 +34,9 @@ pub struct Exchange {
 
 /// Reads the client's first message and answers with the server's: `keys_for` gives the
 /// user's keys, or why there are none.
+///
+/// Deriving a clear password's keys is 4096 HMAC rounds: callers run this off the async
+/// threads.
 pub fn start(
     client_first: &[u8],
     keys_for: impl FnOnce(&str) -> Result<ScramKeys, String>,
@@ -157,6 +160,15 @@ fn wrong(user: &str) -> String {
 
 /// `=2C` and `=3D` stand for `,` and `=` in a SCRAM name (RFC 5802 §5.1); any other `=` is an
 /// error.
+/// The user name a client-first-message gives (`n=`), for the login throttle; `None` if the
+/// message is not one.
+pub fn user_name(client_first: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(client_first).ok()?;
+    let bare = text.splitn(3, ',').nth(2)?;
+    let name = bare.split(',').find_map(|a| a.strip_prefix("n="))?;
+    unescape(name).ok()
+}
+
 fn unescape(name: &str) -> Result<String, String> {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
@@ -294,5 +306,14 @@ mod tests {
             assert!(start(bad, keys("pencil")).is_err(), "{bad:?}");
         }
         assert_eq!(unescape("a=2Cb=3Dc").unwrap(), "a,b=c");
+    }
+
+    #[test]
+    fn the_user_name_is_read_for_the_throttle_as_the_exchange_reads_it() {
+        assert_eq!(user_name(b"n,,n=a=2Cb=3Dc,r=x").as_deref(), Some("a,b=c"));
+        assert_eq!(user_name(b"n,a=u,n=u,r=x").as_deref(), Some("u"));
+        assert_eq!(user_name(b"n,,r=x"), None);
+        assert_eq!(user_name(b"n,,n=bad=2,r=x"), None);
+        assert_eq!(user_name(b"garbage"), None);
     }
 }
